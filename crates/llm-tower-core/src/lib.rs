@@ -1,0 +1,35 @@
+#![doc = "The vocabulary of llm-tower: requests, responses, streams, usage, money, errors and time."]
+#![doc = ""]
+#![doc = "Every provider is a `tower::Service<LlmRequest, Response = LlmResponse, Error = Error>`,"]
+#![doc = "and every layer of `llm-tower-layers` wraps such a service. This crate holds only"]
+#![doc = "types; `tokio` is used only behind [`clock::TokioClock`]."]
+#![forbid(unsafe_code)]
+
+pub mod chat;
+pub mod clock;
+pub mod context;
+pub mod error;
+pub mod limits;
+pub mod money;
+pub mod request;
+pub mod response;
+pub mod usage;
+
+pub use chat::{
+    ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, CompletionChoice,
+    CompletionRequest, CompletionResponse, Content, ContentPart, Delta, Embedding, EmbeddingInput,
+    EmbeddingVector, EmbeddingsRequest, EmbeddingsResponse, FunctionCall, FunctionCallDelta,
+    FunctionDef, ImageUrl, Message, Prompt, Role, Stop, StreamOptions, Tool, ToolCall,
+    ToolCallDelta,
+};
+pub use clock::{Clock, ManualClock, SharedClock, TokioClock};
+pub use context::{CallerKey, RequestContext, RequestId};
+pub use error::{BoxError, Error, ErrorKind, LimitOrigin};
+pub use limits::{LimitState, ProviderLimits};
+pub use money::{Money, Price, PriceError};
+pub use request::{LlmRequest, Operation, RequestBody};
+pub use response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta};
+pub use usage::{TokenEstimate, Usage, UsageMeter, UsageSource};
+
+/// The result type of the stack.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

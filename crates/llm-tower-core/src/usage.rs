@@ -1,0 +1,108 @@
+//! Token usage, its origin, and the meter that streamed responses are counted into.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Where a [`Usage`] came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// Reported by the provider.
+    #[default]
+    Provider,
+    /// Counted here with the model's exact tokenizer.
+    Counted,
+    /// Estimated here with a heuristic (no public tokenizer for the model, or an unknown model).
+    Estimated,
+}
+
+/// Tokens used by one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Input tokens, including cached ones.
+    pub prompt_tokens: u64,
+    /// Output tokens.
+    pub completion_tokens: u64,
+    /// Input tokens served from the provider's prompt cache (a subset of `prompt_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_prompt_tokens: u64,
+    /// `prompt_tokens + completion_tokens`.
+    pub total_tokens: u64,
+    /// Where the numbers came from.
+    #[serde(default)]
+    pub source: UsageSource,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Usage {
+    /// Usage with the total computed.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64, source: UsageSource) -> Self {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            cached_prompt_tokens: 0,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
+            source,
+        }
+    }
+
+    /// Sets the cached part of the prompt.
+    #[must_use]
+    pub fn with_cached(mut self, cached: u64) -> Self {
+        self.cached_prompt_tokens = cached.min(self.prompt_tokens);
+        self
+    }
+}
+
+/// The token-count layer's estimate for a request, written into the request context
+/// before the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenEstimate {
+    /// Prompt tokens (exact for OpenAI models with a known tokenizer).
+    pub prompt_tokens: u64,
+    /// The request's `max_tokens`, if it set one.
+    pub max_output_tokens: Option<u32>,
+    /// `Counted` when the prompt count is exact, `Estimated` otherwise.
+    pub source: UsageSource,
+}
+
+impl TokenEstimate {
+    /// The weight of the request for token rate limits: prompt plus the output bound
+    /// (`max_tokens`, else `default_output`).
+    pub fn weight(&self, default_output: u32) -> u64 {
+        self.prompt_tokens
+            .saturating_add(u64::from(self.max_output_tokens.unwrap_or(default_output)))
+    }
+}
+
+/// A shared counter of output tokens observed in a stream so far.
+///
+/// The token-count layer creates it, puts it in the request context, and adds every
+/// streamed chunk's tokens to it; inner layers (cost) read it when a stream ends, fails or
+/// is dropped, so partial output is settled with what was counted.
+#[derive(Debug, Clone, Default)]
+pub struct UsageMeter {
+    completion: Arc<AtomicU64>,
+}
+
+impl UsageMeter {
+    /// A meter at zero.
+    pub fn new() -> Self {
+        UsageMeter::default()
+    }
+
+    /// Adds output tokens.
+    pub fn add_completion(&self, tokens: u64) {
+        self.completion.fetch_add(tokens, Ordering::Relaxed);
+    }
+
+    /// Output tokens counted so far.
+    pub fn completion_tokens(&self) -> u64 {
+        self.completion.load(Ordering::Relaxed)
+    }
+}
