@@ -1,0 +1,2 @@
+//! Per-request overhead of the OpenAI provider (placeholder until written).
+fn main() {}

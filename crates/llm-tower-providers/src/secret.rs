@@ -1,0 +1,132 @@
+//! [`Secret`]: an API key or token that never shows up in `Debug`, `Display`, logs or errors.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use llm_tower_core::Error;
+
+/// A secret string (API key, bearer token).
+///
+/// `Debug` prints `Secret([redacted])` and `Display` prints `[redacted]`; the value is only
+/// reachable through [`Secret::expose`]. Providers put it only into header values marked
+/// sensitive (`HeaderValue::set_sensitive(true)`), which hyper and `http` never print.
+///
+/// # Clone
+///
+/// Clones share one allocation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(Arc::from(value.into()))
+    }
+
+    /// The secret value. Do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `true` when the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A sensitive header value `{prefix}{secret}` (for example `Bearer sk-...`).
+    ///
+    /// # Errors
+    ///
+    /// `Config` when the secret contains characters a header cannot carry (the error
+    /// never contains the secret).
+    pub fn header_value(&self, prefix: &str) -> Result<HeaderValue, Error> {
+        let mut v = String::with_capacity(prefix.len() + self.0.len());
+        v.push_str(prefix);
+        v.push_str(&self.0);
+        let mut hv = HeaderValue::from_str(&v).map_err(|_| {
+            Error::config("the API key contains characters that are not allowed in a header")
+        })?;
+        hv.set_sensitive(true);
+        Ok(hv)
+    }
+
+    /// Replaces every occurrence of the secret in `text` with `[redacted]`.
+    pub(crate) fn redact_in(&self, text: &str) -> String {
+        if self.0.len() < 4 || !text.contains(&*self.0) {
+            return text.to_owned();
+        }
+        text.replace(&*self.0, "[redacted]")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret::new(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret::new(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_are_redacted() {
+        let s = Secret::new("sk-very-secret-123");
+        assert_eq!(format!("{s:?}"), "Secret([redacted])");
+        assert_eq!(s.to_string(), "[redacted]");
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Config {
+            key: Secret,
+        }
+        let c = Config { key: s.clone() };
+        assert!(!format!("{c:?}").contains("very-secret"));
+        assert!(!format!("{c:#?}").contains("very-secret"));
+        assert_eq!(s.expose(), "sk-very-secret-123");
+    }
+
+    #[test]
+    fn header_value_is_sensitive_and_prefixed() {
+        let s = Secret::new("abc123");
+        let hv = s.header_value("Bearer ").unwrap();
+        assert!(hv.is_sensitive());
+        assert_eq!(hv.to_str().unwrap(), "Bearer abc123");
+        assert!(!format!("{hv:?}").contains("abc123"));
+    }
+
+    #[test]
+    fn header_value_rejects_newlines_without_echoing_the_key() {
+        let s = Secret::new("abc\n123-secret");
+        let e = s.header_value("").unwrap_err();
+        assert!(!e.to_string().contains("123-secret"));
+        assert!(!format!("{e:?}").contains("123-secret"));
+    }
+
+    #[test]
+    fn redact_in_replaces_the_key() {
+        let s = Secret::new("sk-abcdef");
+        assert_eq!(
+            s.redact_in("bad key sk-abcdef given"),
+            "bad key [redacted] given"
+        );
+    }
+}
