@@ -1,5 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod builder;
+pub mod classify;
+pub mod cost;
 pub mod rate_limit;
+pub mod retry;
+pub mod timeout;
 pub mod token_count;
+pub mod trace;

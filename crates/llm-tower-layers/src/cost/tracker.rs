@@ -1,0 +1,562 @@
+//! [`CostTracker`]: prices, budgets with reserve -> settle, alerts and analytics.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use llm_tower_core::{
+    CallerKey, Error, LlmRequest, Money, ResponseBody, SharedClock, TokioClock, Usage, UsageMeter,
+    UsageSource,
+};
+
+use super::alert::{AlertSink, BudgetAlert};
+use super::analytics::{Analytics, AnalyticsSnapshot, Record};
+use super::budget::{Budget, BudgetAction, BudgetScope};
+use super::price::{ModelPrice, PriceTable};
+use super::store::{BudgetStore, BudgetUsage, MemoryBudgetStore, ReservationId, ReserveOutcome};
+use crate::token_count::{TokenCounter, Tokenizers};
+
+struct Inner {
+    prices: PriceTable,
+    budgets: Vec<Budget>,
+    store: Arc<dyn BudgetStore>,
+    alerts: Arc<dyn AlertSink>,
+    clock: SharedClock,
+    counter: Arc<dyn TokenCounter>,
+    analytics: Analytics,
+    reservation_ttl: Duration,
+    default_max_output: u32,
+    estimate_margin_percent: u64,
+}
+
+/// Tracks cost, enforces budgets and keeps analytics. Cheap to clone (one `Arc`); all
+/// clones share the same counters.
+#[derive(Clone)]
+pub struct CostTracker {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for CostTracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CostTracker")
+            .field("models", &self.inner.prices.len())
+            .field("budgets", &self.inner.budgets)
+            .field("store", &self.inner.store)
+            .finish()
+    }
+}
+
+/// Builds a [`CostTracker`].
+pub struct CostTrackerBuilder {
+    prices: PriceTable,
+    budgets: Vec<Budget>,
+    store: Option<Arc<dyn BudgetStore>>,
+    alerts: Arc<dyn AlertSink>,
+    clock: SharedClock,
+    counter: Option<Arc<dyn TokenCounter>>,
+    reservation_ttl: Duration,
+    default_max_output: u32,
+    estimate_margin_percent: u64,
+}
+
+impl fmt::Debug for CostTrackerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CostTrackerBuilder").field("budgets", &self.budgets).finish()
+    }
+}
+
+impl CostTrackerBuilder {
+    /// The price table.
+    #[must_use]
+    pub fn prices(mut self, prices: PriceTable) -> Self {
+        self.prices = prices;
+        self
+    }
+
+    /// Adds a budget.
+    #[must_use]
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budgets.push(budget);
+        self
+    }
+
+    /// Where budget counters live (default: in memory).
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn BudgetStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Who receives budget alerts.
+    #[must_use]
+    pub fn alerts(mut self, sink: impl AlertSink) -> Self {
+        self.alerts = Arc::new(sink);
+        self
+    }
+
+    /// The clock (calendar periods).
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The token counter used when neither the provider nor the token-count layer counted.
+    #[must_use]
+    pub fn counter(mut self, counter: Arc<dyn TokenCounter>) -> Self {
+        self.counter = Some(counter);
+        self
+    }
+
+    /// How long an unsettled reservation is held by a shared store (default 10 minutes).
+    #[must_use]
+    pub fn reservation_ttl(mut self, ttl: Duration) -> Self {
+        self.reservation_ttl = ttl;
+        self
+    }
+
+    /// The output bound when neither the request nor the price table gives one (default 4096).
+    #[must_use]
+    pub fn default_max_output(mut self, n: u32) -> Self {
+        self.default_max_output = n;
+        self
+    }
+
+    /// Extra margin on heuristic (non-exact) prompt estimates, in percent (default 20).
+    #[must_use]
+    pub fn estimate_margin_percent(mut self, p: u64) -> Self {
+        self.estimate_margin_percent = p;
+        self
+    }
+
+    /// Builds the tracker.
+    ///
+    /// # Errors
+    /// `Config` when two budgets share a name.
+    pub fn build(self) -> Result<CostTracker, Error> {
+        for (i, b) in self.budgets.iter().enumerate() {
+            if self.budgets[..i].iter().any(|o| o.name == b.name) {
+                return Err(Error::config(format!("duplicate budget name {:?}", b.name)));
+            }
+        }
+        Ok(CostTracker {
+            inner: Arc::new(Inner {
+                prices: self.prices,
+                budgets: self.budgets,
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryBudgetStore::new())),
+                alerts: self.alerts,
+                clock: self.clock,
+                counter: self.counter.unwrap_or_else(|| Arc::new(Tokenizers::new())),
+                analytics: Analytics::default(),
+                reservation_ttl: self.reservation_ttl,
+                default_max_output: self.default_max_output,
+                estimate_margin_percent: self.estimate_margin_percent,
+            }),
+        })
+    }
+}
+
+/// A budget's current state, for dashboards and `/v1/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BudgetStatus {
+    /// The budget's name.
+    pub budget: String,
+    /// The counter (scope value) within the budget.
+    pub key: String,
+    /// The limit.
+    pub limit: Money,
+    /// Settled spend this period.
+    pub spent: Money,
+    /// Held by requests in flight.
+    pub reserved: Money,
+}
+
+struct Hold {
+    budget: usize,
+    key: String,
+    id: ReservationId,
+    caller: Option<String>,
+    period_start: u64,
+}
+
+/// Spend held for one request until it settles. Dropping it unsettled settles it with
+/// what was counted (prompt plus the meter's output tokens).
+pub struct Reservation {
+    tracker: CostTracker,
+    holds: Vec<Hold>,
+    model: String,
+    provider: Option<Arc<str>>,
+    caller: Option<CallerKey>,
+    price: Option<ModelPrice>,
+    prompt_tokens: u64,
+    prompt_source: UsageSource,
+    worst_case: Money,
+    meter: UsageMeter,
+    settled: bool,
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("model", &self.model)
+            .field("worst_case", &self.worst_case)
+            .field("budgets", &self.holds.len())
+            .finish()
+    }
+}
+
+impl CostTracker {
+    /// A builder with no prices, no budgets, an in-memory store and the tokio clock.
+    pub fn builder() -> CostTrackerBuilder {
+        CostTrackerBuilder {
+            prices: PriceTable::new(),
+            budgets: Vec::new(),
+            store: None,
+            alerts: Arc::new(()),
+            clock: TokioClock::shared(),
+            counter: None,
+            reservation_ttl: Duration::from_secs(600),
+            default_max_output: 4096,
+            estimate_margin_percent: 20,
+        }
+    }
+
+    /// The price table.
+    pub fn prices(&self) -> &PriceTable {
+        &self.inner.prices
+    }
+
+    /// The budgets.
+    pub fn budgets(&self) -> &[Budget] {
+        &self.inner.budgets
+    }
+
+    /// The cost of `usage` on `model`, when its price is known.
+    pub fn cost_of(&self, model: &str, usage: &Usage) -> Option<Money> {
+        self.inner.prices.get(model).map(|p| p.cost(usage))
+    }
+
+    /// The analytics so far.
+    pub fn snapshot(&self) -> AnalyticsSnapshot {
+        self.inner.analytics.snapshot()
+    }
+
+    /// The counter behind the tracker (used to count output nobody else counted).
+    pub fn counter(&self) -> &Arc<dyn TokenCounter> {
+        &self.inner.counter
+    }
+
+    fn scope_key(budget: &Budget, req: &LlmRequest) -> Option<(String, Option<String>)> {
+        let caller = req.ctx.caller.as_ref().map(CallerKey::as_str);
+        match &budget.scope {
+            BudgetScope::Global => Some((String::new(), None)),
+            BudgetScope::EachCaller => {
+                let c = caller.unwrap_or("anonymous").to_owned();
+                Some((c.clone(), Some(c)))
+            }
+            BudgetScope::Caller(k) => (caller == Some(k.as_str())).then(|| (k.clone(), Some(k.clone()))),
+            BudgetScope::Model(m) => (req.model() == m).then(|| (m.clone(), None)),
+            BudgetScope::Provider(p) => {
+                (req.ctx.provider.as_deref() == Some(p.as_str())).then(|| (p.clone(), None))
+            }
+        }
+    }
+
+    /// The state of every budget counter this request would touch now.
+    ///
+    /// # Errors
+    /// `Store` when the store fails.
+    pub async fn budget_status(&self, caller: Option<&str>) -> Result<Vec<BudgetStatus>, Error> {
+        let now = self.inner.clock.unix_secs();
+        let mut out = Vec::new();
+        for b in &self.inner.budgets {
+            let key = match &b.scope {
+                BudgetScope::Global => String::new(),
+                BudgetScope::EachCaller => caller.unwrap_or("anonymous").to_owned(),
+                BudgetScope::Caller(k) | BudgetScope::Model(k) | BudgetScope::Provider(k) => k.clone(),
+            };
+            let (period_id, _, _) = b.period.window(now);
+            let store_key = format!("{}:{}:{}:{}", b.name, key, b.period.as_str(), period_id);
+            let BudgetUsage { spent, reserved } = self.inner.store.usage(&store_key).await?;
+            out.push(BudgetStatus { budget: b.name.clone(), key, limit: b.limit, spent, reserved });
+        }
+        Ok(out)
+    }
+
+    /// Holds the worst-case cost of `req` in every budget that applies to it.
+    ///
+    /// The worst case is the prompt estimate (from the token-count layer, or counted here;
+    /// heuristic estimates get the configured margin) times the input price, plus the
+    /// output bound (`max_tokens`, else the model's maximum output from the price table,
+    /// else the default) times the output price.
+    ///
+    /// # Errors
+    /// `BudgetExceeded` when a blocking budget has no room (nothing stays held), `Config`
+    /// when a blocking budget applies to a model without a price, `Store` on store failure.
+    pub async fn reserve(&self, req: &LlmRequest) -> Result<Reservation, Error> {
+        let inner = &self.inner;
+        let model = req.model();
+        let price = inner.prices.get(model).copied();
+        let (prompt_tokens, prompt_source) = match req.ctx.token_estimate {
+            Some(e) => (e.prompt_tokens, e.source),
+            None => {
+                let c = inner.counter.count_prompt(&req.body);
+                (c.tokens, c.source)
+            }
+        };
+        let margin_prompt = if prompt_source == UsageSource::Counted {
+            prompt_tokens
+        } else {
+            prompt_tokens + (prompt_tokens * inner.estimate_margin_percent).div_ceil(100)
+        };
+        let max_out = req
+            .max_output_tokens()
+            .or(price.and_then(|p| p.max_output_tokens))
+            .unwrap_or(inner.default_max_output);
+        let worst_case = price.map_or(Money::ZERO, |p| p.worst_case(margin_prompt, u64::from(max_out)));
+        let mut reservation = Reservation {
+            tracker: self.clone(),
+            holds: Vec::new(),
+            model: model.to_owned(),
+            provider: req.ctx.provider.clone(),
+            caller: req.ctx.caller.clone(),
+            price,
+            prompt_tokens,
+            prompt_source,
+            worst_case,
+            meter: req.ctx.meter.clone().unwrap_or_default(),
+            settled: false,
+        };
+        let now = inner.clock.unix_secs();
+        for (i, b) in inner.budgets.iter().enumerate() {
+            let Some((scope_value, caller)) = Self::scope_key(b, req) else { continue };
+            if price.is_none() && b.action == BudgetAction::Block {
+                reservation.release().await;
+                return Err(Error::config(format!(
+                    "model {model:?} has no price, so budget {:?} cannot be enforced: add it to the price table",
+                    b.name
+                )));
+            }
+            let (period_id, period_start, period_end) = b.period.window(now);
+            let key = format!("{}:{}:{}:{}", b.name, scope_value, b.period.as_str(), period_id);
+            let limit = if b.action == BudgetAction::Block { b.limit } else { Money::MAX };
+            match inner.store.reserve(&key, worst_case, limit, inner.reservation_ttl).await {
+                Ok(ReserveOutcome::Reserved(id)) => {
+                    reservation.holds.push(Hold { budget: i, key, id, caller, period_start });
+                }
+                Ok(ReserveOutcome::Exceeded { spent, reserved }) => {
+                    reservation.release().await;
+                    let left = b.limit.saturating_sub(spent).saturating_sub(reserved);
+                    tracing::info!(
+                        budget = %b.name,
+                        gen_ai.request.model = model,
+                        worst_case = %worst_case,
+                        left = %left,
+                        "budget: request refused"
+                    );
+                    metrics::counter!("llm_tower_budget_refusals_total", "budget" => b.name.clone()).increment(1);
+                    let mut err = Error::budget_exceeded(format!(
+                        "budget {:?} ({} {}) has ${} left of ${} (${} spent, ${} held by requests in flight); \
+                         this request may cost up to ${}",
+                        b.name,
+                        b.period.as_str(),
+                        if scope_value.is_empty() { "global".to_owned() } else { scope_value },
+                        left,
+                        b.limit,
+                        spent,
+                        reserved,
+                        worst_case
+                    ));
+                    if period_end != u64::MAX {
+                        err = err.with_retry_after(Duration::from_secs(period_end.saturating_sub(now)));
+                    }
+                    return Err(err);
+                }
+                Err(e) => {
+                    reservation.release().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(reservation)
+    }
+}
+
+impl Reservation {
+    /// The worst-case cost held.
+    pub fn worst_case(&self) -> Money {
+        self.worst_case
+    }
+
+    /// The meter whose output tokens settle the reservation if it is dropped.
+    pub fn meter(&self) -> &UsageMeter {
+        &self.meter
+    }
+
+    /// The usage counted so far: the prompt estimate plus the meter's output tokens.
+    pub fn counted_usage(&self) -> Usage {
+        let source = if self.prompt_source == UsageSource::Counted { UsageSource::Counted } else { UsageSource::Estimated };
+        Usage::new(self.prompt_tokens, self.meter.completion_tokens(), source)
+    }
+
+    /// Counts the output of a non-streamed body (when the provider reported no usage).
+    pub fn count_body(&self, body: &ResponseBody) -> Usage {
+        let counter = &self.tracker.inner.counter;
+        let mut exact = self.prompt_source == UsageSource::Counted;
+        let mut out = 0u64;
+        let mut add = |text: &str| {
+            let c = counter.count_text(&self.model, text);
+            exact &= c.is_exact();
+            out += c.tokens;
+        };
+        match body {
+            ResponseBody::Chat(c) => {
+                for choice in &c.choices {
+                    add(&choice.message.text());
+                    for call in &choice.message.tool_calls {
+                        add(&call.function.name);
+                        add(&call.function.arguments);
+                    }
+                }
+            }
+            ResponseBody::Completion(c) => {
+                for choice in &c.choices {
+                    add(&choice.text);
+                }
+            }
+            ResponseBody::Embeddings(_) | ResponseBody::Stream(_) => {}
+        }
+        let source = if exact { UsageSource::Counted } else { UsageSource::Estimated };
+        Usage::new(self.prompt_tokens, out, source)
+    }
+
+    /// Counts a streamed chunk's output into the meter (used when no token-count layer
+    /// is outside the cost layer).
+    pub fn count_chunk(&self, chunk: &llm_tower_core::ChatChunk) {
+        let counter = &self.tracker.inner.counter;
+        let mut n = 0;
+        for c in &chunk.choices {
+            if let Some(t) = &c.delta.content {
+                n += counter.count_text(&self.model, t).tokens;
+            }
+            for call in &c.delta.tool_calls {
+                if let Some(f) = &call.function {
+                    if let Some(a) = &f.arguments {
+                        n += counter.count_text(&self.model, a).tokens;
+                    }
+                }
+            }
+        }
+        self.meter.add_completion(n);
+    }
+
+    /// Replaces the held worst case with the real cost of `usage` (zero when `None`), fires
+    /// the alerts this crosses, and records the analytics. Returns the cost, when priced.
+    pub async fn settle(mut self, usage: Option<Usage>, error: bool) -> Option<Money> {
+        self.settled = true;
+        let holds = std::mem::take(&mut self.holds);
+        settle_holds(&self, holds, usage, error).await
+    }
+
+    async fn release(&mut self) {
+        let holds = std::mem::take(&mut self.holds);
+        let store = &self.tracker.inner.store;
+        for h in holds {
+            if let Err(e) = store.settle(&h.key, &h.id, Money::ZERO).await {
+                tracing::warn!(error = %e, "budget: could not release a reservation");
+            }
+        }
+        self.settled = true;
+    }
+}
+
+async fn settle_holds(r: &Reservation, holds: Vec<Hold>, usage: Option<Usage>, error: bool) -> Option<Money> {
+    let inner = &r.tracker.inner;
+    let cost = match (r.price, &usage) {
+        (Some(p), Some(u)) => Some(p.cost(u)),
+        (Some(_), None) => Some(Money::ZERO),
+        (None, _) => None,
+    };
+    let amount = cost.unwrap_or(Money::ZERO);
+    for h in holds {
+        let Some(b) = inner.budgets.get(h.budget) else { continue };
+        match inner.store.settle(&h.key, &h.id, amount).await {
+            Ok(s) => {
+                for t in &b.thresholds {
+                    let at = t.amount(b.limit);
+                    if s.before < at && s.after >= at {
+                        let alert = BudgetAlert {
+                            budget: b.name.clone(),
+                            scope: b.scope.clone(),
+                            caller: h.caller.clone(),
+                            period: b.period,
+                            period_start: h.period_start,
+                            threshold_per_mille: t.as_per_mille(),
+                            spent: s.after,
+                            limit: b.limit,
+                        };
+                        tracing::warn!(
+                            budget = %alert.budget,
+                            threshold_percent = f64::from(alert.threshold_per_mille) / 10.0,
+                            spent = %alert.spent,
+                            limit = %alert.limit,
+                            "budget: alert threshold crossed"
+                        );
+                        metrics::counter!("llm_tower_budget_alerts_total", "budget" => b.name.clone()).increment(1);
+                        inner.alerts.on_alert(&alert);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, budget = %b.name, "budget: settlement failed"),
+        }
+    }
+    let (prompt, completion) = usage.map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
+    inner.analytics.record(&Record {
+        model: &r.model,
+        provider: r.provider.as_deref(),
+        caller: r.caller.as_ref().map(CallerKey::as_str),
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cost: amount,
+        error,
+    });
+    if amount > Money::ZERO {
+        metrics::counter!("llm_tower_cost_nano_usd_total", "gen_ai.request.model" => r.model.clone())
+            .increment(u64::try_from(amount.as_nanos()).unwrap_or(0));
+    }
+    cost
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let holds = std::mem::take(&mut self.holds);
+        let usage = self.counted_usage();
+        let snapshot = Reservation {
+            tracker: self.tracker.clone(),
+            holds: Vec::new(),
+            model: std::mem::take(&mut self.model),
+            provider: self.provider.take(),
+            caller: self.caller.take(),
+            price: self.price,
+            prompt_tokens: self.prompt_tokens,
+            prompt_source: self.prompt_source,
+            worst_case: self.worst_case,
+            meter: self.meter.clone(),
+            settled: true,
+        };
+        let mut fut = Box::pin(async move { settle_holds(&snapshot, holds, Some(usage), false).await });
+        if (&mut fut).now_or_never().is_none() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn(fut);
+                }
+                Err(_) => tracing::warn!("budget: dropped reservation could not be settled (no runtime); a shared store releases it after its TTL"),
+            }
+        }
+    }
+}
