@@ -1,1 +1,24 @@
-//! placeholder
+//! LLM providers as `tower::Service<LlmRequest>`: OpenAI, Azure OpenAI, Anthropic,
+//! OpenAI-compatible servers, and a mock.
+#![forbid(unsafe_code)]
+
+pub mod mock;
+
+// HTTP providers.
+pub mod anthropic;
+pub mod azure;
+mod common;
+mod error_map;
+pub mod headers;
+pub mod http;
+pub mod openai;
+pub mod openai_compat;
+pub mod secret;
+pub mod sse;
+
+pub use crate::http::{HttpClient, HttpConfig};
+pub use anthropic::{Anthropic, AnthropicConfig};
+pub use azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
+pub use openai::{MaxTokensField, OpenAi, OpenAiConfig};
+pub use openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
+pub use secret::Secret;

@@ -1,0 +1,170 @@
+//! A blocking client over any llm-tower stack, for programs without an async runtime.
+//!
+//! ```
+//! use llm_tower::prelude::*;
+//! use llm_tower::sync::BlockingClient;
+//!
+//! let client = BlockingClient::new(MockProvider::new()).unwrap();
+//! let answer = client.chat(ChatRequest::new("gpt-4o-mini", vec![Message::user("Hi")])).unwrap();
+//! assert!(!answer.text().is_empty());
+//! ```
+//!
+//! The client owns a single-threaded tokio runtime and drives each call on it. Calling
+//! it from inside an async runtime fails with an `Internal` error (it would block the
+//! runtime's thread); use the async service there.
+
+use std::fmt;
+
+use futures_util::StreamExt;
+use llm_tower_core::{
+    ChatChunk, ChatRequest, ChatResponse, ChatStream, Error, LlmRequest, LlmResponse, ResponseBody,
+};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
+
+/// A blocking client over a stack.
+pub struct BlockingClient {
+    runtime: tokio::runtime::Runtime,
+    service: BoxCloneSyncService<LlmRequest, LlmResponse, Error>,
+}
+
+impl fmt::Debug for BlockingClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingClient").finish_non_exhaustive()
+    }
+}
+
+fn not_in_async() -> Result<(), Error> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::internal(
+            "BlockingClient cannot be used inside an async runtime: call the async service instead",
+        ));
+    }
+    Ok(())
+}
+
+impl BlockingClient {
+    /// A client over `service` (any stack: `Clone + Send + Sync`).
+    ///
+    /// # Errors
+    /// `Internal` when the runtime cannot be created.
+    pub fn new<S>(service: S) -> Result<Self, Error>
+    where
+        S: Service<LlmRequest, Response = LlmResponse, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("could not start a runtime: {e}")))?;
+        Ok(BlockingClient {
+            runtime,
+            service: BoxCloneSyncService::new(service),
+        })
+    }
+
+    /// Sends one request and waits for the response.
+    ///
+    /// # Errors
+    /// The stack's error, or `Internal` inside an async runtime.
+    pub fn call(&self, req: LlmRequest) -> Result<LlmResponse, Error> {
+        not_in_async()?;
+        let svc = self.service.clone();
+        self.runtime.block_on(svc.oneshot(req))
+    }
+
+    /// Sends a chat request (not streamed) and returns the completion.
+    ///
+    /// # Errors
+    /// As [`BlockingClient::call`]; `InvalidRequest` if the request asks for a stream.
+    pub fn chat(&self, req: ChatRequest) -> Result<ChatResponse, Error> {
+        if req.stream {
+            return Err(Error::invalid_request(
+                "chat() does not stream: use stream()",
+            ));
+        }
+        match self.call(LlmRequest::chat(req))?.body {
+            ResponseBody::Chat(c) => Ok(c),
+            other => Err(Error::internal(format!(
+                "expected a chat completion, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends a streamed chat request; iterate the result for chunks.
+    ///
+    /// # Errors
+    /// As [`BlockingClient::call`].
+    pub fn stream(&self, mut req: ChatRequest) -> Result<BlockingStream<'_>, Error> {
+        req.stream = true;
+        let resp = self.call(LlmRequest::chat(req))?;
+        match resp.body {
+            ResponseBody::Stream(stream) => Ok(BlockingStream {
+                client: self,
+                stream,
+            }),
+            other => Err(Error::internal(format!("expected a stream, got {other:?}"))),
+        }
+    }
+}
+
+/// The chunks of a streamed answer, one blocking `next()` at a time.
+pub struct BlockingStream<'a> {
+    client: &'a BlockingClient,
+    stream: ChatStream,
+}
+
+impl fmt::Debug for BlockingStream<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingStream").finish_non_exhaustive()
+    }
+}
+
+impl Iterator for BlockingStream<'_> {
+    type Item = Result<ChatChunk, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Err(e) = not_in_async() {
+            return Some(Err(e));
+        }
+        self.client.runtime.block_on(self.stream.next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llm_tower_core::Message;
+    use llm_tower_providers::mock::MockProvider;
+
+    #[test]
+    fn blocking_chat_and_stream() {
+        let client = BlockingClient::new(MockProvider::new()).unwrap();
+        let c = client
+            .chat(ChatRequest::new("gpt-4o", vec![Message::user("hi")]))
+            .unwrap();
+        let text: String = client
+            .stream(ChatRequest::new("gpt-4o", vec![Message::user("hi")]))
+            .unwrap()
+            .map(|c| c.unwrap().text())
+            .collect();
+        assert_eq!(c.text(), text);
+    }
+
+    #[tokio::test]
+    async fn refuses_inside_a_runtime() {
+        let client = std::thread::spawn(|| BlockingClient::new(MockProvider::new()).unwrap())
+            .join()
+            .unwrap();
+        let e = client
+            .chat(ChatRequest::new("gpt-4o", vec![Message::user("hi")]))
+            .unwrap_err();
+        assert_eq!(e.kind(), llm_tower_core::ErrorKind::Internal);
+        // Dropping a runtime inside a runtime panics; move it out first.
+        std::thread::spawn(move || drop(client)).join().unwrap();
+    }
+}

@@ -1,0 +1,148 @@
+//! Pins the layer order of the crate docs:
+//!
+//! trace -> count_tokens -> track_cost -> rate_limit (caller, Reject) -> retry
+//!       -> rate_limit (provider, Wait) -> timeout -> provider
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use llm_tower::layers::rate_limit::Mode;
+use llm_tower::prelude::*;
+use llm_tower::providers::mock::{Failure, FailurePlan};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+type Seen = Arc<Mutex<Vec<(bool, u64)>>>;
+
+/// The documented stack around `provider`, with a caller limit of `caller_limit` per minute
+/// and a provider limit of `provider_limit` per minute.
+fn stack(
+    tracker: CostTracker,
+    caller_limit: u64,
+    provider_limit: u64,
+    provider: MockProvider,
+    seen: Seen,
+) -> impl tower::Service<LlmRequest, Response = LlmResponse, Error = Error, Future: Send> + Clone {
+    // A probe just above the provider records what the innermost layer sees.
+    let probe = service_fn(move |req: LlmRequest| {
+        let seen = seen.clone();
+        let provider = provider.clone();
+        async move {
+            seen.lock().unwrap().push((
+                req.ctx.meter.is_some(),
+                req.ctx.token_estimate.map_or(0, |e| e.prompt_tokens),
+            ));
+            provider.oneshot(req).await
+        }
+    });
+    ServiceBuilder::new()
+        .llm_trace()
+        .count_tokens()
+        .track_cost(tracker)
+        .llm_rate_limit(
+            RateLimitLayer::new(
+                Algorithm::sliding_window(caller_limit, Duration::from_secs(60)).unwrap(),
+            )
+            .name("caller")
+            .key(KeyBy::Caller),
+        )
+        .llm_retry(
+            RetryLayer::new()
+                .seed(9)
+                .backoff(Duration::from_millis(10), Duration::from_millis(50))
+                .retry_after_cap(Duration::from_secs(1)),
+        )
+        .llm_rate_limit(
+            RateLimitLayer::new(
+                Algorithm::sliding_window(provider_limit, Duration::from_secs(60)).unwrap(),
+            )
+            .name("provider")
+            .key(KeyBy::Provider)
+            .mode(Mode::Wait {
+                max_wait: Duration::ZERO,
+            }),
+        )
+        .llm_timeout(Duration::from_secs(30))
+        .service(probe)
+}
+
+fn tracker() -> CostTracker {
+    CostTracker::builder()
+        .prices(PriceTable::new().with("gpt-4o", ModelPrice::usd("2.50", "10.00").unwrap()))
+        .budget(Budget::new("b", BudgetScope::Global, Period::Total, Money::from_usd(1)).unwrap())
+        .build()
+        .unwrap()
+}
+
+fn req(caller: &str) -> LlmRequest {
+    LlmRequest::chat(ChatRequest::new("gpt-4o", vec![Message::user("hello")]).max_tokens(16))
+        .with_caller(caller)
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_estimate_reaches_the_innermost_layer() {
+    let seen: Seen = Arc::default();
+    let svc = stack(tracker(), 10, 10, MockProvider::new(), seen.clone());
+    svc.oneshot(req("a")).await.unwrap();
+    assert_eq!(seen.lock().unwrap().as_slice(), &[(true, 8)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_spend_provider_quota_but_not_caller_quota_and_cost_settles_once() {
+    let seen: Seen = Arc::default();
+    let provider = MockProvider::builder()
+        .failures(FailurePlan::Once(vec![Some(Failure::ServerError {
+            status: 502,
+        })]))
+        .build();
+    let t = tracker();
+    // Caller: 1 per minute. Provider: 3 per minute.
+    let svc = stack(t.clone(), 1, 3, provider, seen.clone());
+    let resp = svc.clone().oneshot(req("a")).await.unwrap();
+    assert_eq!(resp.meta.attempts, 2, "the 502 was retried");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "two attempts reached the provider"
+    );
+    assert_eq!(
+        t.snapshot().total.requests,
+        1,
+        "cost settles once per request, outside retry"
+    );
+    // The caller's one request per minute is spent once, not per attempt...
+    let e = svc.clone().oneshot(req("a")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert!(e.message().contains("\"caller\""), "{e}");
+    // ...while the provider limit counted both attempts: one slot is left of three.
+    svc.clone().oneshot(req("b")).await.unwrap();
+    let e = svc.clone().oneshot(req("c")).await.unwrap_err();
+    assert!(e.message().contains("\"provider\""), "{e}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_refusal_comes_before_the_rate_limit() {
+    let seen: Seen = Arc::default();
+    let tiny = CostTracker::builder()
+        .prices(PriceTable::new().with("gpt-4o", ModelPrice::usd("2.50", "10.00").unwrap()))
+        .budget(
+            Budget::new(
+                "tiny",
+                BudgetScope::Global,
+                Period::Total,
+                Money::from_nanos(1),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let svc = stack(tiny, 1, 10, MockProvider::new(), seen.clone());
+    for _ in 0..3 {
+        let e = svc.clone().oneshot(req("a")).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::BudgetExceeded,
+            "budget is checked outside the caller limit: {e}"
+        );
+    }
+    assert!(seen.lock().unwrap().is_empty());
+}
