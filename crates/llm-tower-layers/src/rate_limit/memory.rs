@@ -1,12 +1,14 @@
-//! The in-memory store: sharded, bounded by dropping idle keys.
+//! The in-memory store: per-limiter sharded maps, bounded by dropping idle keys.
 
+use std::collections::HashMap as StdHashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
-use hashbrown::{Equivalent, HashMap};
+use compact_str::CompactString;
+use hashbrown::HashMap;
 use llm_tower_core::{SharedClock, TokioClock};
 
 use super::algorithm::{Algorithm, Decision, Gcra, SlidingLog, nanos};
@@ -14,24 +16,9 @@ use super::store::{Acquire, RateLimitStore, StoreFuture};
 
 const SHARDS: usize = 64;
 const SWEEP_EVERY: u64 = 256;
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct OwnedKey {
-    scope: Box<str>,
-    key: Box<str>,
-}
-
-#[derive(Hash)]
-struct BorrowedKey<'a> {
-    scope: &'a str,
-    key: &'a str,
-}
-
-impl Equivalent<OwnedKey> for BorrowedKey<'_> {
-    fn equivalent(&self, k: &OwnedKey) -> bool {
-        *k.scope == *self.scope && *k.key == *self.key
-    }
-}
+/// At most one shard sweep per interval: a full round of 64 shards takes at least one
+/// second, which bounds the sweep's cost however fast decisions come.
+const SWEEP_INTERVAL_NS: u64 = 1_000_000_000 / SHARDS as u64;
 
 #[derive(Debug)]
 enum KeyState {
@@ -40,35 +27,79 @@ enum KeyState {
 }
 
 impl KeyState {
+    fn fresh(algorithm: &Algorithm) -> KeyState {
+        match *algorithm {
+            Algorithm::SlidingWindow { window, .. } => {
+                KeyState::Sliding { log: SlidingLog::default(), window: nanos(window) }
+            }
+            Algorithm::LeakyBucket { .. } => KeyState::Bucket(Gcra::default()),
+        }
+    }
+
     fn is_idle(&self, now: u64) -> bool {
         match self {
             KeyState::Sliding { log, window } => log.is_idle(now, *window),
             KeyState::Bucket(g) => g.is_idle(now),
         }
     }
+
+    fn decide(&mut self, algorithm: &Algorithm, now: u64, weight: u64, max_wait: u64) -> Decision {
+        match (*algorithm, &mut *self) {
+            (Algorithm::SlidingWindow { limit, window }, KeyState::Sliding { log, window: w }) => {
+                *w = nanos(window);
+                log.acquire(limit, *w, now, weight, max_wait)
+            }
+            (Algorithm::LeakyBucket { rate, per, burst }, KeyState::Bucket(g)) => {
+                g.acquire(rate, nanos(per), burst, now, weight, max_wait)
+            }
+            (algorithm, state) => {
+                // The limiter's algorithm changed for this key: start over.
+                *state = KeyState::fresh(&algorithm);
+                match (algorithm, state) {
+                    (Algorithm::SlidingWindow { limit, window }, KeyState::Sliding { log, .. }) => {
+                        log.acquire(limit, nanos(window), now, weight, max_wait)
+                    }
+                    (Algorithm::LeakyBucket { rate, per, burst }, KeyState::Bucket(g)) => {
+                        g.acquire(rate, nanos(per), burst, now, weight, max_wait)
+                    }
+                    _ => Decision::TooHeavy { capacity: 0 },
+                }
+            }
+        }
+    }
 }
 
-struct Shard {
-    map: HashMap<OwnedKey, KeyState>,
+/// One limiter's keys, spread over mutex-guarded shards.
+struct Scope {
+    shards: Box<[Mutex<HashMap<CompactString, KeyState>>]>,
+}
+
+impl Scope {
+    fn new() -> Self {
+        Scope { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+    }
 }
 
 /// Rate-limit state in this process's memory.
 ///
-/// Keys are spread over 64 mutex-guarded shards. A key whose state can no longer affect a
+/// Each limiter (scope) has its own map of keys, spread over 64 mutex-guarded shards;
+/// keys up to 24 bytes are stored inline. A key whose state can no longer affect a
 /// decision (all its log entries have left the window, or its bucket has drained) is
-/// *idle*; one shard is swept for idle keys every 256 decisions (round-robin), so memory
-/// is bounded by the keys active within about one window.
+/// *idle*; shards are swept for idle keys round-robin as decisions come (at most one shard
+/// per 1/64 s), so memory is bounded by the keys active within about one window plus one
+/// second.
 ///
 /// # Clone
 /// Wrap it in an `Arc` to share; the layer does that for you.
 pub struct MemoryStore {
-    shards: Box<[Mutex<Shard>]>,
+    scopes: RwLock<StdHashMap<Box<str>, Arc<Scope>>>,
     hasher: hashbrown::DefaultHashBuilder,
     ops: AtomicU64,
+    next_sweep: AtomicU64,
+    sweeps: AtomicU64,
     clock: SharedClock,
     epoch: Instant,
 }
-
 
 impl MemoryStore {
     /// A store on tokio's clock.
@@ -79,73 +110,79 @@ impl MemoryStore {
     /// A store on the given clock.
     pub fn with_clock(clock: SharedClock) -> Self {
         let epoch = clock.now();
-        let shards = (0..SHARDS)
-            .map(|_| Mutex::new(Shard { map: HashMap::new() }))
-            .collect();
-        MemoryStore { shards, hasher: Default::default(), ops: AtomicU64::new(1), clock, epoch }
+        MemoryStore {
+            scopes: RwLock::new(StdHashMap::new()),
+            hasher: Default::default(),
+            ops: AtomicU64::new(1),
+            next_sweep: AtomicU64::new(0),
+            sweeps: AtomicU64::new(0),
+            clock,
+            epoch,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        nanos(self.clock.now().saturating_duration_since(self.epoch))
+    }
+
+    fn scope(&self, name: &str) -> Arc<Scope> {
+        if let Some(s) = self.scopes.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+            return s.clone();
+        }
+        let mut w = self.scopes.write().unwrap_or_else(PoisonError::into_inner);
+        w.entry(name.into()).or_insert_with(|| Arc::new(Scope::new())).clone()
+    }
+
+    /// Sweeps one shard (round-robin) if the sweep interval has passed, skipping a busy
+    /// shard: memory stays bounded by the keys active within about one window plus a second.
+    fn maybe_sweep(&self, scope: &Scope, now: u64) {
+        let due = self.next_sweep.load(Ordering::Relaxed);
+        if now < due
+            || self
+                .next_sweep
+                .compare_exchange(due, now + SWEEP_INTERVAL_NS, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let victim = (self.sweeps.fetch_add(1, Ordering::Relaxed) as usize) % SHARDS;
+        if let Some(Ok(mut m)) = scope.shards.get(victim).map(Mutex::try_lock) {
+            m.retain(|_, s| !s.is_idle(now));
+        }
     }
 
     /// Makes one decision synchronously (the trait method wraps this).
     pub fn decide(&self, req: Acquire<'_>) -> Decision {
-        let now = nanos(self.clock.now().saturating_duration_since(self.epoch));
-        self.decide_at(req, now)
-    }
-
-    fn decide_at(&self, req: Acquire<'_>, now: u64) -> Decision {
-        let borrowed = BorrowedKey { scope: req.scope, key: req.key };
-        let mut h = self.hasher.build_hasher();
-        borrowed.hash(&mut h);
-        let idx = (h.finish() as usize) % SHARDS;
-        let Some(shard) = self.shards.get(idx) else {
-            return Decision::TooHeavy { capacity: 0 };
-        };
+        let now = self.now();
+        let scope = self.scope(req.scope);
         let op = self.ops.fetch_add(1, Ordering::Relaxed);
         if op % SWEEP_EVERY == 0 {
-            // Sweep the shards round-robin, one every SWEEP_EVERY decisions, skipping a
-            // shard that is busy: memory stays bounded by the keys active in one window.
-            let victim = ((op / SWEEP_EVERY) as usize) % SHARDS;
-            if let Some(Ok(mut v)) = self.shards.get(victim).map(Mutex::try_lock) {
-                v.map.retain(|_, s| !s.is_idle(now));
-            }
+            self.maybe_sweep(&scope, now);
         }
-        let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        let max_wait = nanos(req.max_wait);
-        let state = match shard.map.get_mut(&borrowed) {
-            Some(s) => s,
-            None => shard
-                .map
-                .entry(OwnedKey { scope: req.scope.into(), key: req.key.into() })
-                .or_insert_with(|| fresh(req.algorithm)),
+        let mut h = self.hasher.build_hasher();
+        req.key.hash(&mut h);
+        let idx = (h.finish() as usize) % SHARDS;
+        let Some(shard) = scope.shards.get(idx) else {
+            return Decision::TooHeavy { capacity: 0 };
         };
-        match (*req.algorithm, &mut *state) {
-            (Algorithm::SlidingWindow { limit, window }, KeyState::Sliding { log, window: w }) => {
-                *w = nanos(window);
-                log.acquire(limit, *w, now, req.weight, max_wait)
-            }
-            (Algorithm::LeakyBucket { rate, per, burst }, KeyState::Bucket(g)) => {
-                g.acquire(rate, nanos(per), burst, now, req.weight, max_wait)
-            }
-            (algorithm, state) => {
-                // The limiter's algorithm changed for this key: start over.
-                *state = fresh(&algorithm);
-                match (algorithm, state) {
-                    (Algorithm::SlidingWindow { limit, window }, KeyState::Sliding { log, .. }) => {
-                        log.acquire(limit, nanos(window), now, req.weight, max_wait)
-                    }
-                    (Algorithm::LeakyBucket { rate, per, burst }, KeyState::Bucket(g)) => {
-                        g.acquire(rate, nanos(per), burst, now, req.weight, max_wait)
-                    }
-                    _ => Decision::TooHeavy { capacity: 0 },
-                }
-            }
+        let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let max_wait = nanos(req.max_wait);
+        if let Some(state) = map.get_mut(req.key) {
+            return state.decide(req.algorithm, now, req.weight, max_wait);
         }
+        let mut state = KeyState::fresh(req.algorithm);
+        let d = state.decide(req.algorithm, now, req.weight, max_wait);
+        map.insert(CompactString::new(req.key), state);
+        d
     }
 
     /// Keys currently held (idle keys not yet swept included).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).map.len())
+        let scopes = self.scopes.read().unwrap_or_else(PoisonError::into_inner);
+        scopes
+            .values()
+            .flat_map(|s| s.shards.iter())
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner).len())
             .sum()
     }
 
@@ -156,20 +193,11 @@ impl MemoryStore {
 
     /// Drops every idle key now (normally done incrementally).
     pub fn sweep(&self) {
-        let now = nanos(self.clock.now().saturating_duration_since(self.epoch));
-        for s in self.shards.iter() {
-            let mut s = s.lock().unwrap_or_else(PoisonError::into_inner);
-            s.map.retain(|_, st| !st.is_idle(now));
+        let now = self.now();
+        let scopes = self.scopes.read().unwrap_or_else(PoisonError::into_inner);
+        for m in scopes.values().flat_map(|s| s.shards.iter()) {
+            m.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, st| !st.is_idle(now));
         }
-    }
-}
-
-fn fresh(algorithm: &Algorithm) -> KeyState {
-    match *algorithm {
-        Algorithm::SlidingWindow { window, .. } => {
-            KeyState::Sliding { log: SlidingLog::default(), window: nanos(window) }
-        }
-        Algorithm::LeakyBucket { .. } => KeyState::Bucket(Gcra::default()),
     }
 }
 
@@ -196,7 +224,6 @@ impl RateLimitStore for MemoryStore {
 mod tests {
     use super::*;
     use llm_tower_core::ManualClock;
-    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]
@@ -212,8 +239,11 @@ mod tests {
         assert_eq!(store.len(), 10_000);
         clock.advance(Duration::from_secs(2));
         // Incremental sweeps run as traffic continues on one key.
-        for _ in 0..(SWEEP_EVERY as usize * SHARDS) {
-            store.decide(Acquire { scope: "s", key: "hot", algorithm: &alg, weight: 1, max_wait: Duration::ZERO });
+        for _ in 0..SHARDS {
+            clock.advance(Duration::from_millis(20));
+            for _ in 0..SWEEP_EVERY {
+                store.decide(Acquire { scope: "s", key: "hot", algorithm: &alg, weight: 1, max_wait: Duration::ZERO });
+            }
         }
         assert!(store.len() <= 1, "idle keys kept: {}", store.len());
     }

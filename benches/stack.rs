@@ -1,0 +1,75 @@
+//! The whole stack's overhead against the bare mock provider.
+//!
+//! Run: `cargo bench -p llm-tower --bench stack`
+//!
+//! A chat request with a ~100-token prompt through trace -> count_tokens -> track_cost
+//! (with a budget) -> rate_limit (per caller) -> retry -> rate_limit (provider, tokens,
+//! Wait) -> timeout -> mock (zero latency), against the same request to the bare mock.
+//! The difference is the stack's overhead; the tokenization share is measured by the
+//! `tokens` bench of llm-tower-layers (`count_prompt`).
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use llm_tower::layers::rate_limit::Mode;
+use llm_tower::prelude::*;
+use tower::{ServiceBuilder, ServiceExt};
+
+const PROMPT: &str = "You are reviewing a pull request for a Rust service that calls language models. \
+The change adds a rate limiter keyed by caller, a retry policy with jittered backoff, and a cost tracker \
+with monthly budgets. Summarise the risks in three bullet points and suggest one test for each risk.";
+
+fn request() -> LlmRequest {
+    LlmRequest::chat(
+        ChatRequest::new("gpt-4o-mini", vec![Message::system("Be concise."), Message::user(PROMPT)]).max_tokens(64),
+    )
+    .with_caller("bench")
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mock = MockProvider::builder().reply(llm_tower::providers::mock::Reply::Fixed("Fine.".into())).build();
+    let tracker = CostTracker::builder()
+        .prices(PriceTable::new().with("gpt-4o-mini", ModelPrice::usd("0.15", "0.60").unwrap()))
+        .budget(Budget::new("bench", BudgetScope::Global, Period::Total, Money::from_usd(1_000_000_000)).unwrap())
+        .build()
+        .unwrap();
+    let stack = ServiceBuilder::new()
+        .llm_trace()
+        .count_tokens()
+        .track_cost(tracker)
+        .llm_rate_limit(
+            RateLimitLayer::new(Algorithm::sliding_window(1_000_000_000, Duration::from_secs(60)).unwrap())
+                .name("caller")
+                .key(KeyBy::Caller),
+        )
+        .llm_retry(RetryLayer::new())
+        .llm_rate_limit(
+            RateLimitLayer::new(Algorithm::leaky_bucket(u64::MAX / 1_000_000_000_000, Duration::from_secs(1), 1_000_000_000_000).unwrap())
+                .name("provider")
+                .by_tokens()
+                .mode(Mode::Wait { max_wait: Duration::from_secs(1) }),
+        )
+        .llm_timeout(Duration::from_secs(30))
+        .service(mock.clone());
+
+    let req = request();
+    let tokens = rt.block_on(async { stack.clone().oneshot(req.clone()).await.unwrap().usage.unwrap().prompt_tokens });
+    println!("prompt tokens: {tokens}");
+
+    let mut g = c.benchmark_group("stack");
+    g.bench_function("bare_mock", |b| {
+        b.iter(|| rt.block_on(mock.clone().oneshot(req.clone())).unwrap());
+    });
+    g.bench_function("whole_stack", |b| {
+        b.iter(|| rt.block_on(stack.clone().oneshot(req.clone())).unwrap());
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, and every test of the workspace (unit, doc,
+# property, whole-stack, gateway over real sockets, Redis multi-instance and fault tests).
+# Starts a local Redis on 127.0.0.1:6379 if none answers (installing redis-server with
+# apt-get if it is missing) and exports REDIS_URL for the tests that need it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+redis_ping() {
+  if command -v redis-cli >/dev/null 2>&1; then
+    redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG
+  else
+    timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/6379 && printf "PING\r\n" >&3 && head -c 5 <&3' 2>/dev/null | grep -q PONG
+  fi
+}
+
+if [ -z "${REDIS_URL:-}" ]; then
+  if ! redis_ping; then
+    if ! command -v redis-server >/dev/null 2>&1; then
+      echo "test.sh: installing redis-server"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null
+    fi
+    echo "test.sh: starting redis-server on 127.0.0.1:6379"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+    for _ in $(seq 1 50); do redis_ping && break; sleep 0.1; done
+    redis_ping || { echo "test.sh: redis did not start" >&2; exit 1; }
+  fi
+  export REDIS_URL="redis://127.0.0.1:6379/"
+fi
+echo "test.sh: REDIS_URL=$REDIS_URL"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
