@@ -62,7 +62,9 @@ pub struct CostTrackerBuilder {
 
 impl fmt::Debug for CostTrackerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CostTrackerBuilder").field("budgets", &self.budgets).finish()
+        f.debug_struct("CostTrackerBuilder")
+            .field("budgets", &self.budgets)
+            .finish()
     }
 }
 
@@ -144,7 +146,9 @@ impl CostTrackerBuilder {
             inner: Arc::new(Inner {
                 prices: self.prices,
                 budgets: self.budgets,
-                store: self.store.unwrap_or_else(|| Arc::new(MemoryBudgetStore::new())),
+                store: self
+                    .store
+                    .unwrap_or_else(|| Arc::new(MemoryBudgetStore::new())),
                 alerts: self.alerts,
                 clock: self.clock,
                 counter: self.counter.unwrap_or_else(|| Arc::new(Tokenizers::new())),
@@ -255,7 +259,9 @@ impl CostTracker {
                 let c = caller.unwrap_or("anonymous").to_owned();
                 Some((c.clone(), Some(c)))
             }
-            BudgetScope::Caller(k) => (caller == Some(k.as_str())).then(|| (k.clone(), Some(k.clone()))),
+            BudgetScope::Caller(k) => {
+                (caller == Some(k.as_str())).then(|| (k.clone(), Some(k.clone())))
+            }
             BudgetScope::Model(m) => (req.model() == m).then(|| (m.clone(), None)),
             BudgetScope::Provider(p) => {
                 (req.ctx.provider.as_deref() == Some(p.as_str())).then(|| (p.clone(), None))
@@ -274,12 +280,20 @@ impl CostTracker {
             let key = match &b.scope {
                 BudgetScope::Global => String::new(),
                 BudgetScope::EachCaller => caller.unwrap_or("anonymous").to_owned(),
-                BudgetScope::Caller(k) | BudgetScope::Model(k) | BudgetScope::Provider(k) => k.clone(),
+                BudgetScope::Caller(k) | BudgetScope::Model(k) | BudgetScope::Provider(k) => {
+                    k.clone()
+                }
             };
             let (period_id, _, _) = b.period.window(now);
             let store_key = format!("{}:{}:{}:{}", b.name, key, b.period.as_str(), period_id);
             let BudgetUsage { spent, reserved } = self.inner.store.usage(&store_key).await?;
-            out.push(BudgetStatus { budget: b.name.clone(), key, limit: b.limit, spent, reserved });
+            out.push(BudgetStatus {
+                budget: b.name.clone(),
+                key,
+                limit: b.limit,
+                spent,
+                reserved,
+            });
         }
         Ok(out)
     }
@@ -314,7 +328,9 @@ impl CostTracker {
             .max_output_tokens()
             .or(price.and_then(|p| p.max_output_tokens))
             .unwrap_or(inner.default_max_output);
-        let worst_case = price.map_or(Money::ZERO, |p| p.worst_case(margin_prompt, u64::from(max_out)));
+        let worst_case = price.map_or(Money::ZERO, |p| {
+            p.worst_case(margin_prompt, u64::from(max_out))
+        });
         let mut reservation = Reservation {
             tracker: self.clone(),
             holds: Vec::new(),
@@ -330,7 +346,9 @@ impl CostTracker {
         };
         let now = inner.clock.unix_secs();
         for (i, b) in inner.budgets.iter().enumerate() {
-            let Some((scope_value, caller)) = Self::scope_key(b, req) else { continue };
+            let Some((scope_value, caller)) = Self::scope_key(b, req) else {
+                continue;
+            };
             if price.is_none() && b.action == BudgetAction::Block {
                 reservation.release().await;
                 return Err(Error::config(format!(
@@ -339,14 +357,44 @@ impl CostTracker {
                 )));
             }
             let (period_id, period_start, period_end) = b.period.window(now);
-            let key = format!("{}:{}:{}:{}", b.name, scope_value, b.period.as_str(), period_id);
-            let limit = if b.action == BudgetAction::Block { b.limit } else { Money::MAX };
-            match inner.store.reserve(&key, worst_case, limit, inner.reservation_ttl).await {
+            let key = format!(
+                "{}:{}:{}:{}",
+                b.name,
+                scope_value,
+                b.period.as_str(),
+                period_id
+            );
+            let limit = if b.action == BudgetAction::Block {
+                b.limit
+            } else {
+                Money::MAX
+            };
+            match inner
+                .store
+                .reserve(&key, worst_case, limit, inner.reservation_ttl)
+                .await
+            {
                 Ok(ReserveOutcome::Reserved(id)) => {
-                    reservation.holds.push(Hold { budget: i, key, id, caller, period_start });
+                    reservation.holds.push(Hold {
+                        budget: i,
+                        key,
+                        id,
+                        caller,
+                        period_start,
+                    });
                 }
                 Ok(ReserveOutcome::Exceeded { spent, reserved }) => {
                     reservation.release().await;
+                    // A refusal is a failed request in the analytics.
+                    inner.analytics.record(&Record {
+                        model,
+                        provider: req.ctx.provider.as_deref(),
+                        caller: req.ctx.caller.as_ref().map(CallerKey::as_str),
+                        prompt_tokens: 0,
+                        completion_tokens: 0,
+                        cost: Money::ZERO,
+                        error: true,
+                    });
                     let left = b.limit.saturating_sub(spent).saturating_sub(reserved);
                     tracing::info!(
                         budget = %b.name,
@@ -361,7 +409,11 @@ impl CostTracker {
                          this request may cost up to ${}",
                         b.name,
                         b.period.as_str(),
-                        if scope_value.is_empty() { "global".to_owned() } else { scope_value },
+                        if scope_value.is_empty() {
+                            "global".to_owned()
+                        } else {
+                            scope_value
+                        },
                         left,
                         b.limit,
                         spent,
@@ -369,7 +421,8 @@ impl CostTracker {
                         worst_case
                     ));
                     if period_end != u64::MAX {
-                        err = err.with_retry_after(Duration::from_secs(period_end.saturating_sub(now)));
+                        err = err
+                            .with_retry_after(Duration::from_secs(period_end.saturating_sub(now)));
                     }
                     return Err(err);
                 }
@@ -396,7 +449,11 @@ impl Reservation {
 
     /// The usage counted so far: the prompt estimate plus the meter's output tokens.
     pub fn counted_usage(&self) -> Usage {
-        let source = if self.prompt_source == UsageSource::Counted { UsageSource::Counted } else { UsageSource::Estimated };
+        let source = if self.prompt_source == UsageSource::Counted {
+            UsageSource::Counted
+        } else {
+            UsageSource::Estimated
+        };
         Usage::new(self.prompt_tokens, self.meter.completion_tokens(), source)
     }
 
@@ -427,7 +484,11 @@ impl Reservation {
             }
             ResponseBody::Embeddings(_) | ResponseBody::Stream(_) => {}
         }
-        let source = if exact { UsageSource::Counted } else { UsageSource::Estimated };
+        let source = if exact {
+            UsageSource::Counted
+        } else {
+            UsageSource::Estimated
+        };
         Usage::new(self.prompt_tokens, out, source)
     }
 
@@ -471,7 +532,12 @@ impl Reservation {
     }
 }
 
-async fn settle_holds(r: &Reservation, holds: Vec<Hold>, usage: Option<Usage>, error: bool) -> Option<Money> {
+async fn settle_holds(
+    r: &Reservation,
+    holds: Vec<Hold>,
+    usage: Option<Usage>,
+    error: bool,
+) -> Option<Money> {
     let inner = &r.tracker.inner;
     let cost = match (r.price, &usage) {
         (Some(p), Some(u)) => Some(p.cost(u)),
@@ -480,7 +546,9 @@ async fn settle_holds(r: &Reservation, holds: Vec<Hold>, usage: Option<Usage>, e
     };
     let amount = cost.unwrap_or(Money::ZERO);
     for h in holds {
-        let Some(b) = inner.budgets.get(h.budget) else { continue };
+        let Some(b) = inner.budgets.get(h.budget) else {
+            continue;
+        };
         match inner.store.settle(&h.key, &h.id, amount).await {
             Ok(s) => {
                 for t in &b.thresholds {
@@ -549,13 +617,16 @@ impl Drop for Reservation {
             meter: self.meter.clone(),
             settled: true,
         };
-        let mut fut = Box::pin(async move { settle_holds(&snapshot, holds, Some(usage), false).await });
+        let mut fut =
+            Box::pin(async move { settle_holds(&snapshot, holds, Some(usage), false).await });
         if (&mut fut).now_or_never().is_none() {
             match tokio::runtime::Handle::try_current() {
                 Ok(h) => {
                     h.spawn(fut);
                 }
-                Err(_) => tracing::warn!("budget: dropped reservation could not be settled (no runtime); a shared store releases it after its TTL"),
+                Err(_) => tracing::warn!(
+                    "budget: dropped reservation could not be settled (no runtime); a shared store releases it after its TTL"
+                ),
             }
         }
     }
