@@ -120,7 +120,11 @@ fn non_empty(state: LimitState) -> Option<LimitState> {
 }
 
 fn finish(limits: ProviderLimits) -> Option<ProviderLimits> {
-    if limits.is_empty() { None } else { Some(limits) }
+    if limits.is_empty() {
+        None
+    } else {
+        Some(limits)
+    }
 }
 
 /// OpenAI / Azure OpenAI `x-ratelimit-*` headers; `None` when there are none.
@@ -210,6 +214,7 @@ pub fn exhausted_reset(limits: &ProviderLimits) -> Option<Duration> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use http::HeaderValue;
@@ -227,7 +232,10 @@ mod tests {
         assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_go_duration("0s"), Some(Duration::ZERO));
         assert_eq!(parse_go_duration("250us"), Some(Duration::from_micros(250)));
-        assert_eq!(parse_go_duration("250\u{b5}s"), Some(Duration::from_micros(250)));
+        assert_eq!(
+            parse_go_duration("250\u{b5}s"),
+            Some(Duration::from_micros(250))
+        );
         assert_eq!(parse_go_duration("7ns"), Some(Duration::from_nanos(7)));
         assert_eq!(parse_go_duration("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_go_duration(".5s"), Some(Duration::from_millis(500)));
@@ -316,7 +324,10 @@ mod tests {
             ("anthropic-ratelimit-requests-reset", "2026-01-01T00:00:12Z"),
             ("anthropic-ratelimit-input-tokens-limit", "40000"),
             ("anthropic-ratelimit-input-tokens-remaining", "39000"),
-            ("anthropic-ratelimit-input-tokens-reset", "2026-01-01T00:00:01Z"),
+            (
+                "anthropic-ratelimit-input-tokens-reset",
+                "2026-01-01T00:00:01Z",
+            ),
             ("anthropic-ratelimit-output-tokens-remaining", "8000"),
         ]);
         let l = anthropic_limits(&h, now).unwrap();

@@ -184,15 +184,9 @@ impl SseDecoder {
                 self.data.push_str(value);
                 self.has_data = true;
             }
-            "id" => {
-                if !value.contains('\0') {
-                    self.id = Some(value.to_owned());
-                }
-            }
-            "retry" => {
-                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    self.retry = value.parse().ok();
-                }
+            "id" if !value.contains('\0') => self.id = Some(value.to_owned()),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                self.retry = value.parse().ok();
             }
             _ => {}
         }
@@ -222,6 +216,7 @@ fn too_large() -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -281,9 +276,15 @@ mod tests {
     #[test]
     fn crlf_split_between_cr_and_lf_counts_once() {
         let evs = decode_all(&[b"data: a\r", b"\n\r", b"\ndata: b\r\n\r\n"]);
-        assert_eq!(pairs(&evs), vec![(String::new(), "a".into()), (String::new(), "b".into())]);
+        assert_eq!(
+            pairs(&evs),
+            vec![(String::new(), "a".into()), (String::new(), "b".into())]
+        );
         let evs = decode_all(&[b"data: a\r", b"\n", b"\n", b"data: b\n\n"]);
-        assert_eq!(pairs(&evs), vec![(String::new(), "a".into()), (String::new(), "b".into())]);
+        assert_eq!(
+            pairs(&evs),
+            vec![(String::new(), "a".into()), (String::new(), "b".into())]
+        );
     }
 
     #[test]
@@ -340,7 +341,11 @@ mod tests {
     fn partial_bom_that_is_not_a_bom_is_kept() {
         // 0xEF starts a BOM but is followed by other bytes: it is content, decoded lossily.
         let evs = decode_all(&[b"\xEF", b"data: x\n\n"]);
-        assert_eq!(evs.len(), 0, "the line starts with a garbage byte, so no data field");
+        assert_eq!(
+            evs.len(),
+            0,
+            "the line starts with a garbage byte, so no data field"
+        );
         let evs = decode_all(&[b"\xEF\xBB", b"\xBFdata: x\n\n"]);
         assert_eq!(pairs(&evs), vec![(String::new(), "x".into())]);
     }

@@ -1,0 +1,242 @@
+//! Azure OpenAI: deployment URLs
+//! (`{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`), the
+//! `api-key` header or an Entra ID bearer token, and a model -> deployment mapping.
+//! It speaks OpenAI's wire format and reuses the OpenAI code.
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), llm_tower_core::Error> {
+//! use llm_tower_providers::azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
+//! use llm_tower_providers::http::HttpClient;
+//!
+//! let azure = AzureOpenAi::new(
+//!     AzureOpenAiConfig::new("https://my-resource.openai.azure.com", AzureAuth::api_key("..."))
+//!         .deployment("gpt-4o-mini", "my-gpt4o-mini-deployment"),
+//!     HttpClient::new()?,
+//! )?;
+//! # let _ = azure; Ok(()) }
+//! ```
+//!
+//! # Errors
+//!
+//! As [`openai`](crate::openai); a missing deployment is a 404 `InvalidRequest`.
+//!
+//! # Clone
+//!
+//! Clones share one configuration and the [`HttpClient`]'s connection pool.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use llm_tower_core::{Error, SharedClock};
+
+use crate::common::{Common, LimitHeaders, base_url, secret_header};
+use crate::http::HttpClient;
+use crate::openai::MaxTokensField;
+use crate::openai::convert::WireOptions;
+use crate::openai::engine::{AzureUrls, OpenAiEngine, SharedEngine, Urls, impl_provider_service};
+use crate::secret::Secret;
+
+/// The default `api-version` (the current GA data-plane version).
+pub const DEFAULT_API_VERSION: &str = "2024-10-21";
+
+/// How Azure OpenAI requests authenticate.
+#[derive(Debug, Clone)]
+pub enum AzureAuth {
+    /// The resource's key, sent as the `api-key` header.
+    ApiKey(Secret),
+    /// A Microsoft Entra ID access token, sent as `Authorization: Bearer`.
+    BearerToken(Secret),
+}
+
+impl AzureAuth {
+    /// Key authentication.
+    pub fn api_key(key: impl Into<Secret>) -> Self {
+        AzureAuth::ApiKey(key.into())
+    }
+
+    /// Entra ID token authentication.
+    pub fn bearer_token(token: impl Into<Secret>) -> Self {
+        AzureAuth::BearerToken(token.into())
+    }
+
+    fn secret(&self) -> &Secret {
+        match self {
+            AzureAuth::ApiKey(s) | AzureAuth::BearerToken(s) => s,
+        }
+    }
+}
+
+/// Configuration of an [`AzureOpenAi`] provider.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AzureOpenAiConfig {
+    /// `https://{resource}.openai.azure.com`.
+    pub endpoint: String,
+    /// Key or token.
+    pub auth: AzureAuth,
+    /// `api-version` query parameter (default [`DEFAULT_API_VERSION`]).
+    pub api_version: String,
+    /// Model name -> deployment name.
+    pub deployments: BTreeMap<String, String>,
+    /// The deployment for models without a mapping (default: the model name itself).
+    pub default_deployment: Option<String>,
+    /// The provider's name (default `azure`).
+    pub name: String,
+    /// Overrides the client's request timeout for this provider.
+    pub timeout: Option<Duration>,
+    /// The wire name of `max_tokens` (default `max_tokens`).
+    pub max_tokens_field: MaxTokensField,
+    /// The clock (default [`TokioClock`](llm_tower_core::TokioClock)).
+    pub clock: Option<SharedClock>,
+}
+
+impl AzureOpenAiConfig {
+    /// A configuration for a resource endpoint.
+    pub fn new(endpoint: impl Into<String>, auth: AzureAuth) -> Self {
+        AzureOpenAiConfig {
+            endpoint: endpoint.into(),
+            auth,
+            api_version: DEFAULT_API_VERSION.to_owned(),
+            deployments: BTreeMap::new(),
+            default_deployment: None,
+            name: "azure".to_owned(),
+            timeout: None,
+            max_tokens_field: MaxTokensField::MaxTokens,
+            clock: None,
+        }
+    }
+
+    /// Sets the `api-version`.
+    #[must_use]
+    pub fn api_version(mut self, v: impl Into<String>) -> Self {
+        self.api_version = v.into();
+        self
+    }
+
+    /// Maps a model name to a deployment.
+    #[must_use]
+    pub fn deployment(mut self, model: impl Into<String>, deployment: impl Into<String>) -> Self {
+        self.deployments.insert(model.into(), deployment.into());
+        self
+    }
+
+    /// Sets the deployment for unmapped models.
+    #[must_use]
+    pub fn default_deployment(mut self, deployment: impl Into<String>) -> Self {
+        self.default_deployment = Some(deployment.into());
+        self
+    }
+
+    /// Sets the provider name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets this provider's request timeout.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the wire name of `max_tokens`.
+    #[must_use]
+    pub fn max_tokens_field(mut self, field: MaxTokensField) -> Self {
+        self.max_tokens_field = field;
+        self
+    }
+
+    /// Sets the clock.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+}
+
+/// The Azure OpenAI provider.
+#[derive(Debug, Clone)]
+pub struct AzureOpenAi {
+    engine: SharedEngine,
+}
+
+impl AzureOpenAi {
+    /// Builds the provider.
+    ///
+    /// # Errors
+    ///
+    /// `Config` for an invalid endpoint or key.
+    pub fn new(config: AzureOpenAiConfig, http: HttpClient) -> Result<Self, Error> {
+        let name = config.name.clone();
+        Self::build(config, http).map_err(|e| e.with_provider(name))
+    }
+
+    fn build(config: AzureOpenAiConfig, http: HttpClient) -> Result<Self, Error> {
+        let endpoint = base_url(&config.endpoint, "azure endpoint")?;
+        let mut headers = HeaderMap::new();
+        match &config.auth {
+            AzureAuth::ApiKey(k) => {
+                let (n, v) = secret_header("api-key", "", k)?;
+                headers.insert(n, v);
+            }
+            AzureAuth::BearerToken(t) => {
+                headers.insert(AUTHORIZATION, t.header_value("Bearer ")?);
+            }
+        }
+        let common = Common::new(
+            &config.name,
+            http,
+            config.clock,
+            config.timeout,
+            LimitHeaders::OpenAi,
+            headers,
+            Some(config.auth.secret().clone()),
+        );
+        Ok(AzureOpenAi {
+            engine: Arc::new(OpenAiEngine {
+                common,
+                urls: Urls::Azure(AzureUrls {
+                    endpoint,
+                    api_version: config.api_version,
+                    deployments: config.deployments,
+                    default_deployment: config.default_deployment,
+                }),
+                opts: WireOptions {
+                    max_tokens_field: config.max_tokens_field,
+                    stream_usage: true,
+                    developer_as_system: false,
+                },
+            }),
+        })
+    }
+
+    /// The provider's configured name.
+    pub fn name(&self) -> &str {
+        &self.engine.common.name
+    }
+
+    /// The deployment that serves `model`.
+    pub fn deployment_for<'a>(&'a self, model: &'a str) -> &'a str {
+        match &self.engine.urls {
+            Urls::Azure(a) => a.deployment(model),
+            Urls::Base { .. } => model,
+        }
+    }
+
+    /// Checks the credentials and the connection by listing the resource's models
+    /// (`GET /openai/models`; spends no tokens).
+    ///
+    /// # Errors
+    ///
+    /// The mapped HTTP or transport error.
+    pub async fn health(&self) -> Result<(), Error> {
+        self.engine.health().await
+    }
+}
+
+impl_provider_service!(AzureOpenAi);

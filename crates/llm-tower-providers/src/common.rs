@@ -1,0 +1,221 @@
+//! Plumbing every provider shares: building requests, sending them under a deadline,
+//! parsing rate-limit headers and mapping error responses.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http_body_util::Full;
+use llm_tower_core::{Error, ProviderLimits, SharedClock, TokioClock};
+use serde::de::DeserializeOwned;
+
+use crate::error_map::{self, HttpFailure};
+use crate::headers;
+use crate::http::{BodyReader, Deadline, HttpClient, collect_body};
+use crate::secret::Secret;
+
+/// Error bodies are read up to this size.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Which rate-limit headers a provider sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LimitHeaders {
+    /// `x-ratelimit-*` with Go durations.
+    OpenAi,
+    /// `anthropic-ratelimit-*` with RFC 3339 timestamps.
+    Anthropic,
+}
+
+/// What every provider holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Common {
+    pub name: Arc<str>,
+    pub http: HttpClient,
+    pub clock: SharedClock,
+    pub timeout: Duration,
+    pub limit_headers: LimitHeaders,
+    /// Base headers sent with every request (auth, version, organization, ...).
+    pub headers: HeaderMap,
+    /// The key, so it can be scrubbed from provider messages.
+    pub secret: Option<Secret>,
+}
+
+/// A sent request's successful response head and body.
+pub(crate) struct Success {
+    pub body: BodyReader,
+    pub limits: Option<ProviderLimits>,
+}
+
+impl Common {
+    pub fn new(
+        name: &str,
+        http: HttpClient,
+        clock: Option<SharedClock>,
+        timeout: Option<Duration>,
+        limit_headers: LimitHeaders,
+        headers: HeaderMap,
+        secret: Option<Secret>,
+    ) -> Common {
+        let timeout = timeout.unwrap_or(http.config().request_timeout);
+        Common {
+            name: Arc::from(name),
+            http,
+            clock: clock.unwrap_or_else(TokioClock::shared),
+            timeout,
+            limit_headers,
+            headers,
+            secret,
+        }
+    }
+
+    /// The deadline of a request starting now.
+    pub fn deadline(&self, now: Instant, caller: Option<Instant>) -> Deadline {
+        Deadline::new(now, self.timeout, caller)
+    }
+
+    /// A request with the base headers, and a JSON body when given.
+    pub fn request(
+        &self,
+        method: Method,
+        uri: Uri,
+        body: Option<Vec<u8>>,
+        stream: bool,
+    ) -> Result<http::Request<Full<Bytes>>, Error> {
+        let has_body = body.is_some();
+        let mut req = http::Request::new(Full::new(body.map(Bytes::from).unwrap_or_default()));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        h.reserve(self.headers.len() + 4);
+        for (k, v) in &self.headers {
+            h.append(k.clone(), v.clone());
+        }
+        if has_body {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if stream {
+            h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        } else {
+            h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+            h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        if !h.contains_key(USER_AGENT)
+            && let Ok(ua) = HeaderValue::from_str(&self.http.config().user_agent)
+        {
+            h.insert(USER_AGENT, ua);
+        }
+        Ok(req)
+    }
+
+    fn limits(&self, headers: &HeaderMap) -> Option<ProviderLimits> {
+        match self.limit_headers {
+            LimitHeaders::OpenAi => headers::openai_limits(headers),
+            LimitHeaders::Anthropic => headers::anthropic_limits(headers, self.clock.system_now()),
+        }
+    }
+
+    /// Sends the request; a non-2xx status becomes the mapped error (body read under the
+    /// deadline).
+    pub async fn execute(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        deadline: &Deadline,
+    ) -> Result<Success, Error> {
+        let resp = self.http.send(req, deadline, &self.clock).await?;
+        let (parts, body) = resp.into_parts();
+        let limits = self.limits(&parts.headers);
+        if parts.status.is_success() {
+            let body = BodyReader::new(body, &parts.headers)?;
+            return Ok(Success { body, limits });
+        }
+        // Read the error body, but never let a slow or broken one hide the status.
+        let bytes = match BodyReader::new(body, &parts.headers) {
+            Ok(reader) => deadline
+                .run(&self.clock, collect_body(reader, MAX_ERROR_BODY))
+                .await
+                .unwrap_or_default(),
+            Err(_) => Bytes::new(),
+        };
+        Err(HttpFailure {
+            status: parts.status,
+            headers: &parts.headers,
+            body: &bytes,
+            limits,
+            now: self.clock.system_now(),
+            secret: self.secret.as_ref(),
+        }
+        .into_error())
+    }
+
+    /// Reads a whole successful body under the deadline and parses it as JSON.
+    pub async fn read_json<T: DeserializeOwned>(
+        &self,
+        success: Success,
+        deadline: &Deadline,
+        what: &str,
+    ) -> Result<T, Error> {
+        let max = self.http.config().max_body_bytes;
+        let bytes = deadline
+            .run(&self.clock, collect_body(success.body, max))
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| error_map::invalid_body(what, &e))
+    }
+
+    /// A GET that must answer 2xx (health checks); the body is drained and ignored.
+    pub async fn get_ok(&self, uri: Uri) -> Result<(), Error> {
+        let now = self.clock.now();
+        let deadline = self.deadline(now, None);
+        let req = self.request(Method::GET, uri, None, false)?;
+        let ok = self.execute(req, &deadline).await?;
+        deadline
+            .run(
+                &self.clock,
+                collect_body(ok.body, self.http.config().max_body_bytes),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Parses a base URL (`https://host/v1`) into a string without a trailing slash.
+pub(crate) fn base_url(url: &str, what: &str) -> Result<String, Error> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let uri: Uri = trimmed
+        .parse()
+        .map_err(|_| Error::config(format!("{what}: invalid URL {trimmed:?}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.authority().is_some() => Ok(trimmed.to_owned()),
+        _ => Err(Error::config(format!(
+            "{what}: expected an http:// or https:// URL, got {trimmed:?}"
+        ))),
+    }
+}
+
+/// `base + path` as a URI.
+pub(crate) fn join(base: &str, path: &str) -> Result<Uri, Error> {
+    let s = format!("{base}{path}");
+    s.parse()
+        .map_err(|_| Error::config(format!("invalid URL {s:?}")))
+}
+
+/// A non-secret header from configuration.
+pub(crate) fn plain_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), Error> {
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| Error::config(format!("invalid header name {name:?}")))?;
+    let v = HeaderValue::from_str(value)
+        .map_err(|_| Error::config(format!("invalid value for header {name:?}")))?;
+    Ok((n, v))
+}
+
+/// A secret header from configuration (marked sensitive).
+pub(crate) fn secret_header(
+    name: &str,
+    prefix: &str,
+    secret: &Secret,
+) -> Result<(HeaderName, HeaderValue), Error> {
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| Error::config(format!("invalid header name {name:?}")))?;
+    Ok((n, secret.header_value(prefix)?))
+}

@@ -1,0 +1,459 @@
+//! Mapping between our types and OpenAI's wire format.
+
+use std::borrow::Cow;
+
+use llm_tower_core::{
+    ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, CompletionChoice,
+    CompletionResponse, Content, Delta, EmbeddingsResponse, FunctionCall, FunctionCallDelta,
+    Message, Role, ToolCall, ToolCallDelta, Usage, UsageSource,
+};
+use serde_json::Value;
+
+use super::MaxTokensField;
+use super::wire;
+
+/// How a flavour of the OpenAI API wants its chat requests.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WireOptions {
+    pub max_tokens_field: MaxTokensField,
+    /// Force `stream_options.include_usage` on for streams.
+    pub stream_usage: bool,
+    /// Send `developer` messages as `system` (servers whose chat templates lack the role).
+    pub developer_as_system: bool,
+}
+
+/// Serializes a chat request for the wire.
+pub(crate) fn chat_request_body(
+    req: &ChatRequest,
+    opts: &WireOptions,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let messages: Cow<'_, [Message]> =
+        if opts.developer_as_system && req.messages.iter().any(|m| m.role == Role::Developer) {
+            Cow::Owned(
+                req.messages
+                    .iter()
+                    .map(|m| {
+                        let mut m = m.clone();
+                        if m.role == Role::Developer {
+                            m.role = Role::System;
+                        }
+                        m
+                    })
+                    .collect(),
+            )
+        } else {
+            Cow::Borrowed(&req.messages)
+        };
+    let (max_tokens, max_completion_tokens) = match opts.max_tokens_field {
+        MaxTokensField::MaxTokens => (req.max_tokens, None),
+        MaxTokensField::MaxCompletionTokens => (None, req.max_tokens),
+    };
+    let stream_options = if req.stream {
+        let asked = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        (opts.stream_usage || asked).then_some(wire::StreamOptions {
+            include_usage: true,
+        })
+    } else {
+        None
+    };
+    let body = wire::ChatCompletionRequest {
+        model: &req.model,
+        messages: &messages,
+        tools: &req.tools,
+        tool_choice: req.tool_choice.as_ref(),
+        max_tokens,
+        max_completion_tokens,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        n: req.n,
+        stop: req.stop.as_ref(),
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        seed: req.seed,
+        response_format: req.response_format.as_ref(),
+        stream: req.stream,
+        stream_options,
+        user: req.user.as_deref(),
+        extra: &req.extra,
+    };
+    serde_json::to_vec(&body)
+}
+
+/// Provider usage from the wire.
+pub(crate) fn usage(u: &wire::WireUsage) -> Usage {
+    let cached = u
+        .prompt_tokens_details
+        .as_ref()
+        .and_then(|d| d.cached_tokens)
+        .unwrap_or(0);
+    Usage::new(u.prompt_tokens, u.completion_tokens, UsageSource::Provider).with_cached(cached)
+}
+
+/// Tool-call arguments as a JSON string (some servers send an object).
+fn arguments_string(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn content_text(v: Option<Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s),
+        Value::Array(parts) => {
+            let mut s = String::new();
+            for p in parts {
+                if let Some(t) = p.get("text").and_then(Value::as_str) {
+                    s.push_str(t);
+                }
+            }
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+/// A chat completion from the wire, with the provider's usage if it sent one.
+pub(crate) fn chat_response(
+    w: wire::ChatCompletionResponse,
+    fallback_created: u64,
+) -> (ChatResponse, Option<Usage>) {
+    let choices = w
+        .choices
+        .into_iter()
+        .map(|c| {
+            let tool_calls: Vec<ToolCall> = c
+                .message
+                .tool_calls
+                .into_iter()
+                .map(|t| ToolCall {
+                    id: t.id,
+                    kind: "function".to_owned(),
+                    function: FunctionCall {
+                        name: t.function.name,
+                        arguments: arguments_string(t.function.arguments),
+                    },
+                })
+                .collect();
+            let content = content_text(c.message.content).or(c.message.refusal);
+            ChatChoice {
+                index: c.index,
+                message: Message {
+                    role: Role::Assistant,
+                    content: content.map(Content::Text),
+                    name: None,
+                    tool_calls,
+                    tool_call_id: None,
+                },
+                finish_reason: c.finish_reason,
+            }
+        })
+        .collect();
+    let usage = w.usage.as_ref().map(usage);
+    (
+        ChatResponse {
+            id: w.id,
+            model: w.model,
+            created: if w.created == 0 {
+                fallback_created
+            } else {
+                w.created
+            },
+            choices,
+            system_fingerprint: w.system_fingerprint,
+        },
+        usage,
+    )
+}
+
+fn role(s: &str) -> Option<Role> {
+    match s {
+        "assistant" => Some(Role::Assistant),
+        "user" => Some(Role::User),
+        "system" => Some(Role::System),
+        "developer" => Some(Role::Developer),
+        "tool" => Some(Role::Tool),
+        _ => None,
+    }
+}
+
+/// A stream chunk from the wire; `None` when it carries nothing (Azure's prompt-filter
+/// chunks, empty keep-alive chunks).
+pub(crate) fn chunk(w: wire::ChatCompletionChunk, fallback_created: u64) -> Option<ChatChunk> {
+    let usage = w.usage.as_ref().map(usage);
+    if w.choices.is_empty() && usage.is_none() {
+        return None;
+    }
+    let choices = w
+        .choices
+        .into_iter()
+        .map(|c| {
+            let tool_calls = c
+                .delta
+                .tool_calls
+                .into_iter()
+                .map(|t| ToolCallDelta {
+                    index: t.index,
+                    id: t.id,
+                    kind: t.kind,
+                    function: t.function.map(|f| FunctionCallDelta {
+                        name: f.name,
+                        arguments: f.arguments,
+                    }),
+                })
+                .collect();
+            ChunkChoice {
+                index: c.index,
+                delta: Delta {
+                    role: c.delta.role.as_deref().and_then(role),
+                    content: c.delta.content.or(c.delta.refusal),
+                    tool_calls,
+                },
+                finish_reason: c.finish_reason,
+            }
+        })
+        .collect();
+    Some(ChatChunk {
+        id: w.id,
+        model: w.model,
+        created: if w.created == 0 {
+            fallback_created
+        } else {
+            w.created
+        },
+        choices,
+        usage,
+    })
+}
+
+/// A legacy completion from the wire.
+pub(crate) fn completion_response(
+    w: wire::CompletionResponse,
+    fallback_created: u64,
+) -> (CompletionResponse, Option<Usage>) {
+    let usage = w.usage.as_ref().map(usage);
+    (
+        CompletionResponse {
+            id: w.id,
+            model: w.model,
+            created: if w.created == 0 {
+                fallback_created
+            } else {
+                w.created
+            },
+            choices: w
+                .choices
+                .into_iter()
+                .map(|c| CompletionChoice {
+                    index: c.index,
+                    text: c.text,
+                    finish_reason: c.finish_reason,
+                })
+                .collect(),
+        },
+        usage,
+    )
+}
+
+/// Embeddings from the wire (embeddings produce no output tokens).
+pub(crate) fn embeddings_response(
+    w: wire::EmbeddingsResponse,
+) -> (EmbeddingsResponse, Option<Usage>) {
+    let usage = w
+        .usage
+        .as_ref()
+        .map(|u| Usage::new(u.prompt_tokens, 0, UsageSource::Provider));
+    (
+        EmbeddingsResponse {
+            model: w.model,
+            data: w.data,
+        },
+        usage,
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use llm_tower_core::{ContentPart, FunctionDef, ImageUrl, Stop, Tool};
+    use serde_json::json;
+
+    fn opts(field: MaxTokensField) -> WireOptions {
+        WireOptions {
+            max_tokens_field: field,
+            stream_usage: true,
+            developer_as_system: false,
+        }
+    }
+
+    #[test]
+    fn chat_request_maps_every_field_and_passes_extra_through() {
+        let mut req = ChatRequest::new(
+            "gpt-4o-mini",
+            vec![
+                Message::system("be brief"),
+                Message {
+                    role: Role::User,
+                    content: Some(Content::Parts(vec![
+                        ContentPart::Text {
+                            text: "what is this?".into(),
+                        },
+                        ContentPart::ImageUrl {
+                            image_url: ImageUrl {
+                                url: "https://x.invalid/a.png".into(),
+                                detail: Some("low".into()),
+                            },
+                        },
+                    ])),
+                    name: None,
+                    tool_calls: vec![],
+                    tool_call_id: None,
+                },
+            ],
+        )
+        .max_tokens(50);
+        req.tools = vec![Tool {
+            kind: "function".into(),
+            function: FunctionDef {
+                name: "get_weather".into(),
+                description: Some("weather".into()),
+                parameters: Some(json!({"type":"object"})),
+                strict: None,
+            },
+        }];
+        req.tool_choice = Some(json!("auto"));
+        req.temperature = Some(0.5);
+        req.top_p = Some(0.9);
+        req.stop = Some(Stop::One("END".into()));
+        req.seed = Some(7);
+        req.presence_penalty = Some(0.1);
+        req.frequency_penalty = Some(0.2);
+        req.response_format = Some(json!({"type":"json_object"}));
+        req.user = Some("u1".into());
+        req.extra.insert("logprobs".into(), json!(true));
+        let body: Value = serde_json::from_slice(
+            &chat_request_body(&req, &opts(MaxTokensField::MaxCompletionTokens)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert_eq!(body["max_completion_tokens"], 50);
+        assert!(body.get("max_tokens").is_none());
+        assert_eq!(
+            body["messages"][1]["content"][1]["image_url"]["url"],
+            "https://x.invalid/a.png"
+        );
+        assert_eq!(body["tools"][0]["function"]["name"], "get_weather");
+        assert_eq!(body["tool_choice"], "auto");
+        assert_eq!(body["stop"], "END");
+        assert_eq!(body["seed"], 7);
+        assert_eq!(body["response_format"]["type"], "json_object");
+        assert_eq!(body["user"], "u1");
+        assert_eq!(body["logprobs"], true);
+        assert!(body.get("stream").is_none());
+        assert!(body.get("stream_options").is_none());
+        let body: Value = serde_json::from_slice(
+            &chat_request_body(&req, &opts(MaxTokensField::MaxTokens)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(body["max_tokens"], 50);
+        assert!(body.get("max_completion_tokens").is_none());
+    }
+
+    #[test]
+    fn streaming_forces_include_usage() {
+        let mut req = ChatRequest::new("m", vec![Message::user("hi")]);
+        req.stream = true;
+        let body: Value = serde_json::from_slice(
+            &chat_request_body(&req, &opts(MaxTokensField::MaxTokens)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn developer_role_mapped_to_system_when_asked() {
+        let mut req = ChatRequest::new("m", vec![Message::user("hi")]);
+        req.messages.insert(
+            0,
+            Message {
+                role: Role::Developer,
+                ..Message::system("rules")
+            },
+        );
+        let mut o = opts(MaxTokensField::MaxTokens);
+        o.developer_as_system = true;
+        let body: Value = serde_json::from_slice(&chat_request_body(&req, &o).unwrap()).unwrap();
+        assert_eq!(body["messages"][0]["role"], "system");
+        o.developer_as_system = false;
+        let body: Value = serde_json::from_slice(&chat_request_body(&req, &o).unwrap()).unwrap();
+        assert_eq!(body["messages"][0]["role"], "developer");
+    }
+
+    #[test]
+    fn response_with_tool_calls_and_cached_usage() {
+        let w: wire::ChatCompletionResponse = serde_json::from_value(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000u64,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}],
+                "refusal": null}, "logprobs": null, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+                "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0}},
+            "system_fingerprint": "fp_1"
+        }))
+        .unwrap();
+        let (r, u) = chat_response(w, 5);
+        assert_eq!(r.model, "gpt-4o-mini-2024-07-18");
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(r.choices[0].message.content, None);
+        let call = &r.choices[0].message.tool_calls[0];
+        assert_eq!(call.function.arguments, "{\"city\":\"Paris\"}");
+        let u = u.unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (100, 20, 120)
+        );
+        assert_eq!(u.cached_prompt_tokens, 64);
+        assert_eq!(u.source, UsageSource::Provider);
+    }
+
+    #[test]
+    fn lenient_response_from_compatible_servers() {
+        let w: wire::ChatCompletionResponse = serde_json::from_value(json!({
+            "model": "llama3", "created": 1.7e9,
+            "choices": [{"message": {"content": "hi",
+                "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]}}]
+        }))
+        .unwrap();
+        let (r, u) = chat_response(w, 5);
+        assert!(u.is_none());
+        assert_eq!(r.created, 1_700_000_000);
+        assert_eq!(r.text(), "hi");
+        assert_eq!(
+            r.choices[0].message.tool_calls[0].function.arguments,
+            "{\"a\":1}"
+        );
+    }
+
+    #[test]
+    fn empty_chunks_are_skipped_and_usage_chunk_kept() {
+        let w: wire::ChatCompletionChunk = serde_json::from_value(json!({
+            "id": "", "choices": [], "created": 0, "model": "",
+            "prompt_filter_results": [{"prompt_index": 0}]
+        }))
+        .unwrap();
+        assert!(chunk(w, 1).is_none());
+        let w: wire::ChatCompletionChunk = serde_json::from_value(json!({
+            "id": "c", "object": "chat.completion.chunk", "created": 9, "model": "m",
+            "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+        }))
+        .unwrap();
+        let c = chunk(w, 1).unwrap();
+        assert_eq!(c.usage.unwrap().total_tokens, 7);
+    }
+}

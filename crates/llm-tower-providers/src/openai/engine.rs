@@ -1,0 +1,343 @@
+//! The OpenAI chat/completions/embeddings client that OpenAI, Azure OpenAI and
+//! OpenAI-compatible servers share; they differ only in URLs, headers and wire options.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Uri};
+use llm_tower_core::{
+    ChatRequest, CompletionRequest, EmbeddingsRequest, Error, LlmRequest, LlmResponse,
+    ProviderLimits, RequestBody, ResponseBody, ResponseMeta,
+};
+
+use super::convert::{self, WireOptions};
+use super::stream::OpenAiStreamParser;
+use super::wire;
+use crate::common::{Common, join};
+use crate::http::Deadline;
+use crate::http::stream::{SseChatStream, first_token, prepend};
+
+/// Where each operation goes.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one value per provider
+pub(crate) enum Urls {
+    /// `{base}/chat/completions`, `{base}/completions`, `{base}/embeddings`, `{base}/models`.
+    Base {
+        chat: Uri,
+        completions: Uri,
+        embeddings: Uri,
+        models: Uri,
+    },
+    /// Azure deployment URLs.
+    Azure(AzureUrls),
+}
+
+/// Azure OpenAI's `{endpoint}/openai/deployments/{deployment}/{op}?api-version=...`.
+#[derive(Debug)]
+pub(crate) struct AzureUrls {
+    pub endpoint: String,
+    pub api_version: String,
+    pub deployments: BTreeMap<String, String>,
+    pub default_deployment: Option<String>,
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl AzureUrls {
+    /// The deployment serving `model`: the mapping, else the default, else the model name.
+    pub fn deployment<'a>(&'a self, model: &'a str) -> &'a str {
+        self.deployments
+            .get(model)
+            .map(String::as_str)
+            .or(self.default_deployment.as_deref())
+            .unwrap_or(model)
+    }
+
+    fn uri(&self, op: &str, model: &str) -> Result<Uri, Error> {
+        let deployment = self.deployment(model);
+        if deployment.is_empty() {
+            return Err(Error::invalid_request(
+                "no Azure deployment for an empty model name",
+            ));
+        }
+        join(
+            &self.endpoint,
+            &format!(
+                "/openai/deployments/{}/{op}?api-version={}",
+                encode_segment(deployment),
+                encode_segment(&self.api_version)
+            ),
+        )
+    }
+
+    pub fn models(&self) -> Result<Uri, Error> {
+        join(
+            &self.endpoint,
+            &format!(
+                "/openai/models?api-version={}",
+                encode_segment(&self.api_version)
+            ),
+        )
+    }
+}
+
+impl Urls {
+    /// URLs under a base such as `https://api.openai.com/v1`.
+    pub fn base(base: &str) -> Result<Urls, Error> {
+        Ok(Urls::Base {
+            chat: join(base, "/chat/completions")?,
+            completions: join(base, "/completions")?,
+            embeddings: join(base, "/embeddings")?,
+            models: join(base, "/models")?,
+        })
+    }
+
+    fn chat(&self, model: &str) -> Result<Uri, Error> {
+        match self {
+            Urls::Base { chat, .. } => Ok(chat.clone()),
+            Urls::Azure(a) => a.uri("chat/completions", model),
+        }
+    }
+
+    fn completions(&self, model: &str) -> Result<Uri, Error> {
+        match self {
+            Urls::Base { completions, .. } => Ok(completions.clone()),
+            Urls::Azure(a) => a.uri("completions", model),
+        }
+    }
+
+    fn embeddings(&self, model: &str) -> Result<Uri, Error> {
+        match self {
+            Urls::Base { embeddings, .. } => Ok(embeddings.clone()),
+            Urls::Azure(a) => a.uri("embeddings", model),
+        }
+    }
+
+    fn models(&self) -> Result<Uri, Error> {
+        match self {
+            Urls::Base { models, .. } => Ok(models.clone()),
+            Urls::Azure(a) => a.models(),
+        }
+    }
+}
+
+/// The shared OpenAI-protocol client.
+#[derive(Debug)]
+pub(crate) struct OpenAiEngine {
+    pub common: Common,
+    pub urls: Urls,
+    pub opts: WireOptions,
+}
+
+fn serialize_error(e: &serde_json::Error) -> Error {
+    Error::invalid_request(format!("request cannot be serialized: {e}"))
+}
+
+impl OpenAiEngine {
+    /// Serves one request; every error names the provider.
+    pub async fn call(&self, req: LlmRequest) -> Result<LlmResponse, Error> {
+        let t0 = self.common.clock.now();
+        let caller = req.ctx.deadline;
+        let result = match &req.body {
+            RequestBody::Chat(c) if c.stream => self.chat_stream(c, t0, caller).await,
+            RequestBody::Chat(c) => self.chat(c, t0, caller).await,
+            RequestBody::Completion(c) => self.completion(c, t0, caller).await,
+            RequestBody::Embeddings(e) => self.embeddings(e, t0, caller).await,
+        };
+        result.map_err(|e| e.with_provider(self.common.name.clone()))
+    }
+
+    /// `GET /models` (spends no tokens).
+    pub async fn health(&self) -> Result<(), Error> {
+        let result = match self.urls.models() {
+            Ok(uri) => self.common.get_ok(uri).await,
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| e.with_provider(self.common.name.clone()))
+    }
+
+    fn meta(
+        &self,
+        model: String,
+        requested: &str,
+        t0: Instant,
+        limits: Option<ProviderLimits>,
+    ) -> ResponseMeta {
+        let mut meta = ResponseMeta::default();
+        meta.provider = Some(self.common.name.clone());
+        meta.model = Some(if model.is_empty() {
+            requested.to_owned()
+        } else {
+            model
+        });
+        meta.latency = self.common.clock.now().saturating_duration_since(t0);
+        meta.provider_limits = limits;
+        meta
+    }
+
+    async fn chat(
+        &self,
+        chat: &ChatRequest,
+        t0: Instant,
+        caller: Option<Instant>,
+    ) -> Result<LlmResponse, Error> {
+        let deadline = self.common.deadline(t0, caller);
+        let body = convert::chat_request_body(chat, &self.opts).map_err(|e| serialize_error(&e))?;
+        let req = self.common.request(
+            Method::POST,
+            self.urls.chat(&chat.model)?,
+            Some(body),
+            false,
+        )?;
+        let ok = self.common.execute(req, &deadline).await?;
+        let limits = ok.limits;
+        let w: wire::ChatCompletionResponse = self
+            .common
+            .read_json(ok, &deadline, "chat completion")
+            .await?;
+        let (resp, usage) = convert::chat_response(w, self.common.clock.unix_secs());
+        let model = resp.model.clone();
+        let mut out = LlmResponse::new(ResponseBody::Chat(resp));
+        out.usage = usage;
+        out.meta = self.meta(model, &chat.model, t0, limits);
+        Ok(out)
+    }
+
+    async fn chat_stream(
+        &self,
+        chat: &ChatRequest,
+        t0: Instant,
+        caller: Option<Instant>,
+    ) -> Result<LlmResponse, Error> {
+        let clock = &self.common.clock;
+        let deadline = self.common.deadline(t0, caller);
+        let body = convert::chat_request_body(chat, &self.opts).map_err(|e| serialize_error(&e))?;
+        let req =
+            self.common
+                .request(Method::POST, self.urls.chat(&chat.model)?, Some(body), true)?;
+        let ok = self.common.execute(req, &deadline).await?;
+        let limits = ok.limits;
+        let latency = clock.now().saturating_duration_since(t0);
+        let parser = OpenAiStreamParser::new(clock.unix_secs(), self.common.secret.clone());
+        let stream = SseChatStream::new(
+            ok.body,
+            parser,
+            clock.clone(),
+            self.common.name.clone(),
+            self.common.http.config().stream_idle_timeout,
+            caller.map(Deadline::caller),
+        );
+        let (buffered, first_at, rest) = first_token(stream, &deadline, clock).await?;
+        let model = buffered
+            .iter()
+            .map(|c| c.model.as_str())
+            .find(|m| !m.is_empty())
+            .unwrap_or_default()
+            .to_owned();
+        let mut out = LlmResponse::new(ResponseBody::Stream(prepend(buffered, rest)));
+        out.meta = self.meta(model, &chat.model, t0, limits);
+        out.meta.latency = latency;
+        out.meta.time_to_first_token = first_at.map(|t| t.saturating_duration_since(t0));
+        Ok(out)
+    }
+
+    async fn completion(
+        &self,
+        c: &CompletionRequest,
+        t0: Instant,
+        caller: Option<Instant>,
+    ) -> Result<LlmResponse, Error> {
+        if c.stream {
+            return Err(Error::invalid_request(
+                "streaming legacy completions is not supported; use chat completions",
+            ));
+        }
+        let deadline = self.common.deadline(t0, caller);
+        let body = serde_json::to_vec(c).map_err(|e| serialize_error(&e))?;
+        let req = self.common.request(
+            Method::POST,
+            self.urls.completions(&c.model)?,
+            Some(body),
+            false,
+        )?;
+        let ok = self.common.execute(req, &deadline).await?;
+        let limits = ok.limits;
+        let w: wire::CompletionResponse =
+            self.common.read_json(ok, &deadline, "completion").await?;
+        let (resp, usage) = convert::completion_response(w, self.common.clock.unix_secs());
+        let model = resp.model.clone();
+        let mut out = LlmResponse::new(ResponseBody::Completion(resp));
+        out.usage = usage;
+        out.meta = self.meta(model, &c.model, t0, limits);
+        Ok(out)
+    }
+
+    async fn embeddings(
+        &self,
+        e: &EmbeddingsRequest,
+        t0: Instant,
+        caller: Option<Instant>,
+    ) -> Result<LlmResponse, Error> {
+        let deadline = self.common.deadline(t0, caller);
+        let body = serde_json::to_vec(e).map_err(|e| serialize_error(&e))?;
+        let req = self.common.request(
+            Method::POST,
+            self.urls.embeddings(&e.model)?,
+            Some(body),
+            false,
+        )?;
+        let ok = self.common.execute(req, &deadline).await?;
+        let limits = ok.limits;
+        let w: wire::EmbeddingsResponse =
+            self.common.read_json(ok, &deadline, "embeddings").await?;
+        let (resp, usage) = convert::embeddings_response(w);
+        let model = resp.model.clone();
+        let mut out = LlmResponse::new(ResponseBody::Embeddings(resp));
+        out.usage = usage;
+        out.meta = self.meta(model, &e.model, t0, limits);
+        Ok(out)
+    }
+}
+
+/// Implements `tower::Service<LlmRequest>` for a provider wrapping `Arc<$engine>` in
+/// field `engine` with an `async fn call(&self, LlmRequest)`.
+macro_rules! impl_provider_service {
+    ($ty:ty) => {
+        impl tower::Service<llm_tower_core::LlmRequest> for $ty {
+            type Response = llm_tower_core::LlmResponse;
+            type Error = llm_tower_core::Error;
+            type Future = futures_util::future::BoxFuture<
+                'static,
+                Result<llm_tower_core::LlmResponse, llm_tower_core::Error>,
+            >;
+
+            fn poll_ready(
+                &mut self,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, req: llm_tower_core::LlmRequest) -> Self::Future {
+                let engine = std::sync::Arc::clone(&self.engine);
+                Box::pin(async move { engine.call(req).await })
+            }
+        }
+    };
+}
+pub(crate) use impl_provider_service;
+
+/// An engine behind an `Arc`, for the provider types.
+pub(crate) type SharedEngine = Arc<OpenAiEngine>;

@@ -1,0 +1,281 @@
+//! Azure OpenAI and OpenAI-compatible servers against local servers.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Reply, collect, guard, serve};
+use llm_tower_core::{
+    ChatRequest, EmbeddingInput, EmbeddingsRequest, ErrorKind, LimitOrigin, LlmRequest, Message,
+    Role,
+};
+use llm_tower_providers::azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
+use llm_tower_providers::http::HttpClient;
+use llm_tower_providers::openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
+use serde_json::json;
+use tower::ServiceExt;
+
+const AZURE_KEY: &str = "azure-SECRET-key-0123456789";
+
+fn reply_body(model: &str) -> serde_json::Value {
+    json!({"id": "c", "object": "chat.completion", "created": 1_700_000_000u64, "model": model,
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+           "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+}
+
+fn chat(model: &str) -> LlmRequest {
+    LlmRequest::chat(ChatRequest::new(model, vec![Message::user("hi")]).max_tokens(5))
+}
+
+#[tokio::test]
+async fn azure_uses_deployment_urls_api_version_and_api_key() {
+    let server = serve(|_| {
+        Reply::json(200, reply_body("gpt-4o-mini")).header("x-ratelimit-remaining-requests", "99")
+    })
+    .await;
+    let azure = AzureOpenAi::new(
+        AzureOpenAiConfig::new(format!("{}/", server.url()), AzureAuth::api_key(AZURE_KEY))
+            .deployment("gpt-4o-mini", "prod-mini")
+            .api_version("2024-06-01"),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(azure.deployment_for("gpt-4o-mini"), "prod-mini");
+    assert_eq!(azure.deployment_for("other"), "other");
+    let resp = guard(azure.clone().oneshot(chat("gpt-4o-mini")))
+        .await
+        .unwrap();
+    let sent = server.last();
+    assert_eq!(
+        sent.uri.path(),
+        "/openai/deployments/prod-mini/chat/completions"
+    );
+    assert_eq!(sent.uri.query(), Some("api-version=2024-06-01"));
+    assert_eq!(sent.header("api-key"), Some(AZURE_KEY));
+    assert!(sent.header("authorization").is_none());
+    assert_eq!(sent.json()["max_tokens"], 5);
+    assert_eq!(resp.as_chat().unwrap().text(), "ok");
+    assert_eq!(resp.meta.provider.as_deref(), Some("azure"));
+    assert_eq!(resp.usage.unwrap().total_tokens, 4);
+    assert_eq!(
+        resp.meta
+            .provider_limits
+            .unwrap()
+            .requests
+            .unwrap()
+            .remaining,
+        Some(99)
+    );
+
+    let e = EmbeddingsRequest {
+        model: "text-embedding-3-small".into(),
+        input: EmbeddingInput::One("x".into()),
+        encoding_format: None,
+        dimensions: None,
+        user: None,
+        extra: Default::default(),
+    };
+    let _ = guard(azure.clone().oneshot(LlmRequest::embeddings(e))).await;
+    assert_eq!(
+        server.last().uri.path(),
+        "/openai/deployments/text-embedding-3-small/embeddings"
+    );
+
+    guard(azure.health()).await.unwrap();
+    let sent = server.last();
+    assert_eq!(sent.uri.path(), "/openai/models");
+    assert_eq!(sent.uri.query(), Some("api-version=2024-06-01"));
+}
+
+#[tokio::test]
+async fn azure_bearer_token_and_default_deployment() {
+    let server = serve(|_| Reply::json(200, reply_body("gpt-4o"))).await;
+    let azure = AzureOpenAi::new(
+        AzureOpenAiConfig::new(server.url(), AzureAuth::bearer_token("entra-SECRET-token"))
+            .default_deployment("main deploy"),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    guard(azure.oneshot(chat("gpt-4o"))).await.unwrap();
+    let sent = server.last();
+    assert_eq!(
+        sent.uri.path(),
+        "/openai/deployments/main%20deploy/chat/completions"
+    );
+    assert_eq!(sent.uri.query(), Some("api-version=2024-10-21"));
+    assert_eq!(
+        sent.header("authorization"),
+        Some("Bearer entra-SECRET-token")
+    );
+    assert!(sent.header("api-key").is_none());
+}
+
+#[tokio::test]
+async fn azure_429_with_retry_after_ms_and_404_deployment() {
+    let server = serve(|req| {
+        if req.uri.path().contains("/missing/") {
+            Reply::json(404, json!({"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist."}}))
+        } else {
+            Reply::json(429, json!({"error": {"code": "429", "message": "Requests to the ChatCompletions_Create Operation have exceeded call rate limit. Please retry after 2 seconds."}}))
+                .header("retry-after", "2")
+                .header("retry-after-ms", "1500")
+                .header("x-ratelimit-remaining-tokens", "0")
+        }
+    })
+    .await;
+    let azure = AzureOpenAi::new(
+        AzureOpenAiConfig::new(server.url(), AzureAuth::api_key(AZURE_KEY)),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let e = guard(azure.clone().oneshot(chat("gpt-4o")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert_eq!(e.origin(), Some(LimitOrigin::Provider));
+    assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
+    assert_eq!(e.limits().unwrap().tokens.unwrap().remaining, Some(0));
+    assert_eq!(e.provider(), Some("azure"));
+    let e = guard(azure.oneshot(chat("missing"))).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    assert!(e.message().contains("deployment"), "{e}");
+    assert!(!format!("{e:?}").contains("SECRET"));
+}
+
+#[tokio::test]
+async fn azure_stream_skips_prompt_filter_chunks() {
+    let filter = json!({"choices": [], "created": 0, "id": "", "model": "", "object": "",
+        "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {"hate": {"filtered": false, "severity": "safe"}}}]}).to_string();
+    let c = |delta: serde_json::Value, finish: Option<&str>| {
+        json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-2024-08-06",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "content_filter_results": {}}]}).to_string()
+    };
+    let events = vec![
+        filter,
+        c(json!({"role": "assistant", "content": ""}), None),
+        c(json!({"content": "ok"}), None),
+        c(json!({}), Some("stop")),
+        json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-2024-08-06", "choices": [],
+               "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).to_string(),
+        "[DONE]".to_owned(),
+    ];
+    let server = serve(move |_| Reply::sse_data(&events)).await;
+    let azure = AzureOpenAi::new(
+        AzureOpenAiConfig::new(server.url(), AzureAuth::api_key(AZURE_KEY)),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let req = LlmRequest::chat(ChatRequest::new("gpt-4o", vec![Message::user("hi")]).streaming());
+    let resp = guard(azure.oneshot(req)).await.unwrap();
+    let chunks: Vec<_> = collect(resp.into_stream().unwrap())
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| !c.choices.is_empty() || c.usage.is_some())
+    );
+    assert_eq!(chunks.iter().map(|c| c.text()).collect::<String>(), "ok");
+    assert_eq!(chunks.last().unwrap().usage.unwrap().total_tokens, 4);
+}
+
+#[tokio::test]
+async fn compatible_server_without_usage_leaves_it_none() {
+    let server = serve(|req| {
+        if req.json()["stream"] == true {
+            Reply::sse_data(&[
+                json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "llama3.2", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}, "finish_reason": null}]}).to_string(),
+                json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "llama3.2", "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]}).to_string(),
+                "[DONE]".to_owned(),
+            ])
+        } else {
+            Reply::json(200, json!({"id": "c", "object": "chat.completion", "created": 1, "model": "llama3.2",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}]}))
+        }
+    })
+    .await;
+    let ollama = OpenAiCompatible::new(
+        OpenAiCompatibleConfig::new(format!("{}/v1", server.url())).name("ollama"),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let resp = guard(ollama.clone().oneshot(chat("llama3.2")))
+        .await
+        .unwrap();
+    assert!(resp.usage.is_none());
+    assert_eq!(resp.as_chat().unwrap().text(), "Hello");
+    assert_eq!(resp.meta.provider.as_deref(), Some("ollama"));
+    let sent = server.last();
+    assert!(sent.header("authorization").is_none());
+    assert_eq!(sent.json()["max_tokens"], 5);
+
+    let req = LlmRequest::chat(ChatRequest::new("llama3.2", vec![Message::user("hi")]).streaming());
+    let resp = guard(ollama.oneshot(req)).await.unwrap();
+    let chunks: Vec<_> = collect(resp.into_stream().unwrap())
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(chunks.iter().map(|c| c.text()).collect::<String>(), "Hello");
+    assert!(chunks.iter().all(|c| c.usage.is_none()));
+    assert_eq!(
+        server.last().json()["stream_options"]["include_usage"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn compatible_server_key_headers_and_developer_role() {
+    let server = serve(|_| Reply::json(200, reply_body("Qwen/Qwen2.5-7B-Instruct"))).await;
+    let vllm = OpenAiCompatible::new(
+        OpenAiCompatibleConfig::new(format!("{}/v1/", server.url()))
+            .name("vllm")
+            .api_key("vllm-SECRET")
+            .header("x-team", "search")
+            .secret_header("x-gateway-key", "gw-SECRET")
+            .stream_usage(false),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let mut c = ChatRequest::new("Qwen/Qwen2.5-7B-Instruct", vec![Message::user("hi")]);
+    c.messages.insert(
+        0,
+        Message {
+            role: Role::Developer,
+            ..Message::system("rules")
+        },
+    );
+    let resp = guard(vllm.clone().oneshot(LlmRequest::chat(c)))
+        .await
+        .unwrap();
+    assert_eq!(resp.usage.unwrap().total_tokens, 4);
+    let sent = server.last();
+    assert_eq!(sent.uri.path(), "/v1/chat/completions");
+    assert_eq!(sent.header("authorization"), Some("Bearer vllm-SECRET"));
+    assert_eq!(sent.header("x-team"), Some("search"));
+    assert_eq!(sent.header("x-gateway-key"), Some("gw-SECRET"));
+    assert_eq!(sent.json()["messages"][0]["role"], "system");
+    assert!(!format!("{vllm:?}").contains("SECRET"));
+
+    guard(vllm.health()).await.unwrap();
+    assert_eq!(server.last().uri.path(), "/v1/models");
+}
+
+#[tokio::test]
+async fn compatible_server_errors_map_like_openai() {
+    let server = serve(|_| {
+        Reply::json(400, json!({"object": "error", "message": "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.", "type": "BadRequestError", "param": null, "code": 400}))
+    })
+    .await;
+    let vllm = OpenAiCompatible::new(
+        OpenAiCompatibleConfig::new(format!("{}/v1", server.url())),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let e = guard(vllm.oneshot(chat("m"))).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ContextLengthExceeded);
+    assert_eq!(e.provider(), Some("openai-compatible"));
+}
