@@ -9,6 +9,7 @@
 //! | `llm_tower::*` | `llm-tower-core` | requests, responses, streams, usage, money, errors, clock |
 //! | [`layers`] | `llm-tower-layers` | rate_limit, retry, token_count, cost, timeout, trace, builder |
 //! | [`providers`] | `llm-tower-providers` | OpenAI, Azure OpenAI, Anthropic, OpenAI-compatible, mock |
+//! | [`redis`] | `llm-tower-redis` | rate-limit and budget stores shared by several instances |
 //! | [`sync`] | here | a blocking client for callers without an async runtime |
 //!
 //! ```
@@ -42,6 +43,7 @@
 pub use llm_tower_core::*;
 pub use llm_tower_layers as layers;
 pub use llm_tower_providers as providers;
+pub use llm_tower_redis as redis;
 
 pub mod sync;
 
