@@ -8,6 +8,8 @@
 //! The difference is the stack's overhead; the tokenization share is measured by the
 //! `tokens` bench of llm-tower-layers (`count_prompt`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -21,17 +23,34 @@ with monthly budgets. Summarise the risks in three bullet points and suggest one
 
 fn request() -> LlmRequest {
     LlmRequest::chat(
-        ChatRequest::new("gpt-4o-mini", vec![Message::system("Be concise."), Message::user(PROMPT)]).max_tokens(64),
+        ChatRequest::new(
+            "gpt-4o-mini",
+            vec![Message::system("Be concise."), Message::user(PROMPT)],
+        )
+        .max_tokens(64),
     )
     .with_caller("bench")
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mock = MockProvider::builder().reply(llm_tower::providers::mock::Reply::Fixed("Fine.".into())).build();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mock = MockProvider::builder()
+        .reply(llm_tower::providers::mock::Reply::Fixed("Fine.".into()))
+        .build();
     let tracker = CostTracker::builder()
         .prices(PriceTable::new().with("gpt-4o-mini", ModelPrice::usd("0.15", "0.60").unwrap()))
-        .budget(Budget::new("bench", BudgetScope::Global, Period::Total, Money::from_usd(1_000_000_000)).unwrap())
+        .budget(
+            Budget::new(
+                "bench",
+                BudgetScope::Global,
+                Period::Total,
+                Money::from_usd(1_000_000_000),
+            )
+            .unwrap(),
+        )
         .build()
         .unwrap();
     let stack = ServiceBuilder::new()
@@ -39,22 +58,42 @@ fn bench(c: &mut Criterion) {
         .count_tokens()
         .track_cost(tracker)
         .llm_rate_limit(
-            RateLimitLayer::new(Algorithm::sliding_window(1_000_000_000, Duration::from_secs(60)).unwrap())
-                .name("caller")
-                .key(KeyBy::Caller),
+            RateLimitLayer::new(
+                Algorithm::sliding_window(1_000_000_000, Duration::from_secs(60)).unwrap(),
+            )
+            .name("caller")
+            .key(KeyBy::Caller),
         )
         .llm_retry(RetryLayer::new())
         .llm_rate_limit(
-            RateLimitLayer::new(Algorithm::leaky_bucket(u64::MAX / 1_000_000_000_000, Duration::from_secs(1), 1_000_000_000_000).unwrap())
-                .name("provider")
-                .by_tokens()
-                .mode(Mode::Wait { max_wait: Duration::from_secs(1) }),
+            RateLimitLayer::new(
+                Algorithm::leaky_bucket(
+                    u64::MAX / 1_000_000_000_000,
+                    Duration::from_secs(1),
+                    1_000_000_000_000,
+                )
+                .unwrap(),
+            )
+            .name("provider")
+            .by_tokens()
+            .mode(Mode::Wait {
+                max_wait: Duration::from_secs(1),
+            }),
         )
         .llm_timeout(Duration::from_secs(30))
         .service(mock.clone());
 
     let req = request();
-    let tokens = rt.block_on(async { stack.clone().oneshot(req.clone()).await.unwrap().usage.unwrap().prompt_tokens });
+    let tokens = rt.block_on(async {
+        stack
+            .clone()
+            .oneshot(req.clone())
+            .await
+            .unwrap()
+            .usage
+            .unwrap()
+            .prompt_tokens
+    });
     println!("prompt tokens: {tokens}");
 
     let mut g = c.benchmark_group("stack");

@@ -1,5 +1,7 @@
 //! The layers' own spans, events and metrics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,13 +39,25 @@ fn spans_events_and_metrics_use_gen_ai_names() {
         .finish();
 
     tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
         rt.block_on(async {
             let alerts = Arc::new(Mutex::new(0));
             let a2 = alerts.clone();
             let tracker = CostTracker::builder()
                 .prices(PriceTable::new().with("gpt-4o", ModelPrice::usd("2.50", "10.00").unwrap()))
-                .budget(Budget::new("obs", BudgetScope::Global, Period::Total, Money::parse_usd("0.0006").unwrap()).unwrap())
+                .budget(
+                    Budget::new(
+                        "obs",
+                        BudgetScope::Global,
+                        Period::Total,
+                        Money::parse_usd("0.0006").unwrap(),
+                    )
+                    .unwrap(),
+                )
                 .alerts(move |_: &BudgetAlert| *a2.lock().unwrap() += 1)
                 .build()
                 .unwrap();
@@ -51,10 +65,30 @@ fn spans_events_and_metrics_use_gen_ai_names() {
                 .llm_trace()
                 .count_tokens()
                 .track_cost(tracker)
-                .llm_rate_limit(RateLimitLayer::new(Algorithm::sliding_window(2, Duration::from_secs(60)).unwrap()).name("obs_limit"))
-                .llm_retry(RetryLayer::new().seed(1).backoff(Duration::from_millis(5), Duration::from_millis(10)))
-                .service(MockProvider::builder().failures(FailurePlan::Once(vec![Some(Failure::ServerError { status: 503 })])).build());
-            let req = || LlmRequest::chat(ChatRequest::new("gpt-4o", vec![Message::user("hi")]).max_tokens(16)).with_caller("obs-user");
+                .llm_rate_limit(
+                    RateLimitLayer::new(
+                        Algorithm::sliding_window(2, Duration::from_secs(60)).unwrap(),
+                    )
+                    .name("obs_limit"),
+                )
+                .llm_retry(
+                    RetryLayer::new()
+                        .seed(1)
+                        .backoff(Duration::from_millis(5), Duration::from_millis(10)),
+                )
+                .service(
+                    MockProvider::builder()
+                        .failures(FailurePlan::Once(vec![Some(Failure::ServerError {
+                            status: 503,
+                        })]))
+                        .build(),
+                );
+            let req = || {
+                LlmRequest::chat(
+                    ChatRequest::new("gpt-4o", vec![Message::user("hi")]).max_tokens(16),
+                )
+                .with_caller("obs-user")
+            };
             svc.clone().oneshot(req()).await.unwrap();
             svc.clone().oneshot(req()).await.unwrap();
             let e = svc.clone().oneshot(req()).await.unwrap_err();
@@ -96,6 +130,9 @@ fn spans_events_and_metrics_use_gen_ai_names() {
         "llm_tower_budget_alerts_total",
         "llm_tower_cost_nano_usd_total",
     ] {
-        assert!(names.contains(&needle), "missing metric {needle}: {names:?}");
+        assert!(
+            names.contains(&needle),
+            "missing metric {needle}: {names:?}"
+        );
     }
 }

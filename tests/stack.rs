@@ -1,5 +1,7 @@
 //! Whole-stack tests: the layers together around the mock provider.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

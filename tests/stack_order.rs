@@ -3,6 +3,8 @@
 //! trace -> count_tokens -> track_cost -> rate_limit (caller, Reject) -> retry
 //!       -> rate_limit (provider, Wait) -> timeout -> provider
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

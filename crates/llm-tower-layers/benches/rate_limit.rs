@@ -2,6 +2,8 @@
 //!
 //! Run: `cargo bench -p llm-tower-layers --bench rate_limit`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -15,19 +17,28 @@ fn rss_bytes() -> Option<u64> {
 }
 
 fn decide(store: &MemoryStore, alg: &Algorithm, key: &str) {
-    black_box(store.decide(Acquire { scope: "bench", key, algorithm: alg, weight: 1, max_wait: Duration::ZERO }));
+    black_box(store.decide(Acquire {
+        scope: "bench",
+        key,
+        algorithm: alg,
+        weight: 1,
+        max_wait: Duration::ZERO,
+    }));
 }
 
 fn bench(c: &mut Criterion) {
     // Limits high enough that every decision admits (the common, hot path).
     let sliding = Algorithm::sliding_window(u64::MAX / 2, Duration::from_millis(100)).unwrap();
-    let bucket = Algorithm::leaky_bucket(1_000_000_000, Duration::from_secs(1), 1_000_000_000).unwrap();
+    let bucket =
+        Algorithm::leaky_bucket(1_000_000_000, Duration::from_secs(1), 1_000_000_000).unwrap();
     let keys: Vec<String> = (0..100_000).map(|i| format!("caller-{i}")).collect();
 
     let mut g = c.benchmark_group("rate_limit_decision");
     for (name, alg) in [("sliding_window", sliding), ("leaky_bucket", bucket)] {
         let store = MemoryStore::new();
-        g.bench_function(format!("{name}/one_key"), |b| b.iter(|| decide(&store, &alg, "caller-0")));
+        g.bench_function(format!("{name}/one_key"), |b| {
+            b.iter(|| decide(&store, &alg, "caller-0"))
+        });
 
         let store = MemoryStore::new();
         for k in &keys {
@@ -45,8 +56,14 @@ fn bench(c: &mut Criterion) {
 
     // Memory per key: RSS growth while one million keys are live, per key.
     for (name, alg) in [
-        ("sliding_window", Algorithm::sliding_window(10, Duration::from_secs(3600)).unwrap()),
-        ("leaky_bucket", Algorithm::leaky_bucket(10, Duration::from_secs(3600), 10).unwrap()),
+        (
+            "sliding_window",
+            Algorithm::sliding_window(10, Duration::from_secs(3600)).unwrap(),
+        ),
+        (
+            "leaky_bucket",
+            Algorithm::leaky_bucket(10, Duration::from_secs(3600), 10).unwrap(),
+        ),
     ] {
         let before = rss_bytes();
         let store = MemoryStore::new();
@@ -54,7 +71,10 @@ fn bench(c: &mut Criterion) {
             decide(&store, &alg, &format!("caller-{i}"));
         }
         if let (Some(b), Some(a)) = (before, rss_bytes()) {
-            println!("{name}: ~{} bytes per live key (RSS growth over 1,000,000 keys, one entry each)", a.saturating_sub(b) / 1_000_000);
+            println!(
+                "{name}: ~{} bytes per live key (RSS growth over 1,000,000 keys, one entry each)",
+                a.saturating_sub(b) / 1_000_000
+            );
         }
         drop(store);
     }

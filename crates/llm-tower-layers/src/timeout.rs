@@ -29,14 +29,19 @@ pub struct TimeoutLayer {
 
 impl fmt::Debug for TimeoutLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimeoutLayer").field("timeout", &self.timeout).finish()
+        f.debug_struct("TimeoutLayer")
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
 impl TimeoutLayer {
     /// Each call may take at most `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        TimeoutLayer { timeout, clock: TokioClock::shared() }
+        TimeoutLayer {
+            timeout,
+            clock: TokioClock::shared(),
+        }
     }
 
     /// Uses `clock`.
@@ -51,7 +56,11 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout { inner, timeout: self.timeout, clock: self.clock.clone() }
+        Timeout {
+            inner,
+            timeout: self.timeout,
+            clock: self.clock.clone(),
+        }
     }
 }
 
@@ -65,7 +74,10 @@ pub struct Timeout<S> {
 
 impl<S: fmt::Debug> fmt::Debug for Timeout<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Timeout").field("inner", &self.inner).field("timeout", &self.timeout).finish()
+        f.debug_struct("Timeout")
+            .field("inner", &self.inner)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -98,11 +110,11 @@ where
         let now = self.clock.now();
         let mut until = now + self.timeout;
         let mut what = "timeout";
-        if let Some(d) = req.ctx.deadline {
-            if d < until {
-                until = d;
-                what = "deadline";
-            }
+        if let Some(d) = req.ctx.deadline
+            && d < until
+        {
+            until = d;
+            what = "deadline";
         }
         let limit = until.saturating_duration_since(now);
         let sleep = self.clock.sleep_until(until);

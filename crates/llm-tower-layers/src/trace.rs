@@ -29,7 +29,10 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use futures_util::future::BoxFuture;
-use llm_tower_core::{ChatChunk, ChatStream, Error, LlmRequest, LlmResponse, ResponseBody, SharedClock, TokioClock, Usage};
+use llm_tower_core::{
+    ChatChunk, ChatStream, Error, LlmRequest, LlmResponse, ResponseBody, SharedClock, TokioClock,
+    Usage,
+};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::{Instrument, Span, field::Empty};
@@ -51,7 +54,9 @@ impl Default for LlmTraceLayer {
 impl LlmTraceLayer {
     /// A trace layer on the tokio clock.
     pub fn new() -> Self {
-        LlmTraceLayer { clock: TokioClock::shared() }
+        LlmTraceLayer {
+            clock: TokioClock::shared(),
+        }
     }
 
     /// Uses `clock` for durations.
@@ -66,7 +71,10 @@ impl<S> Layer<S> for LlmTraceLayer {
     type Service = LlmTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        LlmTrace { inner, clock: self.clock.clone() }
+        LlmTrace {
+            inner,
+            clock: self.clock.clone(),
+        }
     }
 }
 
@@ -108,7 +116,10 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let labels = Labels { operation: req.operation().as_str(), model: req.model().to_owned() };
+        let labels = Labels {
+            operation: req.operation().as_str(),
+            model: req.model().to_owned(),
+        };
         let span = tracing::info_span!(
             "gen_ai.client",
             gen_ai.operation.name = labels.operation,
@@ -140,11 +151,19 @@ where
                     if resp.meta.attempts > 0 {
                         span.record("llm_tower.attempts", resp.meta.attempts);
                     }
-                    match std::mem::replace(&mut resp.body, ResponseBody::Stream(Box::pin(futures_util::stream::empty()))) {
+                    match std::mem::replace(
+                        &mut resp.body,
+                        ResponseBody::Stream(Box::pin(futures_util::stream::empty())),
+                    ) {
                         ResponseBody::Stream(inner) => {
                             resp.body = ResponseBody::Stream(Box::pin(TraceStream {
                                 inner,
-                                state: Some(Finish { span, labels, clock, start }),
+                                state: Some(Finish {
+                                    span,
+                                    labels,
+                                    clock,
+                                    start,
+                                }),
                             }));
                         }
                         body => {
@@ -152,7 +171,17 @@ where
                             if let Some(c) = resp.cost {
                                 span.record("llm_tower.cost_usd", c.to_usd_f64());
                             }
-                            Finish { span, labels, clock, start }.done(resp.usage.as_ref(), Outcome::Success, None);
+                            Finish {
+                                span,
+                                labels,
+                                clock,
+                                start,
+                            }
+                            .done(
+                                resp.usage.as_ref(),
+                                Outcome::Success,
+                                None,
+                            );
                         }
                     }
                     Ok(resp)
@@ -161,7 +190,13 @@ where
                     if e.attempts() > 0 {
                         span.record("llm_tower.attempts", e.attempts());
                     }
-                    Finish { span, labels, clock, start }.done(None, Outcome::of_error(&e), Some(&e));
+                    Finish {
+                        span,
+                        labels,
+                        clock,
+                        start,
+                    }
+                    .done(None, Outcome::of_error(&e), Some(&e));
                     Err(e)
                 }
             }
@@ -236,10 +271,10 @@ impl Stream for TraceStream {
         };
         match &item {
             Some(Ok(chunk)) => {
-                if let Some(u) = chunk.usage {
-                    if let Some(f) = this.state.take() {
-                        f.done(Some(&u), Outcome::Success, None);
-                    }
+                if let Some(u) = chunk.usage
+                    && let Some(f) = this.state.take()
+                {
+                    f.done(Some(&u), Outcome::Success, None);
                 }
             }
             Some(Err(e)) => {

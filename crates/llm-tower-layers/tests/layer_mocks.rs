@@ -1,18 +1,35 @@
 //! Each layer alone, driven with `tower_test::mock` handles.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
-use llm_tower_core::{ChatRequest, Error, ErrorKind, LlmRequest, LlmResponse, Message, ResponseBody, Usage, UsageSource};
-use llm_tower_layers::cost::{Budget, BudgetScope, CostTracker, ModelPrice, Period, PriceTable, TrackCostLayer};
+use llm_tower_core::{
+    ChatRequest, Error, ErrorKind, LlmRequest, LlmResponse, Message, ResponseBody, Usage,
+    UsageSource,
+};
+use llm_tower_layers::cost::{
+    Budget, BudgetScope, CostTracker, ModelPrice, Period, PriceTable, TrackCostLayer,
+};
 use llm_tower_layers::rate_limit::{Algorithm, KeyBy, Mode, RateLimitLayer};
 use llm_tower_layers::retry::RetryLayer;
 use llm_tower_layers::token_count::CountTokensLayer;
 use tokio_test::{assert_pending, assert_ready_ok};
 use tower_test::mock;
 
+type ToError = fn(llm_tower_core::BoxError) -> Error;
+type OverMock<L> = tower::ServiceBuilder<
+    tower::layer::util::Stack<
+        tower::util::MapErrLayer<ToError>,
+        tower::layer::util::Stack<L, tower::layer::util::Identity>,
+    >,
+>;
+
 /// Our layers need `Error` from the inner service; tower-test's mock speaks `BoxError`.
-fn over_mock<L>(layer: L) -> tower::ServiceBuilder<tower::layer::util::Stack<tower::util::MapErrLayer<fn(llm_tower_core::BoxError) -> Error>, tower::layer::util::Stack<L, tower::layer::util::Identity>>> {
-    tower::ServiceBuilder::new().layer(layer).map_err(Error::from_boxed as fn(llm_tower_core::BoxError) -> Error)
+fn over_mock<L>(layer: L) -> OverMock<L> {
+    tower::ServiceBuilder::new()
+        .layer(layer)
+        .map_err(Error::from_boxed as ToError)
 }
 
 fn req(model: &str) -> LlmRequest {
@@ -24,7 +41,11 @@ fn answer() -> LlmResponse {
         id: "x".into(),
         model: "gpt-4o".into(),
         created: 0,
-        choices: vec![llm_tower_core::ChatChoice { index: 0, message: Message::assistant("hi there"), finish_reason: Some("stop".into()) }],
+        choices: vec![llm_tower_core::ChatChoice {
+            index: 0,
+            message: Message::assistant("hi there"),
+            finish_reason: Some("stop".into()),
+        }],
         system_fingerprint: None,
     };
     let mut r = LlmResponse::new(ResponseBody::Chat(chat));
@@ -34,7 +55,8 @@ fn answer() -> LlmResponse {
 
 #[tokio::test]
 async fn rate_limit_passes_readiness_through_and_refuses_without_calling_inner() {
-    let layer = RateLimitLayer::new(Algorithm::sliding_window(1, Duration::from_secs(60)).unwrap()).key(KeyBy::Model);
+    let layer = RateLimitLayer::new(Algorithm::sliding_window(1, Duration::from_secs(60)).unwrap())
+        .key(KeyBy::Model);
     let (mut svc, mut handle) = mock::spawn_layer::<LlmRequest, LlmResponse, _>(over_mock(layer));
     handle.allow(0);
     assert_pending!(svc.poll_ready());
@@ -61,7 +83,9 @@ async fn rate_limit_passes_readiness_through_and_refuses_without_calling_inner()
 #[tokio::test(start_paused = true)]
 async fn wait_mode_rejects_at_once_when_the_deadline_is_nearer_than_the_slot() {
     let layer = RateLimitLayer::new(Algorithm::sliding_window(1, Duration::from_secs(10)).unwrap())
-        .mode(Mode::Wait { max_wait: Duration::from_secs(60) });
+        .mode(Mode::Wait {
+            max_wait: Duration::from_secs(60),
+        });
     let (mut svc, mut handle) = mock::spawn_layer::<LlmRequest, LlmResponse, _>(over_mock(layer));
     handle.allow(10);
     assert_ready_ok!(svc.poll_ready());
@@ -72,15 +96,25 @@ async fn wait_mode_rejects_at_once_when_the_deadline_is_nearer_than_the_slot() {
     let start = tokio::time::Instant::now();
     let deadline = start.into_std() + Duration::from_secs(5);
     assert_ready_ok!(svc.poll_ready());
-    let err = svc.call(req("m").with_deadline(deadline)).await.unwrap_err();
+    let err = svc
+        .call(req("m").with_deadline(deadline))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RateLimited);
-    assert_eq!(start.elapsed(), Duration::ZERO, "rejected at once, no waiting");
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "rejected at once, no waiting"
+    );
     assert!(err.retry_after().unwrap() > Duration::from_secs(9));
 }
 
 #[tokio::test(start_paused = true)]
 async fn retry_resends_a_clone_after_a_retryable_error_only() {
-    let layer = RetryLayer::new().seed(5).no_budget().backoff(Duration::from_millis(10), Duration::from_millis(20));
+    let layer = RetryLayer::new()
+        .seed(5)
+        .no_budget()
+        .backoff(Duration::from_millis(10), Duration::from_millis(20));
     let (mut svc, mut handle) = mock::spawn_layer::<LlmRequest, LlmResponse, _>(over_mock(layer));
     handle.allow(10);
     assert_ready_ok!(svc.poll_ready());
@@ -103,15 +137,23 @@ async fn retry_resends_a_clone_after_a_retryable_error_only() {
 
 #[test]
 fn full_jitter_is_bounded_and_seeded() {
-    let a = RetryLayer::new().seed(42).backoff(Duration::from_millis(100), Duration::from_secs(2));
-    let b = RetryLayer::new().seed(42).backoff(Duration::from_millis(100), Duration::from_secs(2));
+    let a = RetryLayer::new()
+        .seed(42)
+        .backoff(Duration::from_millis(100), Duration::from_secs(2));
+    let b = RetryLayer::new()
+        .seed(42)
+        .backoff(Duration::from_millis(100), Duration::from_secs(2));
     for retry in 1..8u32 {
-        let (x, y) = (a.policy().jittered_backoff(retry), b.policy().jittered_backoff(retry));
+        let (x, y) = (
+            a.policy().jittered_backoff(retry),
+            b.policy().jittered_backoff(retry),
+        );
         assert_eq!(x, y, "same seed, same jitter");
         let cap = (Duration::from_millis(100) * 2u32.pow(retry - 1)).min(Duration::from_secs(2));
         assert!(x <= cap, "retry {retry}: {x:?} > {cap:?}");
     }
-    let spread: std::collections::HashSet<_> = (0..50).map(|_| a.policy().jittered_backoff(3)).collect();
+    let spread: std::collections::HashSet<_> =
+        (0..50).map(|_| a.policy().jittered_backoff(3)).collect();
     assert!(spread.len() > 40, "jitter must vary between draws");
 }
 
@@ -119,17 +161,30 @@ fn full_jitter_is_bounded_and_seeded() {
 async fn cost_layer_refuses_before_calling_inner_and_settles_after() {
     let tracker = CostTracker::builder()
         .prices(PriceTable::new().with("gpt-4o", ModelPrice::usd("2.50", "10.00").unwrap()))
-        .budget(Budget::new("b", BudgetScope::Model("gpt-4o".into()), Period::Total, llm_tower_core::Money::from_nanos(200_000)).unwrap())
+        .budget(
+            Budget::new(
+                "b",
+                BudgetScope::Model("gpt-4o".into()),
+                Period::Total,
+                llm_tower_core::Money::from_nanos(200_000),
+            )
+            .unwrap(),
+        )
         .build()
         .unwrap();
-    let (mut svc, mut handle) = mock::spawn_layer::<LlmRequest, LlmResponse, _>(over_mock(TrackCostLayer::new(tracker.clone())));
+    let (mut svc, mut handle) = mock::spawn_layer::<LlmRequest, LlmResponse, _>(over_mock(
+        TrackCostLayer::new(tracker.clone()),
+    ));
     handle.allow(10);
     assert_ready_ok!(svc.poll_ready());
     let fut = tokio::spawn(svc.call(req("gpt-4o")));
     let (_, send) = handle.next_request().await.unwrap();
     // Held while in flight: prompt estimate + 10 output tokens at $10/M.
     let held = tracker.budget_status(None).await.unwrap()[0].reserved;
-    assert!(held >= llm_tower_core::Money::from_nanos(100_000), "{held:?}");
+    assert!(
+        held >= llm_tower_core::Money::from_nanos(100_000),
+        "{held:?}"
+    );
     send.send_response(answer());
     let resp = fut.await.unwrap().unwrap();
     // 8 x $2.50/M + 2 x $10/M = 20,000 + 20,000 nano-USD.
@@ -138,7 +193,9 @@ async fn cost_layer_refuses_before_calling_inner_and_settles_after() {
     assert_eq!((s.spent.as_nanos(), s.reserved.as_nanos()), (40_000, 0));
     // 160,000 left; a 20,000-token output bound cannot fit: refused, inner never called.
     assert_ready_ok!(svc.poll_ready());
-    let big = LlmRequest::chat(ChatRequest::new("gpt-4o", vec![Message::user("hello")]).max_tokens(20_000));
+    let big = LlmRequest::chat(
+        ChatRequest::new("gpt-4o", vec![Message::user("hello")]).max_tokens(20_000),
+    );
     let err = svc.call(big).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BudgetExceeded);
     assert!(handle.poll_request().is_pending());
@@ -146,12 +203,20 @@ async fn cost_layer_refuses_before_calling_inner_and_settles_after() {
     assert_ready_ok!(svc.poll_ready());
     let fut = tokio::spawn(svc.call(req("gpt-4o")));
     let (_, send) = handle.next_request().await.unwrap();
-    send.send_error(Error::new(ErrorKind::Provider { status: 502 }, "bad gateway"));
+    send.send_error(Error::new(
+        ErrorKind::Provider { status: 502 },
+        "bad gateway",
+    ));
     fut.await.unwrap().unwrap_err();
     let snap = tracker.snapshot();
     assert_eq!((snap.total.requests, snap.total.errors), (3, 2));
     assert_eq!(snap.by_model["gpt-4o"].cost.as_nanos(), 40_000);
-    assert_eq!(tracker.budget_status(None).await.unwrap()[0].reserved.as_nanos(), 0);
+    assert_eq!(
+        tracker.budget_status(None).await.unwrap()[0]
+            .reserved
+            .as_nanos(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -160,7 +225,9 @@ async fn count_tokens_then_cost_fills_missing_usage_once() {
         .prices(PriceTable::new().with("gpt-4o", ModelPrice::usd("2.50", "10.00").unwrap()))
         .build()
         .unwrap();
-    let stack = tower::ServiceBuilder::new().layer(CountTokensLayer::default()).layer(TrackCostLayer::new(tracker.clone()));
+    let stack = tower::ServiceBuilder::new()
+        .layer(CountTokensLayer::default())
+        .layer(TrackCostLayer::new(tracker.clone()));
     let (mut svc, mut handle) = mock::spawn_layer::<LlmRequest, LlmResponse, _>(over_mock(stack));
     handle.allow(1);
     assert_ready_ok!(svc.poll_ready());
@@ -172,13 +239,21 @@ async fn count_tokens_then_cost_fills_missing_usage_once() {
     send.send_response(no_usage);
     let resp = fut.await.unwrap().unwrap();
     let usage = resp.usage.unwrap();
-    assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.source), (8, 2, UsageSource::Counted));
+    assert_eq!(
+        (usage.prompt_tokens, usage.completion_tokens, usage.source),
+        (8, 2, UsageSource::Counted)
+    );
     assert_eq!(resp.cost, tracker.cost_of("gpt-4o", &usage));
 }
 
 #[test]
 fn bad_parameters_are_errors_not_panics() {
-    assert_eq!(Algorithm::sliding_window(0, Duration::from_secs(1)).unwrap_err().kind(), ErrorKind::Config);
+    assert_eq!(
+        Algorithm::sliding_window(0, Duration::from_secs(1))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Config
+    );
     assert!(Algorithm::sliding_window(1, Duration::ZERO).is_err());
     assert!(Algorithm::leaky_bucket(0, Duration::from_secs(1), 1).is_err());
     assert!(Algorithm::leaky_bucket(1, Duration::ZERO, 1).is_err());

@@ -39,7 +39,8 @@ impl Cell {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
         self.prompt.fetch_add(r.prompt_tokens, Ordering::Relaxed);
-        self.completion.fetch_add(r.completion_tokens, Ordering::Relaxed);
+        self.completion
+            .fetch_add(r.completion_tokens, Ordering::Relaxed);
         self.cost.fetch_add(r.cost.as_nanos(), Ordering::Relaxed);
     }
 
@@ -106,7 +107,9 @@ impl Analytics {
 
     pub(crate) fn snapshot(&self) -> AnalyticsSnapshot {
         let collect = |m: &DashMap<String, Arc<Cell>>| {
-            m.iter().map(|e| (e.key().clone(), e.value().totals())).collect()
+            m.iter()
+                .map(|e| (e.key().clone(), e.value().totals()))
+                .collect()
         };
         AnalyticsSnapshot {
             total: self.total.totals(),

@@ -119,7 +119,10 @@ impl Threshold {
     /// `Config` outside (0, 1000].
     pub fn per_mille(p: u16) -> Result<Self, Error> {
         if p == 0 || p > 1000 {
-            return Err(Error::config(format!("alert threshold must be in (0, 1], got {}", f64::from(p) / 1000.0)));
+            return Err(Error::config(format!(
+                "alert threshold must be in (0, 1], got {}",
+                f64::from(p) / 1000.0
+            )));
         }
         Ok(Threshold(p))
     }
@@ -130,7 +133,10 @@ impl Threshold {
     /// `Config` outside (0, 100].
     pub fn percent(p: u16) -> Result<Self, Error> {
         if p == 0 || p > 100 {
-            return Err(Error::config(format!("alert threshold must be in (0, 1], got {}", f64::from(p) / 100.0)));
+            return Err(Error::config(format!(
+                "alert threshold must be in (0, 1], got {}",
+                f64::from(p) / 100.0
+            )));
         }
         Threshold::per_mille(p * 10)
     }
@@ -169,16 +175,30 @@ impl Budget {
     ///
     /// # Errors
     /// `Config` when the limit is not above zero or the name is empty.
-    pub fn new(name: impl Into<String>, scope: BudgetScope, period: Period, limit: Money) -> Result<Self, Error> {
+    pub fn new(
+        name: impl Into<String>,
+        scope: BudgetScope,
+        period: Period,
+        limit: Money,
+    ) -> Result<Self, Error> {
         let name = name.into();
         if name.is_empty() {
             return Err(Error::config("budget name must not be empty"));
         }
         if limit <= Money::ZERO {
-            return Err(Error::config(format!("budget {name:?}: limit must be > 0, got {limit}")));
+            return Err(Error::config(format!(
+                "budget {name:?}: limit must be > 0, got {limit}"
+            )));
         }
         let thresholds = [500, 800, 1000].into_iter().map(Threshold).collect();
-        Ok(Budget { name, scope, period, limit, thresholds, action: BudgetAction::Block })
+        Ok(Budget {
+            name,
+            scope,
+            period,
+            limit,
+            thresholds,
+            action: BudgetAction::Block,
+        })
     }
 
     /// Replaces the alert thresholds (fractions of the limit, each in (0, 1]).

@@ -55,5 +55,7 @@ pub use analytics::{AnalyticsSnapshot, Totals};
 pub use budget::{Budget, BudgetAction, BudgetScope, Period, Threshold};
 pub use price::{ModelPrice, PriceTable};
 pub use service::{CostStream, TrackCost, TrackCostLayer};
-pub use store::{BudgetStore, BudgetUsage, MemoryBudgetStore, ReservationId, ReserveOutcome, Settled};
+pub use store::{
+    BudgetStore, BudgetUsage, MemoryBudgetStore, ReservationId, ReserveOutcome, Settled,
+};
 pub use tracker::{BudgetStatus, CostTracker, CostTrackerBuilder, Reservation};

@@ -27,7 +27,13 @@ pub struct ModelPrice {
 impl ModelPrice {
     /// A price with input and output per million tokens.
     pub fn new(input: Price, output: Price) -> Self {
-        ModelPrice { input, cached_input: None, output, max_output_tokens: None, context_window: None }
+        ModelPrice {
+            input,
+            cached_input: None,
+            output,
+            max_output_tokens: None,
+            context_window: None,
+        }
     }
 
     /// Parses decimal USD-per-million strings, e.g. `ModelPrice::usd("2.50", "10.00")`.
@@ -149,7 +155,9 @@ mod tests {
 
     #[test]
     fn cost_is_exact_with_cached_tokens() {
-        let p = ModelPrice::usd("2.50", "10.00").unwrap().cached_input(Price::parse_per_million("1.25").unwrap());
+        let p = ModelPrice::usd("2.50", "10.00")
+            .unwrap()
+            .cached_input(Price::parse_per_million("1.25").unwrap());
         let u = Usage::new(1000, 500, UsageSource::Provider).with_cached(400);
         // 600 * 2.5 + 400 * 1.25 + 500 * 10 = 1500 + 500 + 5000 = 7000 per million -> $0.007
         assert_eq!(p.cost(&u), Money::parse_usd("0.007").unwrap());

@@ -34,7 +34,10 @@ impl<S> Layer<S> for TrackCostLayer {
     type Service = TrackCost<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TrackCost { inner, tracker: self.tracker.clone() }
+        TrackCost {
+            inner,
+            tracker: self.tracker.clone(),
+        }
     }
 }
 
@@ -47,7 +50,10 @@ pub struct TrackCost<S> {
 
 impl<S: fmt::Debug> fmt::Debug for TrackCost<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TrackCost").field("inner", &self.inner).field("tracker", &self.tracker).finish()
+        f.debug_struct("TrackCost")
+            .field("inner", &self.inner)
+            .field("tracker", &self.tracker)
+            .finish()
     }
 }
 
@@ -96,7 +102,10 @@ where
             let local_count = req.ctx.meter.is_none();
             match inner.call(req).await {
                 Ok(mut resp) => {
-                    match std::mem::replace(&mut resp.body, ResponseBody::Stream(Box::pin(futures_util::stream::empty()))) {
+                    match std::mem::replace(
+                        &mut resp.body,
+                        ResponseBody::Stream(Box::pin(futures_util::stream::empty())),
+                    ) {
                         ResponseBody::Stream(stream) => {
                             resp.body = ResponseBody::Stream(Box::pin(CostStream {
                                 inner: stream,
@@ -149,13 +158,15 @@ impl CostStream {
     }
 }
 
-fn spawn_or_run<F: std::future::Future<Output = Option<llm_tower_core::Money>> + Send + 'static>(fut: F) {
+fn spawn_or_run<F: std::future::Future<Output = Option<llm_tower_core::Money>> + Send + 'static>(
+    fut: F,
+) {
     use futures_util::FutureExt;
     let mut fut = Box::pin(fut);
-    if (&mut fut).now_or_never().is_none() {
-        if let Ok(h) = tokio::runtime::Handle::try_current() {
-            h.spawn(fut);
-        }
+    if (&mut fut).now_or_never().is_none()
+        && let Ok(h) = tokio::runtime::Handle::try_current()
+    {
+        h.spawn(fut);
     }
 }
 
@@ -173,10 +184,10 @@ impl Stream for CostStream {
                 if let Some(u) = chunk.usage {
                     *this.provider_usage = Some(u);
                 }
-                if *this.local_count {
-                    if let Some(r) = this.reservation.as_ref() {
-                        r.count_chunk(chunk);
-                    }
+                if *this.local_count
+                    && let Some(r) = this.reservation.as_ref()
+                {
+                    r.count_chunk(chunk);
                 }
             }
             Some(Err(_)) => {

@@ -55,20 +55,42 @@ pub struct BudgetUsage {
 /// instance that died must not leak held spend).
 pub trait BudgetStore: Send + Sync + fmt::Debug + 'static {
     /// Holds `amount` if `spent + reserved + amount <= limit`.
-    fn reserve<'a>(&'a self, key: &'a str, amount: Money, limit: Money, ttl: Duration) -> StoreFuture<'a, ReserveOutcome>;
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        amount: Money,
+        limit: Money,
+        ttl: Duration,
+    ) -> StoreFuture<'a, ReserveOutcome>;
 
     /// Releases the reservation and adds `actual` to the spend.
-    fn settle<'a>(&'a self, key: &'a str, id: &'a ReservationId, actual: Money) -> StoreFuture<'a, Settled>;
+    fn settle<'a>(
+        &'a self,
+        key: &'a str,
+        id: &'a ReservationId,
+        actual: Money,
+    ) -> StoreFuture<'a, Settled>;
 
     /// The counter's state.
     fn usage<'a>(&'a self, key: &'a str) -> StoreFuture<'a, BudgetUsage>;
 }
 
 impl<T: BudgetStore + ?Sized> BudgetStore for std::sync::Arc<T> {
-    fn reserve<'a>(&'a self, key: &'a str, amount: Money, limit: Money, ttl: Duration) -> StoreFuture<'a, ReserveOutcome> {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        amount: Money,
+        limit: Money,
+        ttl: Duration,
+    ) -> StoreFuture<'a, ReserveOutcome> {
         (**self).reserve(key, amount, limit, ttl)
     }
-    fn settle<'a>(&'a self, key: &'a str, id: &'a ReservationId, actual: Money) -> StoreFuture<'a, Settled> {
+    fn settle<'a>(
+        &'a self,
+        key: &'a str,
+        id: &'a ReservationId,
+        actual: Money,
+    ) -> StoreFuture<'a, Settled> {
         (**self).settle(key, id, actual)
     }
     fn usage<'a>(&'a self, key: &'a str) -> StoreFuture<'a, BudgetUsage> {
@@ -111,7 +133,10 @@ impl MemoryBudgetStore {
                 None => m.entry(key.to_owned()).or_default(),
             };
             if c.spent.saturating_add(c.reserved).saturating_add(amount) > limit {
-                return ReserveOutcome::Exceeded { spent: c.spent, reserved: c.reserved };
+                return ReserveOutcome::Exceeded {
+                    spent: c.spent,
+                    reserved: c.reserved,
+                };
             }
             c.reserved += amount;
             c.holds.insert(id, amount);
@@ -131,29 +156,52 @@ impl MemoryBudgetStore {
             }
             let before = c.spent;
             c.spent += actual;
-            Settled { before, after: c.spent }
+            Settled {
+                before,
+                after: c.spent,
+            }
         })
     }
 
     /// The counter's state, synchronously.
     pub fn usage_now(&self, key: &str) -> BudgetUsage {
-        self.with(|m| m.get(key).map(|c| BudgetUsage { spent: c.spent, reserved: c.reserved }).unwrap_or_default())
+        self.with(|m| {
+            m.get(key)
+                .map(|c| BudgetUsage {
+                    spent: c.spent,
+                    reserved: c.reserved,
+                })
+                .unwrap_or_default()
+        })
     }
 }
 
 impl fmt::Debug for MemoryBudgetStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.with(|m| m.len());
-        f.debug_struct("MemoryBudgetStore").field("counters", &n).finish()
+        f.debug_struct("MemoryBudgetStore")
+            .field("counters", &n)
+            .finish()
     }
 }
 
 impl BudgetStore for MemoryBudgetStore {
-    fn reserve<'a>(&'a self, key: &'a str, amount: Money, limit: Money, _ttl: Duration) -> StoreFuture<'a, ReserveOutcome> {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        amount: Money,
+        limit: Money,
+        _ttl: Duration,
+    ) -> StoreFuture<'a, ReserveOutcome> {
         Box::pin(std::future::ready(Ok(self.reserve_now(key, amount, limit))))
     }
 
-    fn settle<'a>(&'a self, key: &'a str, id: &'a ReservationId, actual: Money) -> StoreFuture<'a, Settled> {
+    fn settle<'a>(
+        &'a self,
+        key: &'a str,
+        id: &'a ReservationId,
+        actual: Money,
+    ) -> StoreFuture<'a, Settled> {
         Box::pin(std::future::ready(Ok(self.settle_now(key, id, actual))))
     }
 
@@ -169,7 +217,15 @@ pub mod conformance {
     use std::sync::Arc;
 
     async fn reserve(s: &dyn BudgetStore, key: &str, amount: i64, limit: i64) -> ReserveOutcome {
-        match s.reserve(key, Money::from_nanos(amount), Money::from_nanos(limit), Duration::from_secs(60)).await {
+        match s
+            .reserve(
+                key,
+                Money::from_nanos(amount),
+                Money::from_nanos(limit),
+                Duration::from_secs(60),
+            )
+            .await
+        {
             Ok(o) => o,
             Err(e) => panic!("reserve failed: {e}"),
         }
@@ -191,7 +247,9 @@ pub mod conformance {
 
     /// Reserve 100, settle 60: spent 60, nothing held; before/after reported.
     pub async fn reserve_settle_round_trip(s: &dyn BudgetStore, key: &str) {
-        let ReserveOutcome::Reserved(id) = reserve(s, key, 100, 1000).await else { panic!("should fit") };
+        let ReserveOutcome::Reserved(id) = reserve(s, key, 100, 1000).await else {
+            panic!("should fit")
+        };
         let u = s.usage(key).await.unwrap_or_default();
         assert_eq!(u.reserved, Money::from_nanos(100));
         let st = settle(s, key, &id, 60).await;
@@ -202,7 +260,9 @@ pub mod conformance {
 
     /// Held amounts block new reservations until settled; an exceeded reservation holds nothing.
     pub async fn reservations_count_against_the_limit(s: &dyn BudgetStore, key: &str) {
-        let ReserveOutcome::Reserved(a) = reserve(s, key, 600, 1000).await else { panic!("a should fit") };
+        let ReserveOutcome::Reserved(a) = reserve(s, key, 600, 1000).await else {
+            panic!("a should fit")
+        };
         match reserve(s, key, 500, 1000).await {
             ReserveOutcome::Exceeded { spent, reserved } => {
                 assert_eq!((spent, reserved), (Money::ZERO, Money::from_nanos(600)));
@@ -210,8 +270,14 @@ pub mod conformance {
             o => panic!("b should not fit: {o:?}"),
         }
         settle(s, key, &a, 100).await;
-        assert!(matches!(reserve(s, key, 900, 1000).await, ReserveOutcome::Reserved(_)));
-        assert!(matches!(reserve(s, key, 1, 1000).await, ReserveOutcome::Exceeded { .. }));
+        assert!(matches!(
+            reserve(s, key, 900, 1000).await,
+            ReserveOutcome::Reserved(_)
+        ));
+        assert!(matches!(
+            reserve(s, key, 1, 1000).await,
+            ReserveOutcome::Exceeded { .. }
+        ));
     }
 
     /// 500 concurrent reservations of 7 against 1000: exactly 142 fit.
@@ -222,7 +288,10 @@ pub mod conformance {
             async move { reserve(&*s, &key, 7, 1000).await }
         });
         let out = futures_util::future::join_all(futs).await;
-        let ok = out.iter().filter(|o| matches!(o, ReserveOutcome::Reserved(_))).count();
+        let ok = out
+            .iter()
+            .filter(|o| matches!(o, ReserveOutcome::Reserved(_)))
+            .count();
         assert_eq!(ok, 142);
     }
 

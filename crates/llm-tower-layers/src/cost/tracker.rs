@@ -502,10 +502,10 @@ impl Reservation {
                 n += counter.count_text(&self.model, t).tokens;
             }
             for call in &c.delta.tool_calls {
-                if let Some(f) = &call.function {
-                    if let Some(a) = &f.arguments {
-                        n += counter.count_text(&self.model, a).tokens;
-                    }
+                if let Some(f) = &call.function
+                    && let Some(a) = &f.arguments
+                {
+                    n += counter.count_text(&self.model, a).tokens;
                 }
             }
         }

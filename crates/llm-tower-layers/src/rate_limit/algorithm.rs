@@ -140,7 +140,14 @@ pub struct SlidingLog {
 
 impl SlidingLog {
     /// Decides a request of `weight` at `now` (nanoseconds), waiting at most `max_wait`.
-    pub fn acquire(&mut self, limit: u64, window: u64, now: u64, weight: u64, max_wait: u64) -> Decision {
+    pub fn acquire(
+        &mut self,
+        limit: u64,
+        window: u64,
+        now: u64,
+        weight: u64,
+        max_wait: u64,
+    ) -> Decision {
         if weight > limit {
             return Decision::TooHeavy { capacity: limit };
         }
@@ -150,7 +157,9 @@ impl SlidingLog {
         let at = self.earliest(limit, window, start, weight);
         let wait = at - now;
         if wait > max_wait {
-            return Decision::Denied { retry_after: Duration::from_nanos(wait) };
+            return Decision::Denied {
+                retry_after: Duration::from_nanos(wait),
+            };
         }
         match self.entries.back_mut() {
             Some((t, w)) if *t == at => *w += weight,
@@ -158,7 +167,10 @@ impl SlidingLog {
         }
         self.total += weight;
         let in_window = self.weight_since(at.saturating_sub(window));
-        let reset = self.entries.back().map_or(0, |&(t, _)| t + window + 1 - now);
+        let reset = self
+            .entries
+            .back()
+            .map_or(0, |&(t, _)| t + window + 1 - now);
         Decision::Admitted {
             wait: Duration::from_nanos(wait),
             remaining: limit.saturating_sub(in_window),
@@ -182,7 +194,9 @@ impl SlidingLog {
             }
         }
         // Unreachable when weight <= limit, but stay safe: after everything has expired.
-        self.entries.back().map_or(start, |&(t, _)| (t + window + 1).max(start))
+        self.entries
+            .back()
+            .map_or(start, |&(t, _)| (t + window + 1).max(start))
     }
 
     fn weight_since(&self, lower: u64) -> u64 {
@@ -209,7 +223,9 @@ impl SlidingLog {
 
     /// `true` when nothing in the log can affect a future decision.
     pub fn is_idle(&self, now: u64, window: u64) -> bool {
-        self.entries.back().is_none_or(|&(t, _)| t < now.saturating_sub(window))
+        self.entries
+            .back()
+            .is_none_or(|&(t, _)| t < now.saturating_sub(window))
     }
 
     /// Number of log entries held (memory accounting).
@@ -231,7 +247,15 @@ pub struct Gcra {
 
 impl Gcra {
     /// Decides a request of `weight` at `now` (nanoseconds), waiting at most `max_wait`.
-    pub fn acquire(&mut self, rate: u64, per: u64, burst: u64, now: u64, weight: u64, max_wait: u64) -> Decision {
+    pub fn acquire(
+        &mut self,
+        rate: u64,
+        per: u64,
+        burst: u64,
+        now: u64,
+        weight: u64,
+        max_wait: u64,
+    ) -> Decision {
         if weight > burst {
             return Decision::TooHeavy { capacity: burst };
         }
@@ -246,7 +270,9 @@ impl Gcra {
         let allowed_at = new_tat.saturating_sub(tau);
         let wait = allowed_at.saturating_sub(now);
         if wait > max_wait {
-            return Decision::Denied { retry_after: Duration::from_nanos(wait) };
+            return Decision::Denied {
+                retry_after: Duration::from_nanos(wait),
+            };
         }
         self.tat = new_tat;
         let free = (now + wait + tau).saturating_sub(new_tat);
@@ -283,7 +309,9 @@ mod tests {
         // At exactly t = 10s the entry at 0 is still inside [0, 10].
         assert_eq!(
             log.acquire(2, 10 * S, 10 * S, 1, 0),
-            Decision::Denied { retry_after: Duration::from_nanos(1) }
+            Decision::Denied {
+                retry_after: Duration::from_nanos(1)
+            }
         );
         assert!(admitted(log.acquire(2, 10 * S, 10 * S + 1, 1, 0)));
     }
@@ -295,10 +323,15 @@ mod tests {
         log.acquire(10, 60 * S, 10 * S, 4, 0);
         // 8 used; a weight of 5 needs 3 freed: the first entry (4) leaves at 60s + 1ns.
         match log.acquire(10, 60 * S, 20 * S, 5, 0) {
-            Decision::Denied { retry_after } => assert_eq!(retry_after, Duration::from_nanos(40 * S + 1)),
+            Decision::Denied { retry_after } => {
+                assert_eq!(retry_after, Duration::from_nanos(40 * S + 1))
+            }
             other => panic!("{other:?}"),
         }
-        assert_eq!(log.acquire(10, 60 * S, 20 * S, 11, 0), Decision::TooHeavy { capacity: 10 });
+        assert_eq!(
+            log.acquire(10, 60 * S, 20 * S, 11, 0),
+            Decision::TooHeavy { capacity: 10 }
+        );
     }
 
     #[test]
@@ -306,8 +339,12 @@ mod tests {
         let mut log = SlidingLog::default();
         let w = 10 * S;
         assert!(admitted(log.acquire(1, w, 0, 1, u64::MAX)));
-        let Decision::Admitted { wait: w1, .. } = log.acquire(1, w, 0, 1, u64::MAX) else { panic!() };
-        let Decision::Admitted { wait: w2, .. } = log.acquire(1, w, 0, 1, u64::MAX) else { panic!() };
+        let Decision::Admitted { wait: w1, .. } = log.acquire(1, w, 0, 1, u64::MAX) else {
+            panic!()
+        };
+        let Decision::Admitted { wait: w2, .. } = log.acquire(1, w, 0, 1, u64::MAX) else {
+            panic!()
+        };
         assert_eq!(w1, Duration::from_nanos(w + 1));
         assert_eq!(w2, Duration::from_nanos(2 * (w + 1)));
     }
@@ -324,7 +361,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(admitted(g.acquire(10, S, 3, S / 10, 1, 0)));
-        assert_eq!(g.acquire(10, S, 3, S, 4, 0), Decision::TooHeavy { capacity: 3 });
+        assert_eq!(
+            g.acquire(10, S, 3, S, 4, 0),
+            Decision::TooHeavy { capacity: 3 }
+        );
     }
 
     proptest! {

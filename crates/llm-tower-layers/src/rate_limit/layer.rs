@@ -94,7 +94,9 @@ impl RateLimitLayer {
             },
         };
         f(&mut s);
-        RateLimitLayer { shared: Arc::new(s) }
+        RateLimitLayer {
+            shared: Arc::new(s),
+        }
     }
 
     /// Names the limiter (metrics label, log field, and the namespace of its keys in the

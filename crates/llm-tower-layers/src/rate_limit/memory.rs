@@ -2,7 +2,7 @@
 
 use std::collections::HashMap as StdHashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
@@ -29,9 +29,10 @@ enum KeyState {
 impl KeyState {
     fn fresh(algorithm: &Algorithm) -> KeyState {
         match *algorithm {
-            Algorithm::SlidingWindow { window, .. } => {
-                KeyState::Sliding { log: SlidingLog::default(), window: nanos(window) }
-            }
+            Algorithm::SlidingWindow { window, .. } => KeyState::Sliding {
+                log: SlidingLog::default(),
+                window: nanos(window),
+            },
             Algorithm::LeakyBucket { .. } => KeyState::Bucket(Gcra::default()),
         }
     }
@@ -76,7 +77,9 @@ struct Scope {
 
 impl Scope {
     fn new() -> Self {
-        Scope { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        Scope {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
     }
 }
 
@@ -126,11 +129,18 @@ impl MemoryStore {
     }
 
     fn scope(&self, name: &str) -> Arc<Scope> {
-        if let Some(s) = self.scopes.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+        if let Some(s) = self
+            .scopes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
             return s.clone();
         }
         let mut w = self.scopes.write().unwrap_or_else(PoisonError::into_inner);
-        w.entry(name.into()).or_insert_with(|| Arc::new(Scope::new())).clone()
+        w.entry(name.into())
+            .or_insert_with(|| Arc::new(Scope::new()))
+            .clone()
     }
 
     /// Sweeps one shard (round-robin) if the sweep interval has passed, skipping a busy
@@ -140,7 +150,12 @@ impl MemoryStore {
         if now < due
             || self
                 .next_sweep
-                .compare_exchange(due, now + SWEEP_INTERVAL_NS, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    due,
+                    now + SWEEP_INTERVAL_NS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_err()
         {
             return;
@@ -156,12 +171,10 @@ impl MemoryStore {
         let now = self.now();
         let scope = self.scope(req.scope);
         let op = self.ops.fetch_add(1, Ordering::Relaxed);
-        if op % SWEEP_EVERY == 0 {
+        if op.is_multiple_of(SWEEP_EVERY) {
             self.maybe_sweep(&scope, now);
         }
-        let mut h = self.hasher.build_hasher();
-        req.key.hash(&mut h);
-        let idx = (h.finish() as usize) % SHARDS;
+        let idx = (self.hasher.hash_one(req.key) as usize) % SHARDS;
         let Some(shard) = scope.shards.get(idx) else {
             return Decision::TooHeavy { capacity: 0 };
         };
@@ -196,7 +209,9 @@ impl MemoryStore {
         let now = self.now();
         let scopes = self.scopes.read().unwrap_or_else(PoisonError::into_inner);
         for m in scopes.values().flat_map(|s| s.shards.iter()) {
-            m.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, st| !st.is_idle(now));
+            m.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|_, st| !st.is_idle(now));
         }
     }
 }
@@ -209,7 +224,9 @@ impl Default for MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore").field("keys", &self.len()).finish()
+        f.debug_struct("MemoryStore")
+            .field("keys", &self.len())
+            .finish()
     }
 }
 
@@ -233,7 +250,13 @@ mod tests {
         let alg = Algorithm::sliding_window(5, Duration::from_secs(1)).unwrap();
         for i in 0..10_000 {
             let key = format!("k{i}");
-            let d = store.decide(Acquire { scope: "s", key: &key, algorithm: &alg, weight: 1, max_wait: Duration::ZERO });
+            let d = store.decide(Acquire {
+                scope: "s",
+                key: &key,
+                algorithm: &alg,
+                weight: 1,
+                max_wait: Duration::ZERO,
+            });
             assert!(matches!(d, Decision::Admitted { .. }));
         }
         assert_eq!(store.len(), 10_000);
@@ -242,7 +265,13 @@ mod tests {
         for _ in 0..SHARDS {
             clock.advance(Duration::from_millis(20));
             for _ in 0..SWEEP_EVERY {
-                store.decide(Acquire { scope: "s", key: "hot", algorithm: &alg, weight: 1, max_wait: Duration::ZERO });
+                store.decide(Acquire {
+                    scope: "s",
+                    key: "hot",
+                    algorithm: &alg,
+                    weight: 1,
+                    max_wait: Duration::ZERO,
+                });
             }
         }
         assert!(store.len() <= 1, "idle keys kept: {}", store.len());

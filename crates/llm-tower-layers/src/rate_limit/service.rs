@@ -22,7 +22,10 @@ pub struct RateLimit<S> {
 
 impl<S: Clone> Clone for RateLimit<S> {
     fn clone(&self) -> Self {
-        RateLimit { inner: self.inner.clone(), shared: self.shared.clone() }
+        RateLimit {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -148,8 +151,14 @@ async fn admit(shared: &Shared, req: &LlmRequest) -> Result<(), Error> {
                 reset: Some(retry_after),
             };
             let limits = match shared.unit {
-                Unit::Requests => ProviderLimits { requests: Some(state), ..Default::default() },
-                Unit::Tokens => ProviderLimits { tokens: Some(state), ..Default::default() },
+                Unit::Requests => ProviderLimits {
+                    requests: Some(state),
+                    ..Default::default()
+                },
+                Unit::Tokens => ProviderLimits {
+                    tokens: Some(state),
+                    ..Default::default()
+                },
             };
             Err(Error::rate_limited(
                 format!("rate limit {limiter:?} reached for key {key:?}"),

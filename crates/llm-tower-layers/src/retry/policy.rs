@@ -48,10 +48,13 @@ impl RetryPolicy {
     /// uniform in `[0, min(max, base * 2^(retry-1))]`.
     pub fn jittered_backoff(&self, retry: u32) -> Duration {
         let s = &self.shared;
-        let exp = s.base.saturating_mul(1u32 << retry.saturating_sub(1).min(20));
+        let exp = s
+            .base
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
         let ceiling = exp.min(s.max);
         let ceiling_ns = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        let mut rng = SmallRng::seed_from_u64(s.seed.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
+        let mut rng =
+            SmallRng::seed_from_u64(s.seed.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
         Duration::from_nanos(rng.random_range(0..=ceiling_ns))
     }
 
@@ -66,7 +69,11 @@ impl RetryPolicy {
 impl tower::retry::Policy<LlmRequest, LlmResponse, Error> for RetryPolicy {
     type Future = Sleep;
 
-    fn retry(&mut self, req: &mut LlmRequest, result: &mut Result<LlmResponse, Error>) -> Option<Sleep> {
+    fn retry(
+        &mut self,
+        req: &mut LlmRequest,
+        result: &mut Result<LlmResponse, Error>,
+    ) -> Option<Sleep> {
         self.attempts += 1;
         let err = match result {
             Ok(resp) => {
@@ -93,18 +100,18 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, Error> for RetryPolicy {
             delay = delay.max(ra);
         }
         let now = s.clock.now();
-        if let Some(deadline) = req.ctx.deadline {
-            if now + delay >= deadline {
-                self.give_up(err, "deadline would pass");
-                return None;
-            }
+        if let Some(deadline) = req.ctx.deadline
+            && now + delay >= deadline
+        {
+            self.give_up(err, "deadline would pass");
+            return None;
         }
-        if let Some(budget) = &s.budget {
-            if !budget.withdraw() {
-                metrics::counter!("llm_tower_retry_budget_exhausted_total").increment(1);
-                self.give_up(err, "retry budget exhausted");
-                return None;
-            }
+        if let Some(budget) = &s.budget
+            && !budget.withdraw()
+        {
+            metrics::counter!("llm_tower_retry_budget_exhausted_total").increment(1);
+            self.give_up(err, "retry budget exhausted");
+            return None;
         }
         tracing::info!(
             attempt = self.attempts,
@@ -119,10 +126,10 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, Error> for RetryPolicy {
     }
 
     fn clone_request(&mut self, req: &LlmRequest) -> Option<LlmRequest> {
-        if self.attempts == 0 {
-            if let Some(b) = &self.shared.budget {
-                b.deposit();
-            }
+        if self.attempts == 0
+            && let Some(b) = &self.shared.budget
+        {
+            b.deposit();
         }
         Some(req.clone())
     }
@@ -136,7 +143,9 @@ pub struct RetryLayer {
 
 impl fmt::Debug for RetryLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryLayer").field("policy", &self.policy).finish()
+        f.debug_struct("RetryLayer")
+            .field("policy", &self.policy)
+            .finish()
     }
 }
 
@@ -180,7 +189,12 @@ impl RetryLayer {
             seed: AtomicU64::new(old.seed.load(Ordering::Relaxed)),
         };
         f(&mut s);
-        RetryLayer { policy: RetryPolicy { shared: Arc::new(s), attempts: 0 } }
+        RetryLayer {
+            policy: RetryPolicy {
+                shared: Arc::new(s),
+                attempts: 0,
+            },
+        }
     }
 
     /// Retries after the first attempt (0 disables retrying).
