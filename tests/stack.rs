@@ -119,7 +119,7 @@ async fn a_thousand_concurrent_requests_never_overspend_the_budget() {
     assert_eq!(status[0].spent, spent_by_responses, "nothing lost");
     assert!(ok > 10 && refused > 0, "ok {ok}, refused {refused}");
     let snap = tracker.snapshot();
-    assert_eq!(snap.total.requests, ok);
+    assert_eq!((snap.total.requests, snap.total.errors), (ok + refused, refused), "refusals are counted as errors");
     assert_eq!(snap.total.cost, spent_by_responses);
     // Each threshold crossed at most once.
     let alerts = alerts.lock().unwrap();
