@@ -25,7 +25,10 @@ pub trait ServiceBuilderExt<L>: Sized {
     fn count_tokens(self) -> ServiceBuilder<Stack<CountTokensLayer, L>>;
 
     /// Token counting with your own counter.
-    fn count_tokens_with(self, counter: Arc<dyn TokenCounter>) -> ServiceBuilder<Stack<CountTokensLayer, L>>;
+    fn count_tokens_with(
+        self,
+        counter: Arc<dyn TokenCounter>,
+    ) -> ServiceBuilder<Stack<CountTokensLayer, L>>;
 
     /// Cost tracking and budgets ([`TrackCostLayer`]).
     fn track_cost(self, tracker: CostTracker) -> ServiceBuilder<Stack<TrackCostLayer, L>>;
@@ -49,7 +52,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(CountTokensLayer::default())
     }
 
-    fn count_tokens_with(self, counter: Arc<dyn TokenCounter>) -> ServiceBuilder<Stack<CountTokensLayer, L>> {
+    fn count_tokens_with(
+        self,
+        counter: Arc<dyn TokenCounter>,
+    ) -> ServiceBuilder<Stack<CountTokensLayer, L>> {
         self.layer(CountTokensLayer::new(counter))
     }
 

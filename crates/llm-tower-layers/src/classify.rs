@@ -38,9 +38,9 @@ impl Outcome {
         match e.kind() {
             ErrorKind::RateLimited => Outcome::RateLimited,
             ErrorKind::BudgetExceeded => Outcome::BudgetExceeded,
-            ErrorKind::InvalidRequest | ErrorKind::Unauthorized | ErrorKind::ContextLengthExceeded => {
-                Outcome::ClientError
-            }
+            ErrorKind::InvalidRequest
+            | ErrorKind::Unauthorized
+            | ErrorKind::ContextLengthExceeded => Outcome::ClientError,
             k if k.is_retryable() => Outcome::Retryable,
             _ => Outcome::Failure,
         }
@@ -65,10 +65,22 @@ mod tests {
 
     #[test]
     fn classifies_kinds() {
-        assert_eq!(Outcome::of_error(&Error::rate_limited("x", None)), Outcome::RateLimited);
-        assert_eq!(Outcome::of_error(&Error::budget_exceeded("x")), Outcome::BudgetExceeded);
-        assert_eq!(Outcome::of_error(&Error::invalid_request("x")), Outcome::ClientError);
-        assert_eq!(Outcome::of_error(&Error::new(ErrorKind::Provider { status: 502 }, "x")), Outcome::Retryable);
+        assert_eq!(
+            Outcome::of_error(&Error::rate_limited("x", None)),
+            Outcome::RateLimited
+        );
+        assert_eq!(
+            Outcome::of_error(&Error::budget_exceeded("x")),
+            Outcome::BudgetExceeded
+        );
+        assert_eq!(
+            Outcome::of_error(&Error::invalid_request("x")),
+            Outcome::ClientError
+        );
+        assert_eq!(
+            Outcome::of_error(&Error::new(ErrorKind::Provider { status: 502 }, "x")),
+            Outcome::Retryable
+        );
         assert_eq!(Outcome::of_error(&Error::config("x")), Outcome::Failure);
     }
 }

@@ -97,11 +97,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let tracker = self.tracker.clone();
         Box::pin(async move {
-            let reservation = tracker.reserve(&req).await?;
+            let mut reservation = tracker.reserve(&req).await?;
             // Without the token-count layer outside, nobody counts the stream: do it here.
             let local_count = req.ctx.meter.is_none();
             match inner.call(req).await {
                 Ok(mut resp) => {
+                    reservation.observe_provider(resp.meta.provider.as_ref());
                     match std::mem::replace(
                         &mut resp.body,
                         ResponseBody::Stream(Box::pin(futures_util::stream::empty())),

@@ -442,6 +442,14 @@ impl Reservation {
         self.worst_case
     }
 
+    /// Names the provider that answered, for the analytics, when the request context did
+    /// not name one (no router in front).
+    pub fn observe_provider(&mut self, provider: Option<&Arc<str>>) {
+        if self.provider.is_none() {
+            self.provider = provider.cloned();
+        }
+    }
+
     /// The meter whose output tokens settle the reservation if it is dropped.
     pub fn meter(&self) -> &UsageMeter {
         &self.meter

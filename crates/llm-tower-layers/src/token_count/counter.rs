@@ -51,14 +51,14 @@ impl Add for TokenCount {
     type Output = TokenCount;
 
     fn add(self, rhs: TokenCount) -> TokenCount {
-        let source = if self.source == UsageSource::Estimated || rhs.source == UsageSource::Estimated
-        {
-            UsageSource::Estimated
-        } else if self.source == rhs.source {
-            self.source
-        } else {
-            UsageSource::Counted
-        };
+        let source =
+            if self.source == UsageSource::Estimated || rhs.source == UsageSource::Estimated {
+                UsageSource::Estimated
+            } else if self.source == rhs.source {
+                self.source
+            } else {
+                UsageSource::Counted
+            };
         TokenCount {
             tokens: self.tokens.saturating_add(rhs.tokens),
             source,

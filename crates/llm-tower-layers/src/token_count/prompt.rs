@@ -55,9 +55,11 @@ pub(crate) fn count_prompt(
             EmbeddingInput::One(text) => count(text),
             EmbeddingInput::Many(texts) => sum_texts(texts, &mut count),
             EmbeddingInput::Tokens(tokens) => TokenCount::exact(len_u64(tokens.len())),
-            EmbeddingInput::ManyTokens(arrays) => arrays.iter().fold(TokenCount::exact(0), |n, a| {
-                n + TokenCount::exact(len_u64(a.len()))
-            }),
+            EmbeddingInput::ManyTokens(arrays) => {
+                arrays.iter().fold(TokenCount::exact(0), |n, a| {
+                    n + TokenCount::exact(len_u64(a.len()))
+                })
+            }
         },
     }
 }
@@ -150,7 +152,10 @@ pub(crate) fn count_output(
 }
 
 /// Output tokens of one streamed chunk.
-pub(crate) fn count_chunk(chunk: &ChatChunk, mut count: impl FnMut(&str) -> TokenCount) -> TokenCount {
+pub(crate) fn count_chunk(
+    chunk: &ChatChunk,
+    mut count: impl FnMut(&str) -> TokenCount,
+) -> TokenCount {
     let mut total = TokenCount::exact(0);
     for choice in &chunk.choices {
         if let Some(text) = &choice.delta.content {

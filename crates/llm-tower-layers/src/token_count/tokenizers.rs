@@ -1,9 +1,9 @@
 //! [`Tokenizers`]: exact counts for OpenAI models, the heuristic for the rest.
 
-use bpe_openai::Tokenizer;
 use llm_tower_core::RequestBody;
 
 use super::counter::{TokenCount, TokenCounter};
+use super::exact::{self, ExactEncoder};
 use super::heuristic::estimate_tokens;
 use super::prompt;
 
@@ -74,14 +74,14 @@ impl Encoding {
     /// The first call per encoding loads its tables (tens of milliseconds); see
     /// [`Tokenizers::warm_up`].
     pub fn count(self, text: &str) -> u64 {
-        let n = self.tokenizer().count(text);
+        let n = self.encoder().count(text);
         u64::try_from(n).unwrap_or(u64::MAX)
     }
 
-    fn tokenizer(self) -> &'static Tokenizer {
+    fn encoder(self) -> &'static ExactEncoder {
         match self {
-            Encoding::O200kBase => bpe_openai::o200k_base(),
-            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
+            Encoding::O200kBase => exact::o200k(),
+            Encoding::Cl100kBase => exact::cl100k(),
         }
     }
 }
@@ -132,7 +132,7 @@ impl Tokenizers {
     /// Builds both encoders now, so the first request does not pay for it.
     pub fn warm_up() {
         for encoding in [Encoding::O200kBase, Encoding::Cl100kBase] {
-            let _ = encoding.tokenizer();
+            let _ = encoding.encoder();
         }
     }
 
@@ -157,9 +157,8 @@ impl TokenCounter for Tokenizers {
                 prompt::count_prompt(body, |text| TokenCount::exact(encoding.count(text)))
             }
             None => {
-                let count = prompt::count_prompt(body, |text| {
-                    TokenCount::estimate(estimate_tokens(text))
-                });
+                let count =
+                    prompt::count_prompt(body, |text| TokenCount::estimate(estimate_tokens(text)));
                 match body {
                     // Token arrays of an embeddings request are exact for any model.
                     RequestBody::Embeddings(_) => count,
