@@ -1,0 +1,798 @@
+//! [`build`]: the validated config -> the whole stack.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llm_tower_core::{CallerKey, Error, LlmRequest, SharedClock, TokioClock};
+use llm_tower_layers::cost::{
+    AlertSink, Budget, BudgetAction, BudgetAlert, BudgetScope, BudgetStore, CostTracker,
+    ModelPrice, PriceTable, TrackCostLayer,
+};
+use llm_tower_layers::rate_limit::{
+    Algorithm, KeyBy, KeyExtractor, Mode, RateLimitLayer, RateLimitStore, Unit,
+};
+use llm_tower_layers::retry::RetryLayer;
+use llm_tower_layers::timeout::TimeoutLayer;
+use llm_tower_layers::token_count::{CountTokensLayer, TokenCounter};
+use llm_tower_layers::trace::LlmTraceLayer;
+use llm_tower_providers::azure::AzureAuth;
+use llm_tower_providers::http::{HttpClient, HttpConfig};
+use llm_tower_providers::mock::MockProvider;
+use llm_tower_providers::{
+    Anthropic, AnthropicConfig, AzureOpenAi, AzureOpenAiConfig, OpenAi, OpenAiCompatible,
+    OpenAiCompatibleConfig, OpenAiConfig,
+};
+use llm_tower_redis::{RedisBudgetStore, RedisConnection, RedisRateLimitStore};
+use subtle::ConstantTimeEq;
+use tokio::sync::broadcast;
+use tower::Layer;
+use tower::util::{BoxCloneSyncService, MapRequestLayer};
+
+use crate::catalog::Catalog;
+use crate::circuit::CircuitBreakerLayer;
+use crate::config::Config;
+use crate::counter::ConfigTokenizers;
+use crate::duration::format_duration;
+use crate::raw::{ProviderKind, RawScope};
+use crate::router::{BoxedLlm, ResolveLayer, Router};
+use crate::settings::GatewaySettings;
+use crate::validate::{LimitSpec, ProviderSpec, StoreSpec, Validated, sha256};
+
+/// How long one provider's health probe may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of [`build_with`].
+#[derive(Clone)]
+pub struct BuildOptions {
+    clock: SharedClock,
+    alerts: Option<Arc<dyn AlertSink>>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            clock: TokioClock::shared(),
+            alerts: None,
+        }
+    }
+}
+
+impl fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("clock", &self.clock)
+            .field("alerts", &self.alerts.is_some())
+            .finish()
+    }
+}
+
+impl BuildOptions {
+    /// The defaults: tokio's clock, alerts only logged and broadcast.
+    pub fn new() -> Self {
+        BuildOptions::default()
+    }
+
+    /// Every layer, the mock providers and the circuit breakers read time from `clock`.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Also sends budget alerts to `sink`.
+    #[must_use]
+    pub fn alerts(mut self, sink: impl AlertSink) -> Self {
+        self.alerts = Some(Arc::new(sink));
+        self
+    }
+}
+
+/// An entry of `/v1/models`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ModelEntry {
+    /// What a request may name: a route alias or `provider/model`.
+    pub id: String,
+    /// `llm-tower` for routes, the provider's name for its models.
+    pub owned_by: String,
+}
+
+/// The outcome of one provider's health probe.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProviderHealth {
+    /// The provider's name.
+    pub name: String,
+    /// `true` when the probe succeeded.
+    pub ok: bool,
+    /// Why it failed (never contains secrets).
+    pub error: Option<String>,
+}
+
+#[derive(Clone)]
+enum ProviderHandle {
+    Mock(MockProvider),
+    OpenAi(OpenAi),
+    Azure(AzureOpenAi),
+    Anthropic(Anthropic),
+    Compatible(OpenAiCompatible),
+}
+
+impl ProviderHandle {
+    async fn health(&self) -> Result<(), Error> {
+        match self {
+            ProviderHandle::Mock(p) => p.health().await,
+            ProviderHandle::OpenAi(p) => p.health().await,
+            ProviderHandle::Azure(p) => p.health().await,
+            ProviderHandle::Anthropic(p) => p.health().await,
+            ProviderHandle::Compatible(p) => p.health().await,
+        }
+    }
+
+    fn service(&self) -> BoxedLlm {
+        match self {
+            ProviderHandle::Mock(p) => BoxCloneSyncService::new(p.clone()),
+            ProviderHandle::OpenAi(p) => BoxCloneSyncService::new(p.clone()),
+            ProviderHandle::Azure(p) => BoxCloneSyncService::new(p.clone()),
+            ProviderHandle::Anthropic(p) => BoxCloneSyncService::new(p.clone()),
+            ProviderHandle::Compatible(p) => BoxCloneSyncService::new(p.clone()),
+        }
+    }
+}
+
+/// The stack a config builds: the service, and what the gateway needs around it.
+///
+/// # Clone
+/// Cheap: clones share the service's state (limits, budgets, circuits), the tracker and
+/// the providers.
+#[derive(Clone)]
+pub struct BuiltStack {
+    service: BoxedLlm,
+    tracker: CostTracker,
+    models: Arc<[ModelEntry]>,
+    keys: Arc<[([u8; 32], CallerKey)]>,
+    providers: Arc<[(String, ProviderHandle)]>,
+    description: Arc<str>,
+    gateway: GatewaySettings,
+    alerts: broadcast::Sender<BudgetAlert>,
+}
+
+impl fmt::Debug for BuiltStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuiltStack")
+            .field("models", &self.models)
+            .field("keys", &self.keys.len())
+            .field("gateway", &self.gateway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BuiltStack {
+    /// The whole stack as one service (`Clone + Send + Sync`; clones share all state).
+    pub fn service(&self) -> BoxCloneSyncService<LlmRequest, llm_tower_core::LlmResponse, Error> {
+        self.service.clone()
+    }
+
+    /// What requests may name, for `/v1/models`: route aliases, then every `provider/model`.
+    pub fn models(&self) -> Vec<ModelEntry> {
+        self.models.to_vec()
+    }
+
+    /// The cost tracker (analytics and budget status, for `/v1/usage`).
+    pub fn tracker(&self) -> &CostTracker {
+        &self.tracker
+    }
+
+    /// The caller whose gateway key is `bearer_token`, compared by SHA-256 in constant time.
+    pub fn authenticate(&self, bearer_token: &str) -> Option<CallerKey> {
+        let digest = sha256(bearer_token);
+        let mut found = None;
+        for (hash, name) in self.keys.iter() {
+            if bool::from(hash.ct_eq(&digest)) {
+                found = Some(name.clone());
+            }
+        }
+        found
+    }
+
+    /// `true` when gateway keys are configured (requests without a valid key are refused).
+    pub fn auth_required(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Probes every provider (mock: always ok), concurrently, each within 10 seconds.
+    pub async fn health(&self) -> Vec<ProviderHealth> {
+        let probes = self.providers.iter().map(|(name, handle)| async move {
+            let result = match tokio::time::timeout(HEALTH_TIMEOUT, handle.health()).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::timeout(format!(
+                    "no answer within {}",
+                    format_duration(HEALTH_TIMEOUT)
+                ))),
+            };
+            ProviderHealth {
+                name: name.clone(),
+                ok: result.is_ok(),
+                error: result.err().map(|e| e.to_string()),
+            }
+        });
+        futures_util::future::join_all(probes).await
+    }
+
+    /// A human-readable listing of the composed stack per route and model
+    /// (`llm-tower check-config`).
+    pub fn describe(&self) -> String {
+        self.description.to_string()
+    }
+
+    /// The gateway's server settings.
+    pub fn gateway(&self) -> &GatewaySettings {
+        &self.gateway
+    }
+
+    /// Budget alerts as they happen (each threshold once per period).
+    pub fn subscribe_alerts(&self) -> broadcast::Receiver<BudgetAlert> {
+        self.alerts.subscribe()
+    }
+}
+
+/// Builds the whole stack of a config with the defaults ([`BuildOptions::new`]).
+///
+/// ```text
+/// trace -> count_tokens -> resolve -> rate_limit (scope caller, config order)
+///       -> rate_limit (per gateway key) -> router
+///       -> per provider/model: circuit -> track_cost -> retry
+///            -> rate_limit (scope provider) -> timeout -> provider
+/// ```
+///
+/// The router sends a request to its route's targets in order, falling back on
+/// retryable errors (an open circuit included). Cost tracking sits in front of each
+/// target, inside the router, so it prices the model that actually answers: see the crate
+/// docs.
+///
+/// # Errors
+/// `Config` when a provider cannot be built (for example an API key a header cannot carry),
+/// or the Redis store configuration is refused.
+pub async fn build(config: &Config) -> Result<BuiltStack, Error> {
+    build_with(config, BuildOptions::new()).await
+}
+
+/// [`build`] with options (a manual clock for tests, an alert sink).
+///
+/// # Errors
+/// As [`build`].
+pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltStack, Error> {
+    let v: &Validated = &config.validated;
+    let clock = options.clock.clone();
+    let catalog = Arc::new(v.catalog.clone());
+    let counter = Arc::new(ConfigTokenizers::new(&v.providers, &v.catalog));
+    let counter_dyn: Arc<dyn TokenCounter> = counter.clone();
+
+    // Stores.
+    type Stores = (
+        Option<Arc<dyn RateLimitStore>>,
+        Option<Arc<dyn BudgetStore>>,
+    );
+    let (rl_store, budget_store): Stores = match &v.store {
+        StoreSpec::Memory => (None, None),
+        StoreSpec::Redis(cfg) => {
+            let conn = RedisConnection::new(cfg)?;
+            (
+                Some(Arc::new(RedisRateLimitStore::with_connection(conn.clone()))),
+                Some(Arc::new(RedisBudgetStore::with_connection(conn))),
+            )
+        }
+    };
+
+    // Cost tracker: prices of every provider/model, all budgets.
+    let mut prices = PriceTable::new();
+    for p in &v.providers {
+        for m in &p.models {
+            if let Some(price) = m.price {
+                prices.insert(format!("{}/{}", p.name, m.name), price);
+            }
+        }
+    }
+    let (alerts_tx, _) = broadcast::channel(64);
+    let sink = AlertFanout {
+        broadcast: alerts_tx.clone(),
+        user: options.alerts.clone(),
+    };
+    let mut tb = CostTracker::builder()
+        .prices(prices)
+        .clock(clock.clone())
+        .counter(counter_dyn.clone())
+        .alerts(sink);
+    for b in &v.budgets {
+        tb = tb.budget(b.clone());
+    }
+    if let Some(store) = &budget_store {
+        tb = tb.store(store.clone());
+    }
+    let tracker = tb.build()?;
+
+    // Rate limit layers, built once so that every target shares their state.
+    let limit_layer = |spec: &LimitSpec, name: String| -> RateLimitLayer {
+        let mut l = RateLimitLayer::new(spec.algorithm)
+            .name(name)
+            .unit(spec.unit)
+            .mode(spec.mode)
+            .key(spec.key)
+            .default_output_tokens(spec.default_output_tokens)
+            .clock(clock.clone());
+        if let Some(s) = &rl_store {
+            l = l.store(s.clone());
+        }
+        l
+    };
+    struct BuiltLimit {
+        layer: RateLimitLayer,
+        spec: LimitSpec,
+        label: String,
+    }
+    let mut caller_limits = Vec::new();
+    let mut provider_limits = Vec::new();
+    for spec in &v.limits {
+        let built = BuiltLimit {
+            layer: limit_layer(spec, spec.name.clone()),
+            spec: spec.clone(),
+            label: spec.name.clone(),
+        };
+        match spec.scope {
+            RawScope::Caller => caller_limits.push(built),
+            RawScope::Provider => provider_limits.push(built),
+        }
+    }
+    for key in &v.keys {
+        for spec in &key.limits {
+            let name = format!("key:{}:{}", key.name, spec.name);
+            let layer = limit_layer(spec, name).key_with(OnlyCaller {
+                caller: key.name.clone(),
+                key: spec.key,
+            });
+            let built = BuiltLimit {
+                layer,
+                spec: spec.clone(),
+                label: format!("key {}/{}", key.name, spec.name),
+            };
+            match spec.scope {
+                RawScope::Caller => caller_limits.push(built),
+                RawScope::Provider => provider_limits.push(built),
+            }
+        }
+    }
+
+    // Providers.
+    let mut providers = Vec::new();
+    for p in &v.providers {
+        providers.push((p.name.clone(), provider(p, &clock, &counter)?));
+    }
+
+    // One service per target.
+    let mut targets: Vec<Option<BoxedLlm>> = vec![None; catalog.targets.len()];
+    let mut target_desc: Vec<String> = vec![String::new(); catalog.targets.len()];
+    for (spec, (_, handle)) in v.providers.iter().zip(&providers) {
+        for m in &spec.models {
+            let Some(target) = catalog.target(m.target) else {
+                continue;
+            };
+            let mut desc = Vec::new();
+            let provider_name: Arc<str> = Arc::from(spec.name.as_str());
+
+            // Innermost first.
+            let bare = m.name.clone();
+            let mut svc: BoxedLlm = BoxCloneSyncService::new(
+                MapRequestLayer::new(move |mut req: LlmRequest| {
+                    req.set_model(bare.clone());
+                    req
+                })
+                .layer(handle.service()),
+            );
+            desc.push(spec.kind.as_str().to_owned());
+            svc = BoxCloneSyncService::new(
+                TimeoutLayer::new(spec.request_timeout)
+                    .clock(clock.clone())
+                    .layer(svc),
+            );
+            desc.push(format!(
+                "timeout[{}]",
+                format_duration(spec.request_timeout)
+            ));
+            for l in provider_limits.iter().rev() {
+                if l.spec.providers.is_empty() || l.spec.providers.contains(&spec.name) {
+                    svc = BoxCloneSyncService::new(l.layer.layer(svc));
+                    desc.push(format!(
+                        "rate_limit[{}: {}]",
+                        l.label,
+                        describe_limit(&l.spec)
+                    ));
+                }
+            }
+            let r = &v.retry;
+            let retry = RetryLayer::new()
+                .max_retries(r.max_retries)
+                .backoff(r.base, r.max)
+                .retry_after_cap(r.retry_after_cap)
+                .budget(
+                    Duration::from_secs(10),
+                    r.budget_min_per_second,
+                    r.budget_percent as f32 / 100.0,
+                )
+                .clock(clock.clone());
+            svc = BoxCloneSyncService::new(retry.layer(svc));
+            desc.push(format!("retry[{}]", r.max_retries));
+            svc = BoxCloneSyncService::new(TrackCostLayer::new(tracker.clone()).layer(svc));
+            let n_budgets = v
+                .budgets
+                .iter()
+                .filter(|b| budget_applies(b, &catalog, m.target))
+                .count();
+            desc.push(format!(
+                "track_cost[{n_budgets} budget{}{}]",
+                if n_budgets == 1 { "" } else { "s" },
+                match m.price {
+                    Some(p) => format!(", {}", describe_price(&p)),
+                    None => ", no price".to_owned(),
+                }
+            ));
+            if let Some(c) = v.circuit {
+                svc = BoxCloneSyncService::new(
+                    CircuitBreakerLayer::new(target.id.as_str(), c.failure_threshold, c.cooldown)
+                        .provider(provider_name.clone())
+                        .clock(clock.clone())
+                        .layer(svc),
+                );
+                desc.push(format!(
+                    "circuit[{} failures, {}]",
+                    c.failure_threshold,
+                    format_duration(c.cooldown)
+                ));
+            }
+            let id = target.id.clone();
+            svc = BoxCloneSyncService::new(
+                MapRequestLayer::new(move |mut req: LlmRequest| {
+                    req.set_model(id.clone());
+                    req.ctx.provider = Some(provider_name.clone());
+                    req
+                })
+                .layer(svc),
+            );
+            desc.reverse();
+            if let Some(slot) = target_desc.get_mut(m.target) {
+                *slot = format!("[{}: {}]", target.id, desc.join(" -> "));
+            }
+            if let Some(slot) = targets.get_mut(m.target) {
+                *slot = Some(svc);
+            }
+        }
+    }
+
+    // The outer stack, innermost first.
+    let mut outer_desc = vec!["router".to_owned()];
+    let mut svc: BoxedLlm = BoxCloneSyncService::new(Router::new(catalog.clone(), targets));
+    for l in caller_limits.iter().rev() {
+        svc = BoxCloneSyncService::new(l.layer.layer(svc));
+        outer_desc.push(format!(
+            "rate_limit[{}: {}]",
+            l.label,
+            describe_limit(&l.spec)
+        ));
+    }
+    svc = BoxCloneSyncService::new(ResolveLayer::new(catalog.clone()).layer(svc));
+    svc = BoxCloneSyncService::new(CountTokensLayer::from_arc(counter_dyn).layer(svc));
+    outer_desc.push("count_tokens".to_owned());
+    svc = BoxCloneSyncService::new(LlmTraceLayer::new().clock(clock.clone()).layer(svc));
+    outer_desc.push("trace".to_owned());
+    outer_desc.reverse();
+
+    let models = models(&catalog);
+    let description = describe(v, &catalog, &outer_desc, &target_desc);
+    let keys: Vec<([u8; 32], CallerKey)> = v
+        .keys
+        .iter()
+        .map(|k| (k.hash, CallerKey::new(k.name.as_str())))
+        .collect();
+
+    Ok(BuiltStack {
+        service: svc,
+        tracker,
+        models: models.into(),
+        keys: keys.into(),
+        providers: providers.into(),
+        description: description.into(),
+        gateway: v.gateway.clone(),
+        alerts: alerts_tx,
+    })
+}
+
+/// Sends alerts to the broadcast channel and to the user's sink.
+struct AlertFanout {
+    broadcast: broadcast::Sender<BudgetAlert>,
+    user: Option<Arc<dyn AlertSink>>,
+}
+
+impl AlertSink for AlertFanout {
+    fn on_alert(&self, alert: &BudgetAlert) {
+        let _ = self.broadcast.send(alert.clone());
+        if let Some(u) = &self.user {
+            u.on_alert(alert);
+        }
+    }
+}
+
+/// A key extractor that limits only one caller (a gateway key's own limits).
+struct OnlyCaller {
+    caller: String,
+    key: KeyBy,
+}
+
+impl KeyExtractor for OnlyCaller {
+    fn extract<'a>(&self, req: &'a LlmRequest) -> Option<Cow<'a, str>> {
+        let caller = req.ctx.caller.as_ref()?;
+        if caller.as_str() != self.caller {
+            return None;
+        }
+        self.key.extract(req)
+    }
+}
+
+fn provider(
+    p: &ProviderSpec,
+    clock: &SharedClock,
+    counter: &Arc<ConfigTokenizers>,
+) -> Result<ProviderHandle, Error> {
+    let http = || {
+        HttpClient::with_config(
+            HttpConfig::default()
+                .connect_timeout(p.connect_timeout)
+                .request_timeout(p.request_timeout)
+                .stream_idle_timeout(p.stream_idle_timeout),
+        )
+    };
+    let key = || {
+        p.api_key
+            .clone()
+            .ok_or_else(|| Error::config(format!("provider {:?}: api_key is required", p.name)))
+    };
+    let in_context = |e: Error| Error::config(format!("provider {:?}: {}", p.name, e.message()));
+    Ok(match p.kind {
+        ProviderKind::Mock => {
+            let m = p.mock.clone().unwrap_or(crate::validate::MockSpec {
+                latency: Duration::ZERO,
+                chunk_interval: Duration::ZERO,
+                reply: llm_tower_providers::mock::Reply::Lorem { words: 24 },
+                failures: llm_tower_providers::mock::FailurePlan::Never,
+                report_usage: true,
+            });
+            ProviderHandle::Mock(
+                MockProvider::builder()
+                    .name(p.name.as_str())
+                    .latency(m.latency)
+                    .chunk_interval(m.chunk_interval)
+                    .reply(m.reply)
+                    .failures(m.failures)
+                    .report_usage(m.report_usage)
+                    .clock(clock.clone())
+                    .counter(Arc::new(counter.for_provider(&p.name)))
+                    .build(),
+            )
+        }
+        ProviderKind::Openai => {
+            let mut c = OpenAiConfig::new(key()?)
+                .name(p.name.as_str())
+                .timeout(p.request_timeout)
+                .clock(clock.clone());
+            if let Some(u) = &p.base_url {
+                c = c.base_url(u.as_str());
+            }
+            if let Some(o) = &p.organization {
+                c = c.organization(o.as_str());
+            }
+            if let Some(pr) = &p.project {
+                c = c.project(pr.as_str());
+            }
+            if let Some(f) = p.max_tokens_field {
+                c = c.max_tokens_field(f);
+            }
+            ProviderHandle::OpenAi(OpenAi::new(c, http()?).map_err(in_context)?)
+        }
+        ProviderKind::Azure => {
+            let endpoint = p.base_url.clone().unwrap_or_default();
+            let mut c = AzureOpenAiConfig::new(endpoint, AzureAuth::api_key(key()?))
+                .name(p.name.as_str())
+                .timeout(p.request_timeout)
+                .clock(clock.clone());
+            if let Some(v) = &p.api_version {
+                c = c.api_version(v.as_str());
+            }
+            for (model, dep) in &p.deployments {
+                c = c.deployment(model.as_str(), dep.as_str());
+            }
+            if let Some(f) = p.max_tokens_field {
+                c = c.max_tokens_field(f);
+            }
+            ProviderHandle::Azure(AzureOpenAi::new(c, http()?).map_err(in_context)?)
+        }
+        ProviderKind::Anthropic => {
+            let mut c = AnthropicConfig::new(key()?)
+                .name(p.name.as_str())
+                .timeout(p.request_timeout)
+                .clock(clock.clone());
+            if let Some(u) = &p.base_url {
+                c = c.base_url(u.as_str());
+            }
+            if let Some(v) = &p.anthropic_version {
+                c = c.version(v.as_str());
+            }
+            for b in &p.anthropic_beta {
+                c = c.beta(b.as_str());
+            }
+            if let Some(n) = p.default_max_tokens {
+                c = c.default_max_tokens(n);
+            }
+            ProviderHandle::Anthropic(Anthropic::new(c, http()?).map_err(in_context)?)
+        }
+        ProviderKind::OpenaiCompatible => {
+            let mut c = OpenAiCompatibleConfig::new(p.base_url.clone().unwrap_or_default())
+                .name(p.name.as_str())
+                .timeout(p.request_timeout)
+                .clock(clock.clone());
+            if let Some(k) = &p.api_key {
+                c = c.api_key(k.clone());
+            }
+            for h in &p.headers {
+                c = if h.secret {
+                    c.secret_header(h.name.as_str(), h.value.clone())
+                } else {
+                    c.header(h.name.as_str(), h.value.expose())
+                };
+            }
+            if let Some(f) = p.max_tokens_field {
+                c = c.max_tokens_field(f);
+            }
+            if let Some(s) = p.stream_usage {
+                c = c.stream_usage(s);
+            }
+            ProviderHandle::Compatible(OpenAiCompatible::new(c, http()?).map_err(in_context)?)
+        }
+    })
+}
+
+fn budget_applies(b: &Budget, catalog: &Catalog, target: usize) -> bool {
+    match b.scope() {
+        BudgetScope::Global | BudgetScope::EachCaller | BudgetScope::Caller(_) => true,
+        BudgetScope::Model(id) => catalog.target(target).is_some_and(|t| &t.id == id),
+        BudgetScope::Provider(p) => catalog.target(target).is_some_and(|t| &t.provider == p),
+    }
+}
+
+fn models(catalog: &Catalog) -> Vec<ModelEntry> {
+    let mut out: Vec<ModelEntry> = catalog
+        .routes
+        .keys()
+        .map(|alias| ModelEntry {
+            id: alias.clone(),
+            owned_by: "llm-tower".to_owned(),
+        })
+        .collect();
+    out.extend(catalog.targets.iter().map(|t| ModelEntry {
+        id: t.id.clone(),
+        owned_by: t.provider.clone(),
+    }));
+    out
+}
+
+fn describe_limit(l: &LimitSpec) -> String {
+    let algo = match l.algorithm {
+        Algorithm::SlidingWindow { limit, window } => {
+            format!("sliding_window {limit}/{}", format_duration(window))
+        }
+        Algorithm::LeakyBucket { rate, per, burst } => {
+            format!("leaky_bucket {rate}/{} burst {burst}", format_duration(per))
+        }
+    };
+    let unit = match l.unit {
+        Unit::Requests => "requests",
+        Unit::Tokens => "tokens",
+    };
+    let key = match l.key {
+        KeyBy::Global => "global",
+        KeyBy::Model => "by model",
+        KeyBy::Provider => "by provider",
+        KeyBy::Caller => "by caller",
+    };
+    let mode = match l.mode {
+        Mode::Reject => "reject".to_owned(),
+        Mode::Wait { max_wait } => format!("wait<={}", format_duration(max_wait)),
+    };
+    format!("{algo}, {unit} {key}, {mode}")
+}
+
+fn describe_price(p: &ModelPrice) -> String {
+    let mut s = format!("${}/${}", p.input, p.output);
+    if let Some(c) = p.cached_input {
+        let _ = write!(s, " cached ${c}");
+    }
+    s.push_str(" per Mtok");
+    s
+}
+
+fn describe_scope(s: &BudgetScope) -> String {
+    match s {
+        BudgetScope::Global => "global".to_owned(),
+        BudgetScope::EachCaller => "each caller".to_owned(),
+        BudgetScope::Caller(c) => format!("caller {c}"),
+        BudgetScope::Model(m) => format!("model {m}"),
+        BudgetScope::Provider(p) => format!("provider {p}"),
+    }
+}
+
+fn describe(v: &Validated, catalog: &Catalog, outer: &[String], targets: &[String]) -> String {
+    let mut out = String::new();
+    let store = match &v.store {
+        StoreSpec::Memory => "memory".to_owned(),
+        StoreSpec::Redis(cfg) => format!(
+            "redis {} (prefix {}, on error {})",
+            cfg.redacted_url(),
+            cfg.prefix,
+            cfg.failure_policy
+        ),
+    };
+    let _ = writeln!(out, "store: {store}");
+    let g = &v.gateway;
+    let auth = if v.keys.is_empty() {
+        "open (no keys)".to_owned()
+    } else {
+        let names: Vec<&str> = v.keys.iter().map(|k| k.name.as_str()).collect();
+        format!("{} key(s): {}", names.len(), names.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "gateway: listen {}, {auth}, max body {} bytes, request timeout {}",
+        g.listen,
+        g.max_body_bytes,
+        format_duration(g.request_timeout)
+    );
+    if v.budgets.is_empty() {
+        let _ = writeln!(out, "budgets: none");
+    }
+    for b in &v.budgets {
+        let alerts: Vec<String> = b
+            .get_thresholds()
+            .iter()
+            .map(|t| format!("{}%", f64::from(t.as_per_mille()) / 10.0))
+            .collect();
+        let _ = writeln!(
+            out,
+            "budget {:?}: {}, {}, ${}, {}, alerts at {}",
+            b.name(),
+            describe_scope(b.scope()),
+            b.period().as_str(),
+            b.limit(),
+            match b.get_action() {
+                BudgetAction::Block => "block",
+                BudgetAction::Alert => "alert only",
+            },
+            if alerts.is_empty() {
+                "none".to_owned()
+            } else {
+                alerts.join("/")
+            }
+        );
+    }
+    let chain = |route: &[usize]| -> String {
+        let parts: Vec<&str> = route
+            .iter()
+            .filter_map(|&t| targets.get(t).map(String::as_str))
+            .collect();
+        format!("{} -> {}", outer.join(" -> "), parts.join(", fallback "))
+    };
+    for (alias, route) in &catalog.routes {
+        let _ = writeln!(out, "route {alias:?}: {}", chain(route));
+    }
+    for (i, t) in catalog.targets.iter().enumerate() {
+        let _ = writeln!(out, "model {:?}: {}", t.id, chain(&[i]));
+    }
+    out
+}

@@ -1,0 +1,747 @@
+//! The config file as written: serde types with strict parsing (`deny_unknown_fields`).
+//!
+//! Durations (`"500ms"`, `"1h30m"`), money (`"2.50"`), URLs and scopes stay strings here;
+//! validation parses them and reports every problem with its JSON path. Strings may hold
+//! `${ENV_VAR}` references: the raw form keeps them, so [`Config::save`](crate::Config::save)
+//! writes them back instead of the secrets they resolve to.
+//!
+//! The doc comments of these types are the descriptions in the JSON Schema
+//! (`config/llm-tower.schema.json`).
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::env::{EnvLookup, interpolate};
+use crate::error::{Problems, index, join};
+
+/// A string that may be a secret (an API key, a gateway key, a Redis URL with a password).
+///
+/// `Debug` shows it only when it is a single `${ENV_VAR}` reference; otherwise
+/// `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl SecretString {
+    /// The value. Do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match crate::env::single_reference(&self.0) {
+            Some(_) => write!(f, "{:?}", self.0),
+            None => f.write_str("[redacted]"),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "llm-tower configuration")]
+pub struct RawConfig {
+    /// The JSON Schema of this file, for editors (ignored by llm-tower).
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Providers by name (the name is the `provider` of `provider/model`).
+    #[serde(default)]
+    pub providers: IndexMap<String, RawProvider>,
+    /// Rate limits, applied in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RawRateLimit>,
+    /// Retries towards providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RawRetry>,
+    /// The circuit breaker in front of every provider/model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<RawCircuitBreaker>,
+    /// Spending budgets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<RawBudget>,
+    /// Model aliases: an ordered fallback list of `provider/model` targets.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub routes: IndexMap<String, Vec<String>>,
+    /// Where rate-limit and budget state lives (default: memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<RawStore>,
+    /// The gateway server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<RawGateway>,
+    /// Logging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<RawLogging>,
+}
+
+/// The kind of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI's API.
+    Openai,
+    /// Azure OpenAI.
+    Azure,
+    /// Anthropic's messages API.
+    Anthropic,
+    /// An OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio, hosted APIs).
+    OpenaiCompatible,
+    /// The in-process mock provider (no network, no key).
+    Mock,
+}
+
+impl ProviderKind {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::OpenaiCompatible => "openai_compatible",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+/// One provider. Which fields apply depends on `type`; a field of another type is an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// `openai`, `azure`, `anthropic`, `openai_compatible` or `mock`.
+    #[serde(rename = "type")]
+    pub kind: ProviderKind,
+    /// The API key (use `${ENV_VAR}`). Required for openai, azure and anthropic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretString>,
+    /// Base URL (azure: the resource endpoint `https://NAME.openai.azure.com`, required;
+    /// openai_compatible: required, e.g. `http://127.0.0.1:11434/v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Timeouts of this provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<RawTimeouts>,
+    /// openai: the `OpenAI-Organization` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// openai: the `OpenAI-Project` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// azure: the `api-version` (default `2024-10-21`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// azure: model name -> deployment name (default: the model name).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub deployments: IndexMap<String, String>,
+    /// anthropic: the `anthropic-version` header (default `2023-06-01`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic_version: Option<String>,
+    /// anthropic: `anthropic-beta` features.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anthropic_beta: Vec<String>,
+    /// anthropic: `max_tokens` sent when a request sets none (the API requires one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_max_tokens: Option<u32>,
+    /// openai_compatible: extra headers sent with every request (values may be `${ENV_VAR}`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, SecretString>,
+    /// openai, azure, openai_compatible: the wire name of `max_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_field: Option<RawMaxTokensField>,
+    /// openai_compatible: ask for usage in streams (`stream_options.include_usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_usage: Option<bool>,
+    /// mock: time before each response, e.g. `"20ms"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<String>,
+    /// mock: time between streamed chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_interval: Option<String>,
+    /// mock: what to answer (`{"lorem": 24}`, `"echo"` or `{"fixed": "text"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<RawReply>,
+    /// mock: injected failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<RawMockFailures>,
+    /// mock: whether responses carry usage (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_usage: Option<bool>,
+    /// The models this provider serves, by the name the provider knows them by.
+    #[serde(default)]
+    pub models: IndexMap<String, RawModel>,
+}
+
+/// The wire name of `max_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMaxTokensField {
+    /// `max_tokens`.
+    MaxTokens,
+    /// `max_completion_tokens`.
+    MaxCompletionTokens,
+}
+
+/// Timeouts of a provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// Time to open a connection (default `"10s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<String>,
+    /// Time for one attempt, until the response (or the first streamed chunk) arrives
+    /// (default `"10m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// A stream silent for this long fails (default `"2m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_idle: Option<String>,
+}
+
+/// What the mock answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawReply {
+    /// This many deterministic pseudo-random words.
+    Lorem(u32),
+    /// The last user message, prefixed with "You said: ".
+    Echo,
+    /// This text.
+    Fixed(String),
+}
+
+/// Failures the mock injects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMockFailures {
+    /// Share of requests that fail, in [0, 1].
+    pub rate: f64,
+    /// The failure.
+    pub kind: RawMockFailureKind,
+    /// `http_error`: the HTTP status (400..=599, default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// `rate_limited`: the retry-after sent (default `"1s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<String>,
+    /// Seed of the failure draw (same seed, same failing request numbers; default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// A failure the mock can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMockFailureKind {
+    /// HTTP 429 with a retry-after.
+    RateLimited,
+    /// An HTTP error with `status` (5xx are retryable, 4xx are not).
+    HttpError,
+    /// HTTP 529 overloaded.
+    Overloaded,
+    /// A timeout error.
+    Timeout,
+    /// Never answers.
+    Stall,
+}
+
+/// One model of a provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Prices in USD per million tokens, as decimal strings. Required when a budget
+    /// applies to the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<RawPrice>,
+    /// The context window in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
+    /// The largest output in tokens (bounds budget reservations of requests without
+    /// `max_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+    /// `o200k_base`, `cl100k_base` or `heuristic` (default: by model name, else heuristic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["o200k_base", "cl100k_base", "heuristic", null]))]
+    pub tokenizer: Option<String>,
+}
+
+/// Prices in USD per million tokens, as decimal strings (`"2.50"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// Input tokens.
+    pub input: String,
+    /// Cached input tokens (default: the input price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input: Option<String>,
+    /// Output tokens.
+    pub output: String,
+}
+
+/// The rate-limit algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAlgorithm {
+    /// Exact sliding window: at most `limit` units in any `window`.
+    SlidingWindow,
+    /// GCRA leaky bucket: `rate` units per `per`, bursting to `burst`.
+    LeakyBucket,
+}
+
+/// What a request weighs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawUnit {
+    /// Each request weighs 1.
+    #[default]
+    Requests,
+    /// A request weighs its prompt tokens plus its `max_tokens`.
+    Tokens,
+}
+
+/// What a limit is keyed by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawKey {
+    /// One limit for everything.
+    #[default]
+    Global,
+    /// One limit per model (`provider/model` inside the router, the requested name outside).
+    Model,
+    /// One limit per provider (scope `provider` only).
+    Provider,
+    /// One limit per caller (gateway key name).
+    Caller,
+}
+
+/// What happens at the limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMode {
+    /// Fail at once with 429 and a retry-after.
+    #[default]
+    Reject,
+    /// Wait for a slot up to `max_wait`.
+    Wait,
+}
+
+/// Where a limit sits in the stack.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawScope {
+    /// Outside retry and routing: one unit per caller request.
+    #[default]
+    Caller,
+    /// Inside retry, in front of each provider/model: every attempt counts.
+    Provider,
+}
+
+/// A rate limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// A unique name (metrics label, store namespace).
+    pub name: String,
+    /// `sliding_window` (`limit`, `window`) or `leaky_bucket` (`rate`, `per`, `burst`).
+    pub algorithm: RawAlgorithm,
+    /// sliding_window: units per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// sliding_window: the window, e.g. `"1m"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// leaky_bucket: units per `per`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
+    /// leaky_bucket: the period of `rate`, e.g. `"1m"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per: Option<String>,
+    /// leaky_bucket: units that may pass at once (default: `rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
+    /// `requests` (default) or `tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<RawUnit>,
+    /// `global` (default), `model`, `provider` or `caller`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<RawKey>,
+    /// `reject` (default) or `wait`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RawMode>,
+    /// mode wait: the longest wait (default `"10s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait: Option<String>,
+    /// `caller` (default: outside retry, per request) or `provider` (inside retry, per attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<RawScope>,
+    /// scope provider: only in front of these providers (default: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
+    /// unit tokens: the output bound of requests without `max_tokens` (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_output_tokens: Option<u32>,
+}
+
+/// Retries towards providers (per provider/model, each with its own retry budget).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Retries after the first attempt (default 3; 0 disables retrying).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Backoff base (default `"250ms"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Backoff ceiling (default `"8s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
+    /// The longest `retry-after` honoured (default `"60s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_cap: Option<String>,
+    /// Retry budget: retries may add this percent of the recent request rate (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_percent: Option<u32>,
+    /// Retry budget: retries always allowed per second on top (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_min_per_second: Option<u32>,
+}
+
+/// The circuit breaker per provider/model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Consecutive failures that open the circuit (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+    /// How long an open circuit refuses before one probe goes through (default `"30s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<String>,
+}
+
+/// A budget period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPeriod {
+    /// Every clock hour (UTC).
+    Hour,
+    /// Every UTC day.
+    Day,
+    /// Every UTC calendar month.
+    Month,
+    /// Never resets.
+    Total,
+}
+
+/// What a full budget does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAction {
+    /// Refuse requests that may not fit (HTTP 402).
+    #[default]
+    Block,
+    /// Only alert.
+    Alert,
+}
+
+/// A spending budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    /// A unique name.
+    pub name: String,
+    /// `global`, `each_caller`, `caller:<name>`, `model:<provider/model>` or `provider:<name>`.
+    pub scope: String,
+    /// `hour`, `day`, `month` or `total`.
+    pub period: RawPeriod,
+    /// The limit in USD, a decimal string.
+    pub limit_usd: String,
+    /// Alert thresholds as fractions of the limit, each in (0, 1] (default 0.5, 0.8, 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<f64>>,
+    /// `block` (default) or `alert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<RawAction>,
+}
+
+/// A gateway key's own budget (scope: that key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyBudget {
+    /// `hour`, `day`, `month` or `total`.
+    pub period: RawPeriod,
+    /// The limit in USD, a decimal string.
+    pub limit_usd: String,
+    /// Alert thresholds as fractions of the limit, each in (0, 1] (default 0.5, 0.8, 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<f64>>,
+    /// `block` (default) or `alert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<RawAction>,
+}
+
+/// The kind of state store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStoreKind {
+    /// In this process.
+    #[default]
+    Memory,
+    /// Redis, shared by several instances.
+    Redis,
+}
+
+/// What a Redis store does while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOnError {
+    /// Refuse requests (HTTP 503) until Redis is back.
+    FailClosed,
+    /// Decide with local in-memory limits until Redis is back.
+    FailOpenLocal,
+}
+
+/// Where rate-limit and budget state lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `memory` or `redis`.
+    #[serde(rename = "type")]
+    pub kind: RawStoreKind,
+    /// redis: `redis://[[user]:password@]host[:port][/db]` (use `${ENV_VAR}` for the password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<SecretString>,
+    /// redis: the key prefix (default `llm-tower`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// redis: `fail_closed` (default) or `fail_open_local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<RawOnError>,
+    /// redis: time limit of one call in milliseconds (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// redis: time between reconnect checks in milliseconds (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_interval_ms: Option<u64>,
+}
+
+/// The gateway server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// The listen address (default `127.0.0.1:8080`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// API keys; none means the gateway is open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<RawGatewayKey>,
+    /// The largest request body (default 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// The longest a request may take (default `"5m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<String>,
+    /// Time to read a request's headers (default `"10s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout: Option<String>,
+    /// Time given to requests in flight at shutdown (default `"30s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<String>,
+}
+
+/// A gateway API key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGatewayKey {
+    /// The caller's name (the caller key of limits, budgets and analytics).
+    pub name: String,
+    /// Hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
+    /// The key itself, only as a `${ENV_VAR}` reference; hashed when loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SecretString>,
+    /// Limits for this key only (same shape as `rate_limits`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RawRateLimit>,
+    /// A budget for this key only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<RawKeyBudget>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawLogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    /// `human` (default) or `json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<RawLogFormat>,
+    /// A level (`info`) or filter directives (`info,llm_tower=debug`); default `info`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Interpolation over every string value, with JSON paths.
+
+pub(crate) struct InterpCx<'a> {
+    pub(crate) env: EnvLookup<'a>,
+    pub(crate) problems: Problems,
+}
+
+pub(crate) trait Interp {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>);
+}
+
+impl Interp for String {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+        match interpolate(self, cx.env) {
+            Ok(v) => *self = v,
+            Err(errors) => {
+                for e in errors {
+                    cx.problems.push(path, e);
+                }
+            }
+        }
+    }
+}
+
+impl Interp for SecretString {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+        self.0.interp(path, cx);
+    }
+}
+
+impl<T: Interp> Interp for Option<T> {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+        if let Some(v) = self {
+            v.interp(path, cx);
+        }
+    }
+}
+
+impl<T: Interp> Interp for Vec<T> {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+        for (i, v) in self.iter_mut().enumerate() {
+            v.interp(&index(path, i), cx);
+        }
+    }
+}
+
+impl<T: Interp> Interp for IndexMap<String, T> {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+        for (k, v) in self.iter_mut() {
+            v.interp(&join(path, k), cx);
+        }
+    }
+}
+
+macro_rules! interp_fields {
+    ($ty:ty { $($field:ident),* $(,)? }) => {
+        impl Interp for $ty {
+            fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+                $( self.$field.interp(&join(path, stringify!($field)), cx); )*
+            }
+        }
+    };
+}
+
+interp_fields!(RawConfig {
+    providers,
+    rate_limits,
+    retry,
+    circuit_breaker,
+    budgets,
+    routes,
+    store,
+    gateway,
+    logging
+});
+interp_fields!(RawProvider {
+    api_key,
+    base_url,
+    timeouts,
+    organization,
+    project,
+    api_version,
+    deployments,
+    anthropic_version,
+    anthropic_beta,
+    headers,
+    latency,
+    chunk_interval,
+    reply,
+    failures,
+    models
+});
+interp_fields!(RawTimeouts {
+    connect,
+    request,
+    stream_idle
+});
+interp_fields!(RawMockFailures { retry_after });
+interp_fields!(RawModel { price, tokenizer });
+interp_fields!(RawPrice {
+    input,
+    cached_input,
+    output
+});
+interp_fields!(RawRateLimit {
+    name,
+    window,
+    per,
+    max_wait,
+    providers
+});
+interp_fields!(RawRetry {
+    base,
+    max,
+    retry_after_cap
+});
+interp_fields!(RawCircuitBreaker { cooldown });
+interp_fields!(RawBudget {
+    name,
+    scope,
+    limit_usd
+});
+interp_fields!(RawKeyBudget { limit_usd });
+interp_fields!(RawStore { url, prefix });
+interp_fields!(RawGateway {
+    listen,
+    keys,
+    request_timeout,
+    header_read_timeout,
+    shutdown_grace
+});
+interp_fields!(RawGatewayKey {
+    name,
+    key_sha256,
+    key,
+    rate_limits,
+    budget
+});
+interp_fields!(RawLogging { level });
+
+impl Interp for RawReply {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+        if let RawReply::Fixed(text) = self {
+            text.interp(&join(path, "fixed"), cx);
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Name resolution and the fallback router.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use llm_tower_core::{Error, LlmRequest, LlmResponse};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::catalog::{Catalog, Resolution};
+
+/// The service type of one route target and of the whole stack.
+pub(crate) type BoxedLlm = BoxCloneSyncService<LlmRequest, LlmResponse, Error>;
+
+/// The targets a request was resolved to (a request extension set by [`Resolve`]).
+#[derive(Debug, Clone)]
+pub(crate) struct RouteChoice(pub(crate) Arc<[usize]>);
+
+/// The error for a name that is no route, no `provider/model` and no model name.
+pub(crate) fn model_not_found(name: &str) -> Error {
+    Error::invalid_request(format!(
+        "model not found: {name:?} is not a route, a provider/model or the name of a model of exactly one provider (see /v1/models)"
+    ))
+}
+
+fn resolve(catalog: &Catalog, name: &str) -> Result<Arc<[usize]>, Error> {
+    match catalog.resolve(name) {
+        Resolution::Targets(t) if !t.is_empty() => Ok(t),
+        Resolution::Ambiguous(ids) => Err(Error::invalid_request(format!(
+            "model {name:?} is ambiguous: it is served by {}; name one of them",
+            ids.join(", ")
+        ))),
+        Resolution::Targets(_) | Resolution::Unknown => Err(model_not_found(name)),
+    }
+}
+
+/// Resolves the requested name before anything else spends quota on it: an unknown model
+/// fails with `InvalidRequest` ("model not found: ...") before rate limits count it.
+#[derive(Clone, Debug)]
+pub(crate) struct ResolveLayer {
+    catalog: Arc<Catalog>,
+}
+
+impl ResolveLayer {
+    pub(crate) fn new(catalog: Arc<Catalog>) -> Self {
+        ResolveLayer { catalog }
+    }
+}
+
+impl<S> Layer<S> for ResolveLayer {
+    type Service = Resolve<S>;
+
+    fn layer(&self, inner: S) -> Resolve<S> {
+        Resolve {
+            inner,
+            catalog: Arc::clone(&self.catalog),
+        }
+    }
+}
+
+/// The service of [`ResolveLayer`].
+#[derive(Clone, Debug)]
+pub(crate) struct Resolve<S> {
+    inner: S,
+    catalog: Arc<Catalog>,
+}
+
+impl<S> Service<LlmRequest> for Resolve<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = Error>,
+    S::Future: Send + 'static,
+{
+    type Response = LlmResponse;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<LlmResponse, Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: LlmRequest) -> Self::Future {
+        match resolve(&self.catalog, req.model()) {
+            Ok(targets) => {
+                req.extensions.insert(RouteChoice(targets));
+                Box::pin(self.inner.call(req))
+            }
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+}
+
+/// Sends a request to the targets of its route in order: on a retryable failure (which
+/// includes an open circuit and a provider-scope rate limit) the next target is tried; any
+/// other error, or the last target's error, is returned.
+#[derive(Clone)]
+pub(crate) struct Router {
+    catalog: Arc<Catalog>,
+    targets: Arc<[Option<BoxedLlm>]>,
+}
+
+impl Router {
+    pub(crate) fn new(catalog: Arc<Catalog>, targets: Vec<Option<BoxedLlm>>) -> Self {
+        Router {
+            catalog,
+            targets: targets.into(),
+        }
+    }
+}
+
+impl Service<LlmRequest> for Router {
+    type Response = LlmResponse;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<LlmResponse, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let route = match req.extensions.get::<RouteChoice>() {
+            Some(r) => Ok(r.0.clone()),
+            None => resolve(&self.catalog, req.model()),
+        };
+        let this = self.clone();
+        Box::pin(async move {
+            let route = route?;
+            let mut req = Some(req);
+            let mut last_error = None;
+            for (n, &t) in route.iter().enumerate() {
+                let is_last = n + 1 == route.len();
+                let Some(svc) = this.targets.get(t).cloned().flatten() else {
+                    continue;
+                };
+                let attempt = if is_last {
+                    req.take()
+                } else {
+                    req.as_ref().cloned()
+                };
+                let Some(attempt) = attempt else { break };
+                match svc.oneshot(attempt).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(e) if !is_last && e.is_retryable() => {
+                        let from = this.catalog.target(t).map_or("?", |t| t.id.as_str());
+                        tracing::info!(
+                            target_model = from,
+                            error = %e,
+                            "router: falling back to the next target of the route"
+                        );
+                        last_error = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(last_error.unwrap_or_else(|| Error::internal("route has no usable target")))
+        })
+    }
+}
