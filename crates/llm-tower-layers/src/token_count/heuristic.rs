@@ -65,15 +65,16 @@ static ASCII_CLASS: [Class; 128] = {
 
 fn classify_non_ascii(c: char) -> Class {
     let u = u32::from(c);
+    // Common blocks first, by range: the Unicode property lookups below are slow.
     match u {
-        // Latin-1 letters, Latin Extended-A/B, IPA, Latin Extended Additional.
-        0x00C0..=0x024F | 0x1E00..=0x1EFF if c.is_alphabetic() => {
-            if c.is_uppercase() {
-                Class::Upper
-            } else {
-                Class::Lower
-            }
-        }
+        0x00D7 | 0x00F7 => Class::Other,
+        // Latin-1 letters (upper case up to U+00DE), Latin Extended-A/B, IPA, Latin
+        // Extended Additional (their case does not matter here).
+        0x00C0..=0x00DE => Class::Upper,
+        0x00DF..=0x024F | 0x1E00..=0x1EFF => Class::Lower,
+        // Greek, Cyrillic, Armenian, Hebrew, Arabic, Syriac .. NKo, the Indic scripts,
+        // Thai, Lao, Georgian: letters and the marks and digits among them.
+        0x0370..=0x07FF | 0x0900..=0x0EFF | 0x10A0..=0x10FF => Class::Script,
         // Hangul Jamo, CJK radicals .. Yi, Hangul syllables, CJK compatibility ideographs,
         // halfwidth and fullwidth forms, CJK extension planes.
         0x1100..=0x11FF
@@ -82,6 +83,8 @@ fn classify_non_ascii(c: char) -> Class {
         | 0xF900..=0xFAFF
         | 0xFF00..=0xFFEF
         | 0x20000..=0x3FFFF => Class::Cjk,
+        // Symbols, dingbats, variation selectors, emoji.
+        0x2190..=0x2BFF | 0xFE00..=0xFE0F | 0x1F000..=0x1FAFF => Class::Other,
         _ if c.is_alphabetic() => Class::Script,
         _ if c.is_whitespace() => {
             if matches!(u, 0x85 | 0x2028 | 0x2029) {

@@ -58,9 +58,9 @@
 //!
 //! The layer and the service hold the counter in an [`Arc`](std::sync::Arc) that all
 //! clones share; counting is stateless, so sharing it is free. Each request gets its own
-//! meter. [`Tokenizers`]' encoders are process-wide statics built on first use (some tens of
-//! milliseconds and a few MB per encoding); call [`Tokenizers::warm_up`] at startup to
-//! build them before the first request.
+//! meter. [`Tokenizers`]' encoders are process-wide statics built on first use (about
+//! 100 ms for both in a release build, and a few MB each); call [`Tokenizers::warm_up`] at
+//! startup to build them before the first request.
 //!
 //! # Example
 //!
