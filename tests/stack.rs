@@ -119,9 +119,16 @@ async fn a_thousand_concurrent_requests_never_overspend_the_budget() {
     assert_eq!(status[0].spent, spent_by_responses, "nothing lost");
     assert!(ok > 10 && refused > 0, "ok {ok}, refused {refused}");
     let snap = tracker.snapshot();
-    assert_eq!((snap.total.requests, snap.total.errors), (ok + refused, refused), "refusals are counted as errors");
+    assert_eq!(
+        (snap.total.requests, snap.total.errors),
+        (ok + refused, refused),
+        "refusals are counted as errors"
+    );
     assert_eq!(snap.total.cost, spent_by_responses);
-    assert_eq!(snap.by_provider["mock"].requests, ok, "the answering provider is recorded without a router");
+    assert_eq!(
+        snap.by_provider["mock"].requests, ok,
+        "the answering provider is recorded without a router"
+    );
     // Each threshold crossed at most once.
     let alerts = alerts.lock().unwrap();
     let mut seen: Vec<u16> = alerts.iter().map(|a| a.threshold_per_mille).collect();

@@ -467,56 +467,16 @@ impl Reservation {
 
     /// Counts the output of a non-streamed body (when the provider reported no usage).
     pub fn count_body(&self, body: &ResponseBody) -> Usage {
-        let counter = &self.tracker.inner.counter;
-        let mut exact = self.prompt_source == UsageSource::Counted;
-        let mut out = 0u64;
-        let mut add = |text: &str| {
-            let c = counter.count_text(&self.model, text);
-            exact &= c.is_exact();
-            out += c.tokens;
-        };
-        match body {
-            ResponseBody::Chat(c) => {
-                for choice in &c.choices {
-                    add(&choice.message.text());
-                    for call in &choice.message.tool_calls {
-                        add(&call.function.name);
-                        add(&call.function.arguments);
-                    }
-                }
-            }
-            ResponseBody::Completion(c) => {
-                for choice in &c.choices {
-                    add(&choice.text);
-                }
-            }
-            ResponseBody::Embeddings(_) | ResponseBody::Stream(_) => {}
-        }
-        let source = if exact {
-            UsageSource::Counted
-        } else {
-            UsageSource::Estimated
-        };
-        Usage::new(self.prompt_tokens, out, source)
+        let out = self.tracker.inner.counter.count_output(&self.model, body);
+        let exact = self.prompt_source == UsageSource::Counted && out.is_exact();
+        let source = if exact { UsageSource::Counted } else { UsageSource::Estimated };
+        Usage::new(self.prompt_tokens, out.tokens, source)
     }
 
     /// Counts a streamed chunk's output into the meter (used when no token-count layer
     /// is outside the cost layer).
     pub fn count_chunk(&self, chunk: &llm_tower_core::ChatChunk) {
-        let counter = &self.tracker.inner.counter;
-        let mut n = 0;
-        for c in &chunk.choices {
-            if let Some(t) = &c.delta.content {
-                n += counter.count_text(&self.model, t).tokens;
-            }
-            for call in &c.delta.tool_calls {
-                if let Some(f) = &call.function
-                    && let Some(a) = &f.arguments
-                {
-                    n += counter.count_text(&self.model, a).tokens;
-                }
-            }
-        }
+        let n = self.tracker.inner.counter.count_chunk(&self.model, chunk).tokens;
         self.meter.add_completion(n);
     }
 
