@@ -131,10 +131,94 @@ pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The log of a sliding window: (time, weight) entries, oldest first. Up to two entries
+/// live inline (most keys: one caller, a request now and then), so a lookup does not
+/// chase a pointer; longer logs move to a `VecDeque`.
+#[derive(Debug, Clone)]
+enum Entries {
+    Inline { buf: [(u64, u64); 2], len: u8 },
+    Heap(VecDeque<(u64, u64)>),
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::Inline { buf: [(0, 0); 2], len: 0 }
+    }
+}
+
+impl Entries {
+    fn as_slices(&self) -> (&[(u64, u64)], &[(u64, u64)]) {
+        match self {
+            Entries::Inline { buf, len } => (&buf[..usize::from(*len)], &[]),
+            Entries::Heap(d) => d.as_slices(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(u64, u64)> {
+        let (a, b) = self.as_slices();
+        a.iter().chain(b.iter())
+    }
+
+    fn front(&self) -> Option<&(u64, u64)> {
+        self.iter().next()
+    }
+
+    fn back(&self) -> Option<&(u64, u64)> {
+        match self {
+            Entries::Inline { buf, len } => buf[..usize::from(*len)].last(),
+            Entries::Heap(d) => d.back(),
+        }
+    }
+
+    fn back_mut(&mut self) -> Option<&mut (u64, u64)> {
+        match self {
+            Entries::Inline { buf, len } => buf[..usize::from(*len)].last_mut(),
+            Entries::Heap(d) => d.back_mut(),
+        }
+    }
+
+    fn pop_front(&mut self) {
+        match self {
+            Entries::Inline { buf, len } => {
+                if *len > 0 {
+                    buf[0] = buf[1];
+                    *len -= 1;
+                }
+            }
+            Entries::Heap(d) => {
+                d.pop_front();
+            }
+        }
+    }
+
+    fn push_back(&mut self, entry: (u64, u64)) {
+        match self {
+            Entries::Inline { buf, len } if usize::from(*len) < buf.len() => {
+                buf[usize::from(*len)] = entry;
+                *len += 1;
+            }
+            Entries::Inline { buf, len } => {
+                let mut d = VecDeque::with_capacity(8);
+                d.extend(buf[..usize::from(*len)].iter().copied());
+                d.push_back(entry);
+                *self = Entries::Heap(d);
+            }
+            Entries::Heap(d) => d.push_back(entry),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Entries::Inline { len, .. } => usize::from(*len),
+            Entries::Heap(d) => d.len(),
+        }
+    }
+}
+
 /// The state of one sliding-window key: a log of (time, weight), oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct SlidingLog {
-    entries: VecDeque<(u64, u64)>,
+    entries: Entries,
     total: u64,
 }
 
@@ -201,7 +285,7 @@ impl SlidingLog {
 
     fn weight_since(&self, lower: u64) -> u64 {
         let mut sum = self.total;
-        for &(t, w) in &self.entries {
+        for &(t, w) in self.entries.iter() {
             if t >= lower {
                 break;
             }
@@ -235,7 +319,7 @@ impl SlidingLog {
 
     /// `true` when the log is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 }
 
