@@ -19,7 +19,8 @@ use tower::{ServiceBuilder, ServiceExt};
 
 const PROMPT: &str = "You are reviewing a pull request for a Rust service that calls language models. \
 The change adds a rate limiter keyed by caller, a retry policy with jittered backoff, and a cost tracker \
-with monthly budgets. Summarise the risks in three bullet points and suggest one test for each risk.";
+with monthly budgets. Summarise the risks in three bullet points and suggest one test for each risk. \
+Keep every bullet under twenty words and name the layer it concerns.";
 
 fn request() -> LlmRequest {
     LlmRequest::chat(
