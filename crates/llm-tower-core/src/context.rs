@@ -58,8 +58,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl RequestId {
     /// A new process-unique id (`req-<pid hex>-<counter hex>`).
     pub fn generate() -> Self {
+        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let pid = *PID.get_or_init(std::process::id);
         let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        RequestId(format!("req-{:x}-{n:x}", std::process::id()).into())
+        RequestId(format!("req-{pid:x}-{n:x}").into())
     }
 
     /// An id given by the caller (e.g. from an `x-request-id` header).

@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+#[cfg(feature = "config")]
+mod from_config;
+pub mod http_limit;
+pub mod key;
+pub mod openai_error;
+mod routes;
+pub mod server;
+pub mod settings;
+pub mod telemetry;
+pub mod wire;
+
+pub use app::{AppState, AppStateBuilder, HealthFuture, LlmService, ModelInfo, ProviderHealth};
+pub use auth::{Authenticator, NoKeys, StaticKeys};
+pub use routes::{REQUEST_ID, TIMEOUT_HEADER};
+pub use server::{ConnectionInfo, ServeOptions, Shutdown, serve};
+pub use settings::{LogFormat, Settings};

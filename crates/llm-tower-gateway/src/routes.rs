@@ -1,0 +1,642 @@
+//! The HTTP routes and their handlers.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use llm_tower_core::{
+    CallerKey, ChatChunk, ChatResponse, ChunkChoice, Delta, Error, LlmRequest, RequestBody,
+    RequestId, ResponseBody, StreamOptions,
+};
+use pin_project_lite::pin_project;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::key::bearer_token;
+use crate::openai_error::{OpenAiError, json_error};
+use crate::telemetry::{OVERHEAD, REQUEST_DURATION, REQUESTS_TOTAL, status_label};
+use crate::wire::{SseBody, encode_response};
+
+/// `x-request-id`: read into the request context and echoed on the response.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `x-llm-tower-timeout`: the client's deadline for this request in seconds (decimal,
+/// e.g. `2.5`); the gateway's `request_timeout` still caps it.
+pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-llm-tower-timeout");
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The gateway's router over `state`.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/chat/completions",
+            route("/v1/chat/completions", post(chat)),
+        )
+        .route(
+            "/v1/completions",
+            route("/v1/completions", post(completions)),
+        )
+        .route("/v1/embeddings", route("/v1/embeddings", post(embeddings)))
+        .route("/v1/models", route("/v1/models", get(models)))
+        .route("/v1/models/{id}", route("/v1/models/{id}", get(model)))
+        .route("/v1/usage", route("/v1/usage", get(usage)))
+        .route("/health", route("/health", get(health)))
+        .route("/metrics", route("/metrics", get(metrics_text)))
+        .fallback_service(RecordLayer::new("unmatched").layer(tower::service_fn(
+            |req: Request| async move {
+                Ok::<_, std::convert::Infallible>(
+                    OpenAiError::unknown_route(req.method(), req.uri().path()).into_response(),
+                )
+            },
+        )))
+        .with_state(state)
+}
+
+fn route(name: &'static str, m: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    m.fallback(method_not_allowed).layer(RecordLayer::new(name))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    OpenAiError::method_not_allowed(req.method(), req.uri().path()).into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-route metrics and the HTTP span.
+
+/// The provider's share of a response's latency, left in the response extensions by the
+/// handlers so the [`RecordLayer`] can compute the gateway's own overhead.
+#[derive(Debug, Clone, Copy)]
+struct ProviderLatency(Duration);
+
+#[derive(Clone, Copy)]
+struct RecordLayer {
+    route: &'static str,
+}
+
+impl RecordLayer {
+    fn new(route: &'static str) -> Self {
+        RecordLayer { route }
+    }
+}
+
+impl<S> Layer<S> for RecordLayer {
+    type Service = Record<S>;
+
+    fn layer(&self, inner: S) -> Record<S> {
+        Record {
+            inner,
+            route: self.route,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Record<S> {
+    inner: S,
+    route: &'static str,
+}
+
+impl<S> Service<Request> for Record<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RecordFuture<tracing::instrument::Instrumented<S::Future>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let span = tracing::info_span!(
+            "http.request",
+            http.request.method = %req.method(),
+            http.route = self.route,
+            http.response.status_code = tracing::field::Empty,
+            llm_tower.request_id = tracing::field::Empty,
+        );
+        let fut = {
+            let _enter = span.enter();
+            self.inner.call(req)
+        };
+        RecordFuture {
+            inner: fut.instrument(span),
+            route: self.route,
+            start: Instant::now(),
+        }
+    }
+}
+
+pin_project! {
+    struct RecordFuture<F> {
+        #[pin]
+        inner: F,
+        route: &'static str,
+        start: Instant,
+    }
+}
+
+impl<F, E> Future for RecordFuture<tracing::instrument::Instrumented<F>>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let out = match this.inner.as_mut().poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(out) => out,
+        };
+        let Ok(resp) = &out else {
+            return Poll::Ready(out);
+        };
+        let elapsed = this.start.elapsed();
+        let status = resp.status().as_u16();
+        this.inner
+            .span()
+            .record("http.response.status_code", status);
+        let route = *this.route;
+        metrics::counter!(REQUESTS_TOTAL, "route" => route, "status" => status_label(status))
+            .increment(1);
+        metrics::histogram!(REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
+        if let Some(ProviderLatency(provider)) = resp.extensions().get::<ProviderLatency>() {
+            metrics::histogram!(OVERHEAD, "route" => route)
+                .record(elapsed.saturating_sub(*provider).as_secs_f64());
+        }
+        Poll::Ready(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared request handling.
+
+/// What the request carries besides its body.
+struct Head {
+    /// The id the client gave (`x-request-id`), if any.
+    given_id: Option<RequestId>,
+    /// The id to echo: the given one, or one generated later.
+    echo: Option<HeaderValue>,
+    caller: Option<CallerKey>,
+}
+
+/// The client's `x-request-id`, when it is usable (1 to 128 visible characters).
+fn given_request_id(headers: &HeaderMap) -> Option<(RequestId, HeaderValue)> {
+    let v = headers.get(REQUEST_ID)?;
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128).then(|| (RequestId::from_string(s), v.clone()))
+}
+
+fn id_header(id: &RequestId) -> HeaderValue {
+    HeaderValue::from_str(id.as_str()).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Authenticates the request: the caller, or the 401 to answer.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<CallerKey>, OpenAiError> {
+    match bearer_token(headers) {
+        Some(token) => match state.authenticate(token) {
+            Some(caller) => Ok(Some(caller)),
+            None if state.auth_required() => Err(OpenAiError::unauthorized(false)),
+            None => Ok(None),
+        },
+        None if state.auth_required() => Err(OpenAiError::unauthorized(true)),
+        None => Ok(None),
+    }
+}
+
+/// The request id and the caller, or the 401 to answer (with the id echoed).
+#[allow(clippy::result_large_err)] // the error is the response itself, returned as is
+fn head(state: &AppState, headers: &HeaderMap) -> Result<Head, Response> {
+    let (given_id, echo) = match given_request_id(headers) {
+        Some((id, h)) => (Some(id), Some(h)),
+        None => (None, None),
+    };
+    if let Some(id) = &given_id {
+        tracing::Span::current().record("llm_tower.request_id", id.as_str());
+    }
+    match authenticate(state, headers) {
+        Ok(caller) => Ok(Head {
+            given_id,
+            echo,
+            caller,
+        }),
+        Err(e) => Err(finish(e.into_response(), echo)),
+    }
+}
+
+/// Echoes the request id (generating one when neither the client nor the stack gave one).
+fn finish(mut resp: Response, echo: Option<HeaderValue>) -> Response {
+    let id = echo.unwrap_or_else(|| id_header(&RequestId::generate()));
+    resp.headers_mut().insert(REQUEST_ID, id);
+    resp
+}
+
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, OpenAiError> {
+    let max = state.settings().max_body_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(OpenAiError::payload_too_large(max));
+    }
+    let collect = Limited::new(body, max).collect();
+    match tokio::time::timeout(state.settings().body_read_timeout, collect).await {
+        Err(_) => Err(OpenAiError::body_timeout()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(OpenAiError::payload_too_large(max))
+        }
+        Ok(Err(_)) => Err(OpenAiError::bad_request(
+            "The request body could not be read.",
+            None,
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Parses a JSON body: fast path without path tracking; on failure, parse again to name
+/// the field.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OpenAiError> {
+    match serde_json::from_slice(bytes) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(e) => Err(json_error(&e)),
+                // Valid up to its end but followed by garbage.
+                Ok(_) => Err(OpenAiError::bad_request(
+                    format!("Invalid JSON body: {first}"),
+                    None,
+                )),
+            }
+        }
+    }
+}
+
+fn deadline(state: &AppState, headers: &HeaderMap) -> Instant {
+    let max = state.settings().request_timeout;
+    let asked = headers
+        .get(TIMEOUT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok());
+    let now = Instant::now();
+    let wait = asked.map_or(max, |a| a.min(max));
+    // A configured timeout of centuries must not overflow the clock.
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Chat,
+    Completion,
+    Embeddings,
+}
+
+/// Parses, validates and calls the stack; answers in OpenAI's shape.
+async fn llm(state: AppState, req: Request, op: Op) -> Response {
+    let (parts, body) = req.into_parts();
+    let mut head = match head(&state, &parts.headers) {
+        Ok(h) => h,
+        Err(resp) => return resp,
+    };
+    let resp = match llm_inner(&state, &parts.headers, body, op, &mut head).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    };
+    finish(resp, head.echo)
+}
+
+async fn llm_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    op: Op,
+    head: &mut Head,
+) -> Result<Response, OpenAiError> {
+    let bytes = read_body(state, headers, body).await?;
+    let mut include_usage = false;
+    let body = match op {
+        Op::Chat => {
+            let mut chat: llm_tower_core::ChatRequest = parse_json(&bytes)?;
+            if chat.messages.is_empty() {
+                return Err(OpenAiError::bad_request(
+                    "messages: at least one message is required",
+                    Some(Cow::Borrowed("messages")),
+                ));
+            }
+            if chat.stream {
+                include_usage = chat
+                    .stream_options
+                    .as_ref()
+                    .is_some_and(|o| o.include_usage);
+                // Always ask the provider for usage, so cost is settled on real numbers;
+                // the usage chunk is dropped again unless the client asked for it.
+                chat.stream_options = Some(StreamOptions {
+                    include_usage: true,
+                });
+            }
+            RequestBody::Chat(chat)
+        }
+        Op::Completion => {
+            let c: llm_tower_core::CompletionRequest = parse_json(&bytes)?;
+            if c.stream {
+                return Err(OpenAiError::bad_request(
+                    "stream: streaming is not supported on /v1/completions; use /v1/chat/completions",
+                    Some(Cow::Borrowed("stream")),
+                ));
+            }
+            RequestBody::Completion(c)
+        }
+        Op::Embeddings => RequestBody::Embeddings(parse_json(&bytes)?),
+    };
+    drop(bytes);
+    let mut req = LlmRequest::new(body);
+    if !state.knows_model(req.model()) {
+        return Err(OpenAiError::model_not_found(req.model()));
+    }
+    let stream = req.is_stream();
+    let deadline = deadline(state, headers);
+    req.ctx.caller = head.caller.take();
+    match head.given_id.take() {
+        Some(id) => req.ctx.request_id = id,
+        // The context made one already: echo it rather than make another.
+        None => {
+            head.echo = Some(id_header(&req.ctx.request_id));
+            tracing::Span::current().record("llm_tower.request_id", req.ctx.request_id.as_str());
+        }
+    }
+    req.ctx.deadline = Some(deadline.into_std());
+    let call = state.service().oneshot(req);
+    let resp = match tokio::time::timeout_at(deadline, call).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => return Err(OpenAiError::from_error(&e)),
+        Err(_) => {
+            return Err(OpenAiError::from_error(&Error::timeout(
+                "the gateway's request timeout passed before the provider answered",
+            )));
+        }
+    };
+    let latency = resp.meta.latency;
+    let mut out = match (resp.body, stream) {
+        (ResponseBody::Stream(s), _) => {
+            sse_response(SseBody::new(s, include_usage).with_deadline(deadline))
+        }
+        (ResponseBody::Chat(c), true) => {
+            // A provider that cannot stream answered in one piece: stream it anyway.
+            let s = one_piece_stream(c, resp.usage);
+            sse_response(SseBody::new(s, include_usage))
+        }
+        (body, _) => match encode_response(&body, resp.usage) {
+            Some(Ok(json)) => json_response(StatusCode::OK, json),
+            _ => {
+                return Err(OpenAiError::from_error(&Error::internal(
+                    "response could not be encoded",
+                )));
+            }
+        },
+    };
+    out.extensions_mut().insert(ProviderLatency(latency));
+    Ok(out)
+}
+
+fn one_piece_stream(
+    c: ChatResponse,
+    usage: Option<llm_tower_core::Usage>,
+) -> llm_tower_core::ChatStream {
+    let mut chunks = Vec::with_capacity(3);
+    let base = |choices: Vec<ChunkChoice>, usage| ChatChunk {
+        id: c.id.clone(),
+        model: c.model.clone(),
+        created: c.created,
+        choices,
+        usage,
+    };
+    let deltas = c
+        .choices
+        .iter()
+        .map(|ch| ChunkChoice {
+            index: ch.index,
+            delta: Delta {
+                role: Some(ch.message.role),
+                content: ch.message.content.as_ref().map(|t| t.text().into_owned()),
+                tool_calls: Vec::new(),
+            },
+            finish_reason: None,
+        })
+        .collect();
+    chunks.push(Ok(base(deltas, None)));
+    let finishes = c
+        .choices
+        .iter()
+        .map(|ch| ChunkChoice {
+            index: ch.index,
+            delta: Delta::default(),
+            finish_reason: ch.finish_reason.clone(),
+        })
+        .collect();
+    chunks.push(Ok(base(finishes, None)));
+    if usage.is_some() {
+        chunks.push(Ok(base(Vec::new(), usage)));
+    }
+    Box::pin(futures_util::stream::iter(chunks))
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, JSON);
+    resp
+}
+
+fn sse_response(body: SseBody) -> Response {
+    let mut resp = Response::new(Body::new(body));
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    resp
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers.
+
+async fn chat(State(state): State<AppState>, req: Request) -> Response {
+    llm(state, req, Op::Chat).await
+}
+
+async fn completions(State(state): State<AppState>, req: Request) -> Response {
+    llm(state, req, Op::Completion).await
+}
+
+async fn embeddings(State(state): State<AppState>, req: Request) -> Response {
+    llm(state, req, Op::Embeddings).await
+}
+
+async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let head = match head(&state, &headers) {
+        Ok(h) => h,
+        Err(resp) => return resp,
+    };
+    finish(
+        json_response(StatusCode::OK, state.inner.models_json.clone()),
+        head.echo,
+    )
+}
+
+async fn model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let head = match head(&state, &headers) {
+        Ok(h) => h,
+        Err(resp) => return resp,
+    };
+    let resp = match state.models().iter().find(|m| m.id == id) {
+        Some(m) => match serde_json::to_vec(m) {
+            Ok(v) => json_response(StatusCode::OK, Bytes::from(v)),
+            Err(_) => OpenAiError::from_error(&Error::internal("encoding failed")).into_response(),
+        },
+        None => OpenAiError::model_not_found(&id).into_response(),
+    };
+    finish(resp, head.echo)
+}
+
+#[derive(Serialize)]
+struct ProbeJson<'a> {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct HealthJson<'a> {
+    status: &'static str,
+    providers: std::collections::BTreeMap<&'a str, ProbeJson<'a>>,
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let results = match &state.inner.health {
+        None => Vec::new(),
+        Some(probe) => match tokio::time::timeout(state.settings().health_timeout, probe()).await {
+            Ok(r) => r,
+            Err(_) => vec![crate::app::ProviderHealth::failed(
+                "probes",
+                "health probes did not answer in time",
+            )],
+        },
+    };
+    let failed = results.iter().filter(|r| !r.ok).count();
+    let (status, code) = if results.is_empty() || failed == 0 {
+        ("ok", StatusCode::OK)
+    } else if failed < results.len() {
+        ("degraded", StatusCode::OK)
+    } else {
+        ("unavailable", StatusCode::SERVICE_UNAVAILABLE)
+    };
+    let providers = results
+        .iter()
+        .map(|r| {
+            let p = ProbeJson {
+                status: if r.ok { "ok" } else { "error" },
+                error: r.error.as_deref(),
+            };
+            (r.provider.as_str(), p)
+        })
+        .collect();
+    match serde_json::to_vec(&HealthJson { status, providers }) {
+        Ok(v) => json_response(code, Bytes::from(v)),
+        Err(_) => OpenAiError::from_error(&Error::internal("encoding failed")).into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    match &state.inner.prometheus {
+        Some(handle) => {
+            let mut resp = Response::new(Body::from(handle.render()));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        None => OpenAiError::new(
+            StatusCode::NOT_FOUND,
+            "Metrics are not enabled on this gateway.",
+            "invalid_request_error",
+            Some("not_enabled"),
+        )
+        .into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct UsageJson<'a> {
+    object: &'static str,
+    #[serde(flatten)]
+    snapshot: &'a llm_tower_layers::cost::AnalyticsSnapshot,
+    budgets: Vec<llm_tower_layers::cost::BudgetStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budgets_error: Option<String>,
+}
+
+async fn usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let head = match head(&state, &headers) {
+        Ok(h) => h,
+        Err(resp) => return resp,
+    };
+    let Some(tracker) = state.tracker() else {
+        return finish(
+            OpenAiError::new(
+                StatusCode::NOT_FOUND,
+                "Usage analytics are not enabled on this gateway (no cost tracking).",
+                "invalid_request_error",
+                Some("not_enabled"),
+            )
+            .into_response(),
+            head.echo,
+        );
+    };
+    let snapshot = tracker.snapshot();
+    let caller = head.caller.as_ref().map(CallerKey::as_str);
+    let (budgets, budgets_error) = match tracker.budget_status(caller).await {
+        Ok(b) => (b, None),
+        Err(e) => (Vec::new(), Some(e.message().to_owned())),
+    };
+    let resp = match serde_json::to_vec(&UsageJson {
+        object: "usage",
+        snapshot: &snapshot,
+        budgets,
+        budgets_error,
+    }) {
+        Ok(v) => json_response(StatusCode::OK, Bytes::from(v)),
+        Err(_) => OpenAiError::from_error(&Error::internal("encoding failed")).into_response(),
+    };
+    finish(resp, head.echo)
+}

@@ -1,0 +1,218 @@
+//! The glue to llm-tower-config and the `llm-tower` binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Stdio;
+
+use common::Gateway;
+use http::StatusCode;
+use llm_tower_config::{Config, build};
+use llm_tower_gateway::AppState;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test]
+async fn from_built_serves_the_embedded_default_config() {
+    let built = build(&Config::embedded_default().unwrap()).await.unwrap();
+    let state = AppState::builder_from_built(&built)
+        .prometheus(llm_tower_gateway::telemetry::prometheus().unwrap())
+        .build();
+    assert!(!state.auth_required());
+    assert!(state.describe().unwrap().contains("route \"default\""));
+    let gw = Gateway::start(state).await;
+
+    let r = gw.get("/v1/models", &[]).await;
+    let ids: Vec<String> = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.contains(&"default".to_owned()), "{ids:?}");
+
+    // A route alias, a provider/model, and a bare model name served by one provider.
+    for model in ["default", "mock/gpt-4o-mini", "gpt-4o-mini"] {
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                &[],
+                json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{model}: {}", r.text());
+        assert_eq!(r.json()["object"], "chat.completion");
+    }
+    // The stack's own "model not found" is a 404.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[],
+            json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error()["code"], "model_not_found");
+
+    let r = gw.get("/health", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["providers"]["mock"]["status"], "ok");
+    let r = gw.get("/v1/usage", &[]).await;
+    let v = r.json();
+    assert_eq!(v["total"]["requests"], 3);
+    assert_eq!(v["by_provider"]["mock"]["requests"], 3);
+    assert_eq!(v["budgets"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn gateway_keys_from_the_config_are_required_and_name_the_caller() {
+    // The key is sk-alice-test-key, given as its SHA-256.
+    let config = Config::from_str(
+        r#"{
+          "providers": { "mock": { "type": "mock", "models": { "gpt-4o-mini": { "price": { "input": "0.15", "output": "0.60" } } } } },
+          "routes": { "default": ["mock/gpt-4o-mini"] },
+          "gateway": { "keys": [ { "name": "alice", "key_sha256": "c6cb9cb148c1134475c79b58fe8bc5606541f523c0d4f0efd30c3ad74f755ae0" } ] }
+        }"#,
+    )
+    .unwrap();
+    let built = build(&config).await.unwrap();
+    let state = AppState::from_built(&built);
+    assert!(state.auth_required());
+    let gw = Gateway::start(state).await;
+    let body = json!({"model": "default", "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw.post("/v1/chat/completions", &[], body.clone()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("authorization", "Bearer sk-wrong")],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("authorization", "Bearer sk-alice-test-key")],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(built.tracker().snapshot().by_caller["alice"].requests, 1);
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_llm-tower");
+
+#[tokio::test]
+async fn serve_without_config_prints_one_line_then_stops_on_sigterm() {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    assert!(line.contains("embedded default config"), "{line}");
+    assert!(line.contains("curl http://127.0.0.1:"), "{line}");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap();
+    let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"model":"default","messages":[{"role":"user","content":"Hello!"}]}"#,
+        )))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
+}
+
+#[tokio::test]
+async fn check_config_lists_every_problem_and_exits_1() {
+    let dir = std::env::temp_dir().join(format!("llm-tower-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"providers": {}, "retry": {"max": "soon"}}"#).unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["check-config", bad.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 problems"), "{err}");
+    assert!(err.contains("retry.max: "), "{err}");
+    assert!(err.contains("providers: "), "{err}");
+
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/default.json");
+    let out = tokio::process::Command::new(BIN)
+        .args(["check-config", good])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("route \"default\": trace -> count_tokens"),
+        "{text}"
+    );
+    assert!(text.contains("is valid"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn count_tokens_reads_stdin_and_says_if_it_is_an_estimate() {
+    use tokio::io::AsyncWriteExt;
+    for (model, expect) in [("gpt-4o", "(exact, o200k_base)"), ("llama3.2", "(estimate")] {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["count-tokens", "--model", model])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"Hello, world! How are towers built?")
+            .await
+            .unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(expect), "{model}: {text}");
+        let n: u64 = text.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(n > 3, "{text}");
+    }
+    let exact = Tokenizers::new()
+        .count_text("gpt-4o", "Hello, world! How are towers built?")
+        .tokens;
+    let out = tokio::process::Command::new(BIN)
+        .args(["count-tokens", "--model", "gpt-4o", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 tokens"));
+    assert!(exact > 0);
+}
+
+use llm_tower_layers::token_count::{TokenCounter, Tokenizers};
