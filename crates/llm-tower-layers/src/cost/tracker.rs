@@ -469,14 +469,23 @@ impl Reservation {
     pub fn count_body(&self, body: &ResponseBody) -> Usage {
         let out = self.tracker.inner.counter.count_output(&self.model, body);
         let exact = self.prompt_source == UsageSource::Counted && out.is_exact();
-        let source = if exact { UsageSource::Counted } else { UsageSource::Estimated };
+        let source = if exact {
+            UsageSource::Counted
+        } else {
+            UsageSource::Estimated
+        };
         Usage::new(self.prompt_tokens, out.tokens, source)
     }
 
     /// Counts a streamed chunk's output into the meter (used when no token-count layer
     /// is outside the cost layer).
     pub fn count_chunk(&self, chunk: &llm_tower_core::ChatChunk) {
-        let n = self.tracker.inner.counter.count_chunk(&self.model, chunk).tokens;
+        let n = self
+            .tracker
+            .inner
+            .counter
+            .count_chunk(&self.model, chunk)
+            .tokens;
         self.meter.add_completion(n);
     }
 

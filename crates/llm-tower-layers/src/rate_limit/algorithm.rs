@@ -142,7 +142,10 @@ enum Entries {
 
 impl Default for Entries {
     fn default() -> Self {
-        Entries::Inline { buf: [(0, 0); 2], len: 0 }
+        Entries::Inline {
+            buf: [(0, 0); 2],
+            len: 0,
+        }
     }
 }
 
