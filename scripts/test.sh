@@ -27,6 +27,12 @@ if [ -z "${REDIS_URL:-}" ]; then
   fi
   export REDIS_URL="redis://127.0.0.1:6379/"
 fi
+# The gateway runs the official OpenAI Python SDK against itself when it is installed.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import openai" >/dev/null 2>&1; then
+  echo "test.sh: installing the openai Python SDK for the gateway's SDK test"
+  python3 -m pip install -q openai >/dev/null 2>&1 || echo "test.sh: could not install openai; that test will skip"
+fi
+
 # The Redis tests skip when no server answers; here one does, so a skip is a failure.
 export LLM_TOWER_REQUIRE_REDIS=1
 echo "test.sh: REDIS_URL=$REDIS_URL"
