@@ -134,6 +134,8 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 /// The log of a sliding window: (time, weight) entries, oldest first. Up to two entries
 /// live inline (most keys: one caller, a request now and then), so a lookup does not
 /// chase a pointer; longer logs move to a `VecDeque`.
+type Entry = (u64, u64);
+
 #[derive(Debug, Clone)]
 enum Entries {
     Inline { buf: [(u64, u64); 2], len: u8 },
@@ -150,7 +152,7 @@ impl Default for Entries {
 }
 
 impl Entries {
-    fn as_slices(&self) -> (&[(u64, u64)], &[(u64, u64)]) {
+    fn as_slices(&self) -> (&[Entry], &[Entry]) {
         match self {
             Entries::Inline { buf, len } => (&buf[..usize::from(*len)], &[]),
             Entries::Heap(d) => d.as_slices(),
