@@ -39,8 +39,9 @@
 //! A route alias (`"fast"` -> an ordered fallback list), a `provider/model`
 //! (`"openai/gpt-4o"`), or a model name served by exactly one provider (`"gpt-4o-mini"`).
 //! A route alias wins over a model name it shadows (a route `"gpt-4o"` may list
-//! `openai/gpt-4o` then `azure/gpt-4o`). Anything else fails with `InvalidRequest` and a
-//! message starting with `model not found:` (the gateway answers 404 `model_not_found`).
+//! `openai/gpt-4o` then `azure/gpt-4o`). Anything else fails with
+//! `Error::model_not_found` (`InvalidRequest` with code `model_not_found`: the gateway
+//! answers 404).
 //!
 //! # The stack [`build`] composes
 //! ```text

@@ -19,7 +19,7 @@ pub(crate) struct RouteChoice(pub(crate) Arc<[usize]>);
 
 /// The error for a name that is no route, no `provider/model` and no model name.
 pub(crate) fn model_not_found(name: &str) -> Error {
-    Error::invalid_request(format!(
+    Error::model_not_found(format!(
         "model not found: {name:?} is not a route, a provider/model or the name of a model of exactly one provider (see /v1/models)"
     ))
 }
@@ -36,7 +36,7 @@ fn resolve(catalog: &Catalog, name: &str) -> Result<Arc<[usize]>, Error> {
 }
 
 /// Resolves the requested name before anything else spends quota on it: an unknown model
-/// fails with `InvalidRequest` ("model not found: ...") before rate limits count it.
+/// fails with `Error::model_not_found` before rate limits count it.
 #[derive(Clone, Debug)]
 pub(crate) struct ResolveLayer {
     catalog: Arc<Catalog>,

@@ -145,6 +145,7 @@ struct Inner {
     origin: Option<LimitOrigin>,
     limits: Option<ProviderLimits>,
     attempts: u32,
+    code: Option<Cow<'static, str>>,
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -160,6 +161,7 @@ impl Error {
                 origin: None,
                 limits: None,
                 attempts: 0,
+                code: None,
                 source: None,
             }),
         }
@@ -186,6 +188,12 @@ impl Error {
         Error::new(ErrorKind::Timeout, message)
     }
 
+    /// `InvalidRequest` for a model (or route alias) nobody serves, with the code
+    /// [`Error::MODEL_NOT_FOUND`]: a gateway answers it with 404.
+    pub fn model_not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorKind::InvalidRequest, message).with_code(Error::MODEL_NOT_FOUND)
+    }
+
     /// `InvalidRequest`.
     pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
         Error::new(ErrorKind::InvalidRequest, message)
@@ -204,6 +212,21 @@ impl Error {
     /// `Config`.
     pub fn config(message: impl Into<Cow<'static, str>>) -> Self {
         Error::new(ErrorKind::Config, message)
+    }
+
+    /// The code of a request naming a model nobody serves.
+    pub const MODEL_NOT_FOUND: &'static str = "model_not_found";
+
+    /// Sets a machine-readable code (OpenAI's `error.code`, e.g. `model_not_found`).
+    #[must_use]
+    pub fn with_code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
+        self.inner.code = Some(code.into());
+        self
+    }
+
+    /// The machine-readable code, when one was set.
+    pub fn code(&self) -> Option<&str> {
+        self.inner.code.as_deref()
     }
 
     /// Sets the time after which the request may succeed.
@@ -286,8 +309,12 @@ impl Error {
         self.inner.attempts
     }
 
-    /// The HTTP status a gateway answers with.
+    /// The HTTP status a gateway answers with: the kind's, except 404 for
+    /// [`Error::MODEL_NOT_FOUND`].
     pub fn http_status(&self) -> u16 {
+        if self.code() == Some(Error::MODEL_NOT_FOUND) {
+            return 404;
+        }
         self.inner.kind.http_status()
     }
 
@@ -310,6 +337,9 @@ impl fmt::Debug for Error {
         }
         if self.inner.attempts > 0 {
             d.field("attempts", &self.inner.attempts);
+        }
+        if let Some(c) = &self.inner.code {
+            d.field("code", c);
         }
         if let Some(s) = &self.inner.source {
             d.field("source", &s.to_string());
@@ -383,6 +413,15 @@ mod tests {
             "provider_5xx"
         );
         assert_eq!(Error::timeout("x").label(), "timeout");
+    }
+
+    #[test]
+    fn model_not_found_is_a_404_invalid_request() {
+        let e = Error::model_not_found("no such model");
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        assert_eq!(e.code(), Some(Error::MODEL_NOT_FOUND));
+        assert_eq!(e.http_status(), 404);
+        assert_eq!(Error::invalid_request("x").http_status(), 400);
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl OpenAiError {
     /// Maps an llm-tower [`Error`]: its status, an OpenAI `type` and `code`, and for rate
     /// limits the retry-after and limit headers.
     pub fn from_error(e: &Error) -> Self {
-        if e.kind() == ErrorKind::InvalidRequest && e.message().starts_with("model not found") {
+        if e.code() == Some(Error::MODEL_NOT_FOUND) {
             let mut oe = OpenAiError::new(
                 StatusCode::NOT_FOUND,
                 e.message().to_owned(),
