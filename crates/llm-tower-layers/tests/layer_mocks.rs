@@ -261,3 +261,29 @@ fn bad_parameters_are_errors_not_panics() {
     assert!(ModelPrice::usd("-1", "1").is_err());
     assert!(ModelPrice::usd("1", "abc").is_err());
 }
+
+#[tokio::test]
+async fn a_chosen_store_survives_a_later_clock_and_is_shared_between_layers() {
+    use std::sync::Arc;
+    use tower::{Layer, ServiceExt};
+    let store: Arc<dyn llm_tower_layers::rate_limit::RateLimitStore> =
+        Arc::new(llm_tower_layers::rate_limit::MemoryStore::new());
+    let alg = Algorithm::sliding_window(1, Duration::from_secs(60)).unwrap();
+    let ok = tower::service_fn(|_r: LlmRequest| async { Ok::<_, Error>(answer()) });
+    let a = RateLimitLayer::new(alg)
+        .name("shared")
+        .store(store.clone())
+        .clock(llm_tower_core::TokioClock::shared())
+        .layer(ok);
+    let b = RateLimitLayer::new(alg)
+        .name("shared")
+        .store(store)
+        .layer(ok);
+    a.oneshot(req("m")).await.unwrap();
+    let err = b.oneshot(req("m")).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::RateLimited,
+        "both layers use the one store"
+    );
+}

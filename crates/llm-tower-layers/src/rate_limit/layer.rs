@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) key: Arc<dyn KeyExtractor>,
     pub(crate) key_desc: String,
     pub(crate) store: Arc<dyn RateLimitStore>,
+    /// `true` once the user chose a store (then `clock` leaves it alone).
+    pub(crate) custom_store: bool,
     pub(crate) clock: SharedClock,
     pub(crate) default_output_tokens: u32,
 }
@@ -72,6 +74,7 @@ impl RateLimitLayer {
                 key: Arc::new(KeyBy::Global),
                 key_desc: format!("{:?}", KeyBy::Global),
                 store: Arc::new(MemoryStore::with_clock(clock.clone())),
+                custom_store: false,
                 clock,
                 default_output_tokens: 1024,
             }),
@@ -89,6 +92,7 @@ impl RateLimitLayer {
                 key: arc.key.clone(),
                 key_desc: arc.key_desc.clone(),
                 store: arc.store.clone(),
+                custom_store: arc.custom_store,
                 clock: arc.clock.clone(),
                 default_output_tokens: arc.default_output_tokens,
             },
@@ -146,14 +150,20 @@ impl RateLimitLayer {
     /// Keeps state in `store` (for example a Redis store shared by several instances).
     #[must_use]
     pub fn store(self, store: Arc<dyn RateLimitStore>) -> Self {
-        self.map(|s| s.store = store)
+        self.map(|s| {
+            s.store = store;
+            s.custom_store = true;
+        })
     }
 
-    /// Uses `clock` for waiting and deadlines, and for a new in-memory store.
+    /// Uses `clock` for waiting and deadlines; the default in-memory store follows it too
+    /// (a store set with [`RateLimitLayer::store`] keeps its own time).
     #[must_use]
     pub fn clock(self, clock: SharedClock) -> Self {
         self.map(|s| {
-            s.store = Arc::new(MemoryStore::with_clock(clock.clone()));
+            if !s.custom_store {
+                s.store = Arc::new(MemoryStore::with_clock(clock.clone()));
+            }
             s.clock = clock;
         })
     }
