@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use http_body_util::Full;
-use llm_tower_core::{Error, ProviderLimits, SharedClock, TokioClock};
+use llm_tower_core::{Error, ProviderLimits, ResponseMeta, SharedClock, TokioClock};
 use serde::de::DeserializeOwned;
 
 use crate::error_map::{self, HttpFailure};
@@ -49,6 +49,27 @@ pub(crate) struct Success {
 }
 
 impl Common {
+    /// The response meta: this provider, the model that answered (the requested one when
+    /// the response names none), latency since `t0`, and the provider's limits.
+    pub(crate) fn meta(
+        &self,
+        model: String,
+        requested: &str,
+        t0: Instant,
+        limits: Option<ProviderLimits>,
+    ) -> ResponseMeta {
+        let mut meta = ResponseMeta::default();
+        meta.provider = Some(self.name.clone());
+        meta.model = Some(if model.is_empty() {
+            requested.to_owned()
+        } else {
+            model
+        });
+        meta.latency = self.clock.now().saturating_duration_since(t0);
+        meta.provider_limits = limits;
+        meta
+    }
+
     pub fn new(
         name: &str,
         http: HttpClient,

@@ -41,8 +41,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, Uri};
 use llm_tower_core::{
-    ChatRequest, Error, LlmRequest, LlmResponse, ProviderLimits, RequestBody, ResponseBody,
-    ResponseMeta, SharedClock,
+    ChatRequest, Error, LlmRequest, LlmResponse, RequestBody, ResponseBody, SharedClock,
 };
 
 use crate::common::{Common, LimitHeaders, base_url, join, plain_header, secret_header};
@@ -233,25 +232,6 @@ impl Engine {
         result.map_err(|e| e.with_provider(self.common.name.clone()))
     }
 
-    fn meta(
-        &self,
-        model: String,
-        requested: &str,
-        t0: Instant,
-        limits: Option<ProviderLimits>,
-    ) -> ResponseMeta {
-        let mut meta = ResponseMeta::default();
-        meta.provider = Some(self.common.name.clone());
-        meta.model = Some(if model.is_empty() {
-            requested.to_owned()
-        } else {
-            model
-        });
-        meta.latency = self.common.clock.now().saturating_duration_since(t0);
-        meta.provider_limits = limits;
-        meta
-    }
-
     async fn chat(
         &self,
         chat: &ChatRequest,
@@ -272,7 +252,7 @@ impl Engine {
             let model = resp.model.clone();
             let mut out = LlmResponse::new(ResponseBody::Chat(resp));
             out.usage = usage;
-            out.meta = self.meta(model, &chat.model, t0, limits);
+            out.meta = self.common.meta(model, &chat.model, t0, limits);
             return Ok(out);
         }
         let latency = clock.now().saturating_duration_since(t0);
@@ -293,7 +273,7 @@ impl Engine {
             .unwrap_or_default()
             .to_owned();
         let mut out = LlmResponse::new(ResponseBody::Stream(prepend(buffered, rest)));
-        out.meta = self.meta(model, &chat.model, t0, limits);
+        out.meta = self.common.meta(model, &chat.model, t0, limits);
         out.meta.latency = latency;
         out.meta.time_to_first_token = first_at.map(|t| t.saturating_duration_since(t0));
         Ok(out)

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use http::{Method, Uri};
 use llm_tower_core::{
-    ChatRequest, CompletionRequest, EmbeddingsRequest, Error, LlmRequest, LlmResponse,
-    ProviderLimits, RequestBody, ResponseBody, ResponseMeta,
+    ChatRequest, CompletionRequest, EmbeddingsRequest, Error, LlmRequest, LlmResponse, RequestBody,
+    ResponseBody,
 };
 
 use super::convert::{self, WireOptions};
@@ -168,25 +168,6 @@ impl OpenAiEngine {
         result.map_err(|e| e.with_provider(self.common.name.clone()))
     }
 
-    fn meta(
-        &self,
-        model: String,
-        requested: &str,
-        t0: Instant,
-        limits: Option<ProviderLimits>,
-    ) -> ResponseMeta {
-        let mut meta = ResponseMeta::default();
-        meta.provider = Some(self.common.name.clone());
-        meta.model = Some(if model.is_empty() {
-            requested.to_owned()
-        } else {
-            model
-        });
-        meta.latency = self.common.clock.now().saturating_duration_since(t0);
-        meta.provider_limits = limits;
-        meta
-    }
-
     async fn chat(
         &self,
         chat: &ChatRequest,
@@ -211,7 +192,7 @@ impl OpenAiEngine {
         let model = resp.model.clone();
         let mut out = LlmResponse::new(ResponseBody::Chat(resp));
         out.usage = usage;
-        out.meta = self.meta(model, &chat.model, t0, limits);
+        out.meta = self.common.meta(model, &chat.model, t0, limits);
         Ok(out)
     }
 
@@ -247,7 +228,7 @@ impl OpenAiEngine {
             .unwrap_or_default()
             .to_owned();
         let mut out = LlmResponse::new(ResponseBody::Stream(prepend(buffered, rest)));
-        out.meta = self.meta(model, &chat.model, t0, limits);
+        out.meta = self.common.meta(model, &chat.model, t0, limits);
         out.meta.latency = latency;
         out.meta.time_to_first_token = first_at.map(|t| t.saturating_duration_since(t0));
         Ok(out)
@@ -280,7 +261,7 @@ impl OpenAiEngine {
         let model = resp.model.clone();
         let mut out = LlmResponse::new(ResponseBody::Completion(resp));
         out.usage = usage;
-        out.meta = self.meta(model, &c.model, t0, limits);
+        out.meta = self.common.meta(model, &c.model, t0, limits);
         Ok(out)
     }
 
@@ -306,7 +287,7 @@ impl OpenAiEngine {
         let model = resp.model.clone();
         let mut out = LlmResponse::new(ResponseBody::Embeddings(resp));
         out.usage = usage;
-        out.meta = self.meta(model, &e.model, t0, limits);
+        out.meta = self.common.meta(model, &e.model, t0, limits);
         Ok(out)
     }
 }
