@@ -21,10 +21,18 @@
 //! For a stream the span and the duration end with the stream, and usage is taken from its
 //! last chunk.
 //!
+//! # Label cardinality
+//! The model a request names becomes a metric label. Where callers are untrusted (a
+//! gateway), bound the label set with [`LlmTraceLayer::label_models`]: a name outside the
+//! set is labelled `other`, so invented model names cannot create new series. The span
+//! always records the requested name.
+//!
 //! # Clone
-//! Stateless.
+//! Stateless (the label set is shared behind an `Arc`).
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
@@ -43,7 +51,11 @@ use crate::classify::Outcome;
 #[derive(Clone, Debug)]
 pub struct LlmTraceLayer {
     clock: SharedClock,
+    label_models: Option<Arc<HashSet<String>>>,
 }
+
+/// The metric label of a model outside [`LlmTraceLayer::label_models`].
+pub const OTHER_MODEL: &str = "other";
 
 impl Default for LlmTraceLayer {
     fn default() -> Self {
@@ -56,7 +68,20 @@ impl LlmTraceLayer {
     pub fn new() -> Self {
         LlmTraceLayer {
             clock: TokioClock::shared(),
+            label_models: None,
         }
+    }
+
+    /// Only these model names become `gen_ai.request.model` metric labels; any other
+    /// name is labelled [`OTHER_MODEL`]. Without it every requested name is a label.
+    #[must_use]
+    pub fn label_models<I, M>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        self.label_models = Some(Arc::new(models.into_iter().map(Into::into).collect()));
+        self
     }
 
     /// Uses `clock` for durations.
@@ -74,6 +99,7 @@ impl<S> Layer<S> for LlmTraceLayer {
         LlmTrace {
             inner,
             clock: self.clock.clone(),
+            label_models: self.label_models.clone(),
         }
     }
 }
@@ -83,6 +109,7 @@ impl<S> Layer<S> for LlmTraceLayer {
 pub struct LlmTrace<S> {
     inner: S,
     clock: SharedClock,
+    label_models: Option<Arc<HashSet<String>>>,
 }
 
 impl<S> LlmTrace<S> {
@@ -99,6 +126,7 @@ impl<S> LlmTrace<S> {
 
 struct Labels {
     operation: &'static str,
+    /// The metric label: the requested model, or [`OTHER_MODEL`] outside the label set.
     model: String,
 }
 
@@ -116,14 +144,18 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let requested = req.model();
         let labels = Labels {
             operation: req.operation().as_str(),
-            model: req.model().to_owned(),
+            model: match &self.label_models {
+                Some(known) if !known.contains(requested) => OTHER_MODEL.to_owned(),
+                _ => requested.to_owned(),
+            },
         };
         let span = tracing::info_span!(
             "gen_ai.client",
             gen_ai.operation.name = labels.operation,
-            gen_ai.request.model = %labels.model,
+            gen_ai.request.model = %requested,
             gen_ai.provider.name = req.ctx.provider.as_deref().unwrap_or(""),
             gen_ai.response.model = Empty,
             gen_ai.usage.input_tokens = Empty,
@@ -289,5 +321,81 @@ impl Stream for TraceStream {
             }
         }
         Poll::Ready(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use llm_tower_core::{
+        ChatChoice, ChatRequest, ChatResponse, Message, ResponseBody, Usage, UsageSource,
+    };
+    use metrics_util::debugging::DebuggingRecorder;
+    use tower::ServiceExt;
+
+    fn answer() -> LlmResponse {
+        let chat = ChatResponse {
+            id: "x".into(),
+            model: "m".into(),
+            created: 0,
+            choices: vec![ChatChoice {
+                index: 0,
+                message: Message::assistant("hi"),
+                finish_reason: Some("stop".into()),
+            }],
+            system_fingerprint: None,
+        };
+        let mut r = LlmResponse::new(ResponseBody::Chat(chat));
+        r.usage = Some(Usage::new(3, 1, UsageSource::Provider));
+        r
+    }
+
+    fn model_labels(layer: LlmTraceLayer, models: &[&str]) -> Vec<String> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let svc = layer.layer(tower::service_fn(|_req: LlmRequest| async {
+                    Ok::<_, Error>(answer())
+                }));
+                for m in models {
+                    let req = LlmRequest::chat(ChatRequest::new(*m, vec![Message::user("x")]));
+                    svc.clone().oneshot(req).await.unwrap();
+                }
+            });
+        });
+        let mut labels: Vec<String> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == "llm_tower_requests_total")
+            .flat_map(|(key, ..)| {
+                key.key()
+                    .labels()
+                    .filter(|l| l.key() == "gen_ai.request.model")
+                    .map(|l| l.value().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        labels.sort();
+        labels
+    }
+
+    #[test]
+    fn every_requested_model_is_a_label_without_a_label_set() {
+        let labels = model_labels(LlmTraceLayer::new(), &["a", "made-up-1", "made-up-2"]);
+        assert_eq!(labels, ["a", "made-up-1", "made-up-2"]);
+    }
+
+    #[test]
+    fn models_outside_the_label_set_share_one_label() {
+        let layer = LlmTraceLayer::new().label_models(["a", "b"]);
+        let labels = model_labels(layer, &["a", "made-up-1", "made-up-2", "b", "made-up-3"]);
+        assert_eq!(labels, ["a", "b", OTHER_MODEL]);
     }
 }
