@@ -279,3 +279,57 @@ async fn compatible_server_errors_map_like_openai() {
     assert_eq!(e.kind(), ErrorKind::ContextLengthExceeded);
     assert_eq!(e.provider(), Some("openai-compatible"));
 }
+
+fn azure_stream_reply() -> Reply {
+    let c = |delta: serde_json::Value, finish: Option<&str>| {
+        json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        .to_string()
+    };
+    Reply::sse_data(&[
+        c(json!({"role": "assistant", "content": "ok"}), None),
+        c(json!({}), Some("stop")),
+        "[DONE]".to_owned(),
+    ])
+}
+
+async fn azure_stream_body(config: AzureOpenAiConfig) -> serde_json::Value {
+    let server = serve(|_| azure_stream_reply()).await;
+    let mut config = config;
+    config.endpoint = server.url();
+    let azure = AzureOpenAi::new(config, HttpClient::new().unwrap()).unwrap();
+    // `streaming()` asks for usage too: an old api-version must still not get the field.
+    let req = LlmRequest::chat(ChatRequest::new("gpt-4o", vec![Message::user("hi")]).streaming());
+    let resp = guard(azure.oneshot(req)).await.unwrap();
+    let chunks = collect(resp.into_stream().unwrap()).await;
+    assert!(chunks.iter().all(Result::is_ok));
+    server.last().json()
+}
+
+#[tokio::test]
+async fn azure_sends_stream_options_only_from_api_version_2024_09_01() {
+    let cfg = |v: &str| {
+        AzureOpenAiConfig::new("http://unused", AzureAuth::api_key(AZURE_KEY)).api_version(v)
+    };
+
+    let old = azure_stream_body(cfg("2024-06-01")).await;
+    assert_eq!(old["stream"], true);
+    assert!(old.get("stream_options").is_none(), "{old}");
+    let old_preview = azure_stream_body(cfg("2024-08-01-preview")).await;
+    assert!(old_preview.get("stream_options").is_none(), "{old_preview}");
+
+    let new = azure_stream_body(cfg("2024-09-01-preview")).await;
+    assert_eq!(new["stream_options"], json!({"include_usage": true}));
+    let default = azure_stream_body(AzureOpenAiConfig::new(
+        "http://unused",
+        AzureAuth::api_key(AZURE_KEY),
+    ))
+    .await;
+    assert_eq!(default["stream_options"], json!({"include_usage": true}));
+
+    // The explicit override wins both ways.
+    let forced = azure_stream_body(cfg("2024-06-01").stream_usage(true)).await;
+    assert_eq!(forced["stream_options"], json!({"include_usage": true}));
+    let off = azure_stream_body(cfg("2024-10-21").stream_usage(false)).await;
+    assert!(off.get("stream_options").is_none(), "{off}");
+}

@@ -16,6 +16,15 @@
 //! # let _ = azure; Ok(()) }
 //! ```
 //!
+//! # Usage in streams
+//!
+//! `stream_options: {"include_usage": true}` is sent with streamed chat requests only when
+//! the `api-version` is `2024-09-01` or later (the `YYYY-MM-DD` prefix is compared, so
+//! `2024-09-01-preview` counts; a version that is not a date, such as `preview`, counts as
+//! new): earlier versions reject the field. Without it the stream has no usage chunk and
+//! the token-count layer counts the output. [`AzureOpenAiConfig::stream_usage`] overrides
+//! the choice.
+//!
 //! # Errors
 //!
 //! As [`openai`](crate::openai); a missing deployment is a 404 `InvalidRequest`.
@@ -35,12 +44,46 @@ use llm_tower_core::{Error, SharedClock};
 use crate::common::{Common, LimitHeaders, base_url, secret_header};
 use crate::http::HttpClient;
 use crate::openai::MaxTokensField;
-use crate::openai::convert::WireOptions;
+use crate::openai::convert::{StreamUsage, WireOptions};
 use crate::openai::engine::{AzureUrls, OpenAiEngine, SharedEngine, Urls, impl_provider_service};
 use crate::secret::Secret;
 
 /// The default `api-version` (the current GA data-plane version).
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
+
+/// The first `api-version` that accepts `stream_options` (`include_usage`).
+pub const STREAM_USAGE_API_VERSION: &str = "2024-09-01";
+
+/// Whether `api_version` accepts `stream_options`: its `YYYY-MM-DD` prefix is
+/// [`STREAM_USAGE_API_VERSION`] or later. A version that does not start with a date
+/// (`preview`, `latest`, the v1 API's names) is taken as new.
+///
+/// ```
+/// use llm_tower_providers::azure::supports_stream_usage;
+///
+/// assert!(supports_stream_usage("2024-10-21"));
+/// assert!(supports_stream_usage("2024-09-01-preview"));
+/// assert!(!supports_stream_usage("2024-08-01-preview"));
+/// assert!(!supports_stream_usage("2024-06-01"));
+/// assert!(supports_stream_usage("preview"));
+/// ```
+pub fn supports_stream_usage(api_version: &str) -> bool {
+    let v = api_version.trim();
+    let date = v.get(..10).filter(|d| {
+        d.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+    });
+    match date {
+        // Same-shape ASCII dates compare correctly as strings.
+        Some(d) => d >= STREAM_USAGE_API_VERSION,
+        None => true,
+    }
+}
 
 /// How Azure OpenAI requests authenticate.
 #[derive(Debug, Clone)]
@@ -91,6 +134,10 @@ pub struct AzureOpenAiConfig {
     pub max_tokens_field: MaxTokensField,
     /// The clock (default [`TokioClock`](llm_tower_core::TokioClock)).
     pub clock: Option<SharedClock>,
+    /// Whether streamed chat requests send `stream_options: {"include_usage": true}`.
+    /// `None` (the default) decides by the `api-version` ([`supports_stream_usage`]);
+    /// `Some(false)` never sends it, even when the caller asked.
+    pub stream_usage: Option<bool>,
 }
 
 impl AzureOpenAiConfig {
@@ -106,6 +153,7 @@ impl AzureOpenAiConfig {
             timeout: None,
             max_tokens_field: MaxTokensField::MaxTokens,
             clock: None,
+            stream_usage: None,
         }
     }
 
@@ -157,6 +205,21 @@ impl AzureOpenAiConfig {
         self.clock = Some(clock);
         self
     }
+
+    /// Overrides whether streamed chat requests send `stream_options.include_usage`
+    /// (by default only for `api-version` 2024-09-01 and later). With `false` it is never
+    /// sent and the token-count layer counts streamed output.
+    #[must_use]
+    pub fn stream_usage(mut self, on: bool) -> Self {
+        self.stream_usage = Some(on);
+        self
+    }
+
+    /// Whether streamed chat requests will send `stream_options.include_usage`.
+    pub fn sends_stream_usage(&self) -> bool {
+        self.stream_usage
+            .unwrap_or_else(|| supports_stream_usage(&self.api_version))
+    }
 }
 
 /// The Azure OpenAI provider.
@@ -178,6 +241,11 @@ impl AzureOpenAi {
 
     fn build(config: AzureOpenAiConfig, http: HttpClient) -> Result<Self, Error> {
         let endpoint = base_url(&config.endpoint, "azure endpoint")?;
+        let stream_usage = if config.sends_stream_usage() {
+            StreamUsage::Always
+        } else {
+            StreamUsage::Never
+        };
         let mut headers = HeaderMap::new();
         match &config.auth {
             AzureAuth::ApiKey(k) => {
@@ -208,7 +276,7 @@ impl AzureOpenAi {
                 }),
                 opts: WireOptions {
                     max_tokens_field: config.max_tokens_field,
-                    stream_usage: true,
+                    stream_usage,
                     developer_as_system: false,
                 },
             }),

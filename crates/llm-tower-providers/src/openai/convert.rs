@@ -12,12 +12,24 @@ use serde_json::Value;
 use super::MaxTokensField;
 use super::wire;
 
+/// When a streamed chat request carries `stream_options: {"include_usage": true}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamUsage {
+    /// Always (the provider reports usage in a last chunk).
+    Always,
+    /// Only when the caller asked for it.
+    IfAsked,
+    /// Never, even when the caller asked: the API rejects `stream_options` (Azure
+    /// api-versions before 2024-09-01). The token-count layer counts the output instead.
+    Never,
+}
+
 /// How a flavour of the OpenAI API wants its chat requests.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WireOptions {
     pub max_tokens_field: MaxTokensField,
-    /// Force `stream_options.include_usage` on for streams.
-    pub stream_usage: bool,
+    /// Whether streams ask for usage with `stream_options.include_usage`.
+    pub stream_usage: StreamUsage,
     /// Send `developer` messages as `system` (servers whose chat templates lack the role).
     pub developer_as_system: bool,
 }
@@ -50,7 +62,12 @@ pub(crate) fn chat_request_body(
     };
     let stream_options = if req.stream {
         let asked = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-        (opts.stream_usage || asked).then_some(wire::StreamOptions {
+        let send = match opts.stream_usage {
+            StreamUsage::Always => true,
+            StreamUsage::IfAsked => asked,
+            StreamUsage::Never => false,
+        };
+        send.then_some(wire::StreamOptions {
             include_usage: true,
         })
     } else {
@@ -283,7 +300,7 @@ mod tests {
     fn opts(field: MaxTokensField) -> WireOptions {
         WireOptions {
             max_tokens_field: field,
-            stream_usage: true,
+            stream_usage: StreamUsage::Always,
             developer_as_system: false,
         }
     }

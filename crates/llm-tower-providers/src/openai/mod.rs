@@ -45,7 +45,7 @@ use llm_tower_core::{Error, SharedClock};
 use crate::common::{Common, LimitHeaders, base_url, plain_header};
 use crate::http::HttpClient;
 use crate::secret::Secret;
-use convert::WireOptions;
+use convert::{StreamUsage, WireOptions};
 use engine::{OpenAiEngine, SharedEngine, Urls, impl_provider_service};
 
 /// OpenAI's API base URL.
@@ -192,7 +192,7 @@ impl OpenAi {
                 urls: Urls::base(&base)?,
                 opts: WireOptions {
                     max_tokens_field: config.max_tokens_field,
-                    stream_usage: true,
+                    stream_usage: StreamUsage::Always,
                     developer_as_system: false,
                 },
             }),

@@ -34,7 +34,7 @@ use llm_tower_core::{Error, SharedClock};
 use crate::common::{Common, LimitHeaders, base_url, plain_header, secret_header};
 use crate::http::HttpClient;
 use crate::openai::MaxTokensField;
-use crate::openai::convert::WireOptions;
+use crate::openai::convert::{StreamUsage, WireOptions};
 use crate::openai::engine::{OpenAiEngine, SharedEngine, Urls, impl_provider_service};
 use crate::secret::Secret;
 
@@ -56,7 +56,8 @@ pub struct OpenAiCompatibleConfig {
     pub timeout: Option<Duration>,
     /// The wire name of `max_tokens` (default `max_tokens`, which these servers know).
     pub max_tokens_field: MaxTokensField,
-    /// Ask for usage in streams with `stream_options.include_usage` (default `true`).
+    /// Ask for usage in streams with `stream_options.include_usage` (default `true`); when
+    /// `false` it is sent only if the caller asked for it.
     pub stream_usage: bool,
     /// Send `developer` messages as `system` (default `true`: many chat templates lack it).
     pub developer_as_system: bool,
@@ -191,7 +192,11 @@ impl OpenAiCompatible {
                 urls: Urls::base(&base)?,
                 opts: WireOptions {
                     max_tokens_field: config.max_tokens_field,
-                    stream_usage: config.stream_usage,
+                    stream_usage: if config.stream_usage {
+                        StreamUsage::Always
+                    } else {
+                        StreamUsage::IfAsked
+                    },
                     developer_as_system: config.developer_as_system,
                 },
             }),
