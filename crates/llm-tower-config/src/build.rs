@@ -482,7 +482,20 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltS
     svc = BoxCloneSyncService::new(ResolveLayer::new(catalog.clone()).layer(svc));
     svc = BoxCloneSyncService::new(CountTokensLayer::from_arc(counter_dyn).layer(svc));
     outer_desc.push("count_tokens".to_owned());
-    svc = BoxCloneSyncService::new(LlmTraceLayer::new().clock(clock.clone()).layer(svc));
+    // Metric labels only for names the config knows: a request naming an invented model
+    // (answered 404) must not create a new series.
+    let label_models = catalog
+        .routes
+        .keys()
+        .cloned()
+        .chain(catalog.targets.iter().map(|t| t.id.clone()))
+        .chain(catalog.targets.iter().map(|t| t.model.clone()));
+    svc = BoxCloneSyncService::new(
+        LlmTraceLayer::new()
+            .clock(clock.clone())
+            .label_models(label_models)
+            .layer(svc),
+    );
     outer_desc.push("trace".to_owned());
     outer_desc.reverse();
 

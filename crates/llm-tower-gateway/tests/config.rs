@@ -54,6 +54,17 @@ async fn from_built_serves_the_embedded_default_config() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.error()["code"], "model_not_found");
+    // Invented model names share one metric label instead of creating series.
+    let metrics = gw.get("/metrics", &[]).await.text();
+    assert!(!metrics.contains("\"nope\""), "{metrics}");
+    assert!(
+        metrics.contains("gen_ai_request_model=\"other\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gen_ai_request_model=\"gpt-4o-mini\""),
+        "{metrics}"
+    );
 
     let r = gw.get("/health", &[]).await;
     assert_eq!(r.status, StatusCode::OK);
