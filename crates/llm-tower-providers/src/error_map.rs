@@ -98,7 +98,12 @@ impl ErrorBody {
         let Some(m) = &self.message else { return false };
         let m = m.to_ascii_lowercase();
         [
+            // Anthropic: "prompt is too long: 208310 tokens > 200000 maximum".
             "prompt is too long",
+            // Anthropic: "input length and `max_tokens` exceed context limit: 188240 +
+            // 21333 > 200000, decrease input length or `max_tokens` and try again".
+            "exceed context limit",
+            "exceeds context limit",
             "maximum context length",
             "context_length_exceeded",
             "context length exceeded",
@@ -380,6 +385,33 @@ mod tests {
             fail(503, "unavailable", &[]).kind(),
             ErrorKind::Provider { status: 503 }
         );
+    }
+
+    #[test]
+    fn anthropic_context_limit_messages_are_context_length_exceeded() {
+        let anthropic = |msg: &str| {
+            format!(
+                r#"{{"type":"error","error":{{"type":"invalid_request_error","message":{}}}}}"#,
+                serde_json::to_string(msg).unwrap()
+            )
+        };
+        for msg in [
+            "prompt is too long: 208310 tokens > 200000 maximum",
+            "input length and `max_tokens` exceed context limit: 188240 + 21333 > 200000, decrease input length or `max_tokens` and try again",
+        ] {
+            let e = fail(400, &anthropic(msg), &[]);
+            assert_eq!(e.kind(), ErrorKind::ContextLengthExceeded, "{msg}");
+            assert!(!e.is_retryable());
+            assert!(e.message().contains(&msg[..20]), "{}", e.message());
+            let body = ErrorBody::from_value(&serde_json::from_str(&anthropic(msg)).unwrap());
+            assert_eq!(
+                stream_error(&body, None).kind(),
+                ErrorKind::ContextLengthExceeded
+            );
+        }
+        // An unrelated invalid request stays one.
+        let e = fail(400, &anthropic("max_tokens: field required"), &[]);
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     }
 
     #[test]

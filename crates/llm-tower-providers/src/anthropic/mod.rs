@@ -25,7 +25,8 @@
 //! # Errors
 //!
 //! As [`openai`](crate::openai), plus 529 and `overloaded_error` -> `Overloaded`, and
-//! "prompt is too long" -> `ContextLengthExceeded`. `anthropic-ratelimit-*` headers are
+//! "prompt is too long" and "input length and `max_tokens` exceed context limit" ->
+//! `ContextLengthExceeded`. `anthropic-ratelimit-*` headers are
 //! attached. A stream that ends without `message_stop` ends with a `Transport` error.
 //!
 //! # Clone
