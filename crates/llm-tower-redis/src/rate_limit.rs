@@ -20,8 +20,11 @@ use crate::time::TimeSource;
 /// Largest time span (µs) handed to a script: Lua numbers are exact to 2^53, and times
 /// (about 2^51 µs since 1970) plus spans must stay below that.
 const MAX_SPAN_MICROS: u64 = 1 << 51;
-/// Largest limit, weight or burst handed to a script.
-const MAX_UNITS: u64 = 1 << 53;
+/// Largest limit, weight or burst handed to a script: a count plus a weight (each at most
+/// the limit) then stays <= 2^53, where Lua numbers are still exact.
+const MAX_UNITS: u64 = 1 << 52;
+/// Lua numbers (doubles) hold every integer up to this exactly.
+const EXACT_LIMIT: u64 = 1 << 53;
 
 /// Rate-limit state on Redis, shared by every instance that uses the same server and
 /// prefix.
@@ -44,7 +47,7 @@ const MAX_UNITS: u64 = 1 << 53;
 /// # Errors
 /// `Store` when Redis fails and the policy is [`FailurePolicy::FailClosed`] (or Redis
 /// answers with an error about the call itself); `Config` when a limit does not fit the
-/// script's exact integer range (windows and periods up to about 71 years, limits up to 2^53).
+/// script's exact integer range (windows and periods up to about 71 years, limits up to 2^52).
 ///
 /// # Clone
 /// Wrap it in an `Arc` (the layer's `.store(Arc::new(store))`); clones of the
@@ -128,6 +131,7 @@ impl RedisRateLimitStore {
                 if window_us > MAX_SPAN_MICROS || limit > MAX_UNITS {
                     return Err(out_of_range(req.algorithm));
                 }
+                let max_wait = max_wait.min(sliding_max_wait(limit, window_us));
                 let [log, sum] =
                     keys::sliding_window(prefix, SLIDING_WINDOW_VERSION, req.scope, req.key);
                 Ok(ScriptCall {
@@ -173,10 +177,25 @@ impl RedisRateLimitStore {
     }
 }
 
+/// The longest wait handed to the sliding-window script, so that the log's running total
+/// stays <= 2^53. No closed window holds more than `limit`, and the log spans from
+/// `now - window` to the latest slot (at most `now + max_wait`): with
+/// `max_wait <= (window + 1) * (k - 1)`, `k = floor(2^53 / limit)`, it is covered by
+/// `k` closed windows of `window + 1` microseconds each.
+/// Ordinary limits are not affected (a limit of 10^9 still allows waits of 9 million
+/// windows); a shorter wait is stricter, never looser.
+fn sliding_max_wait(limit: u64, window_us: u64) -> u64 {
+    let k = EXACT_LIMIT / limit.max(1);
+    window_us
+        .saturating_add(1)
+        .saturating_mul(k.saturating_sub(1))
+        .min(MAX_SPAN_MICROS)
+}
+
 fn out_of_range(algorithm: &Algorithm) -> Error {
     Error::config(format!(
         "rate limit {algorithm:?} is outside the Redis store's exact range \
-         (windows and bucket drain times up to 2^51 us, limits and bursts up to 2^53)"
+         (windows and bucket drain times up to 2^51 us, limits and bursts up to 2^52)"
     ))
 }
 
@@ -314,6 +333,54 @@ mod tests {
             burst: 1 << 40,
         };
         assert!(store().call_for(&acquire(&alg, 1, Duration::ZERO)).is_err());
+    }
+
+    #[test]
+    fn limits_up_to_2_pow_52_are_accepted_and_larger_ones_refused() {
+        let window = Duration::from_secs(1);
+        let ok = Algorithm::SlidingWindow {
+            limit: 1 << 52,
+            window,
+        };
+        let call = store()
+            .call_for(&acquire(&ok, 1 << 52, Duration::from_secs(100)))
+            .unwrap();
+        assert_eq!(call.args[0], "4503599627370496");
+        assert_eq!(
+            call.args[3], "1000001",
+            "the wait is capped at one window, so the log's total stays <= 2^53"
+        );
+        let too_big = Algorithm::SlidingWindow {
+            limit: (1 << 52) + 1,
+            window,
+        };
+        let e = store()
+            .call_for(&acquire(&too_big, 1, Duration::ZERO))
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), llm_tower_core::ErrorKind::Config);
+        assert!(e.to_string().contains("2^52"), "{e}");
+        let bucket = |burst| Algorithm::LeakyBucket {
+            rate: 1 << 40,
+            per: Duration::from_secs(1),
+            burst,
+        };
+        assert!(
+            store()
+                .call_for(&acquire(&bucket(1 << 52), 1, Duration::ZERO))
+                .is_ok()
+        );
+        assert!(
+            store()
+                .call_for(&acquire(&bucket((1 << 52) + 1), 1, Duration::ZERO))
+                .is_err()
+        );
+        // Ordinary limits keep their full wait.
+        let small = Algorithm::sliding_window(1000, window).unwrap();
+        let call = store()
+            .call_for(&acquire(&small, 1, Duration::from_secs(100)))
+            .unwrap();
+        assert_eq!(call.args[3], "100000000");
     }
 
     #[test]

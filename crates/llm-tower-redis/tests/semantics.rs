@@ -441,3 +441,47 @@ async fn alert_thresholds_are_crossed_by_exactly_one_settlement_across_instances
         Money::from_nanos(total)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_window_counts_exactly_at_the_largest_limit() {
+    let Some(url) = common::redis_or_skip("largest limit").await else {
+        return;
+    };
+    let store = RedisRateLimitStore::new(&common::config(&url, "max-units"))
+        .unwrap()
+        .with_test_clock(ManualClock::new());
+    let limit = 1u64 << 52;
+    let alg = Algorithm::SlidingWindow {
+        limit,
+        window: Duration::from_secs(60),
+    };
+    // Same microsecond: the weights merge into one entry of exactly 2^52.
+    assert!(matches!(
+        ask(&store, &alg, "k", limit - 1, 0).await,
+        Decision::Admitted { remaining: 1, .. }
+    ));
+    assert!(matches!(
+        ask(&store, &alg, "k", 1, 0).await,
+        Decision::Admitted { remaining: 0, .. }
+    ));
+    // 2^52 + 1 is still exact, so one more unit is refused (at 2^53 it would round away).
+    assert!(matches!(
+        ask(&store, &alg, "k", 1, 0).await,
+        Decision::Denied { .. }
+    ));
+    // Waiting past a full window would let the log hold more than 2^53: the wait is capped
+    // at one window, so a second full window is refused rather than counted inexactly.
+    let wait_us = 120_000_000;
+    assert!(matches!(
+        ask(&store, &alg, "w", limit, wait_us).await,
+        Decision::Admitted { .. }
+    ));
+    assert!(matches!(
+        ask(&store, &alg, "w", limit, wait_us).await,
+        Decision::Admitted { wait, .. } if wait == Duration::from_micros(60_000_001)
+    ));
+    assert!(matches!(
+        ask(&store, &alg, "w", 1, wait_us).await,
+        Decision::Denied { .. }
+    ));
+}
