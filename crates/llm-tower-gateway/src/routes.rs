@@ -53,7 +53,8 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/embeddings", route("/v1/embeddings", post(embeddings)))
         .route("/v1/models", route("/v1/models", get(models)))
-        .route("/v1/models/{id}", route("/v1/models/{id}", get(model)))
+        // `{*id}`: ids such as `mock/gpt-4o-mini` or `vllm/meta-llama/Llama-3.1-8B` contain `/`.
+        .route("/v1/models/{*id}", route("/v1/models/{id}", get(model)))
         .route("/v1/usage", route("/v1/usage", get(usage)))
         .route("/health", route("/health", get(health)))
         .route("/metrics", route("/metrics", get(metrics_text)))

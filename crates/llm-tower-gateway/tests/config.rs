@@ -31,6 +31,16 @@ async fn from_built_serves_the_embedded_default_config() {
         .map(|m| m["id"].as_str().unwrap().to_owned())
         .collect();
     assert!(ids.contains(&"default".to_owned()), "{ids:?}");
+    // Model ids with a `/`, sent as they are or percent-encoded (as SDKs do).
+    for path in ["/v1/models/mock/gpt-4o-mini", "/v1/models/mock%2Fgpt-4o-mini"] {
+        let r = gw.get(path, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
+        assert_eq!(r.json()["id"], "mock/gpt-4o-mini");
+        assert_eq!(r.json()["owned_by"], "mock");
+    }
+    let r = gw.get("/v1/models/mock/nope", &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error()["code"], "model_not_found");
 
     // A route alias, a provider/model, and a bare model name served by one provider.
     for model in ["default", "mock/gpt-4o-mini", "gpt-4o-mini"] {
