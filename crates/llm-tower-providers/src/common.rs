@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error_map::{self, HttpFailure};
 use crate::headers;
 use crate::http::{BodyReader, Deadline, HttpClient, collect_body};
-use crate::secret::Secret;
+use crate::secret::{Secret, Secrets};
 
 /// Error bodies are read up to this size.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -38,8 +38,8 @@ pub(crate) struct Common {
     pub limit_headers: LimitHeaders,
     /// Base headers sent with every request (auth, version, organization, ...).
     pub headers: HeaderMap,
-    /// The key, so it can be scrubbed from provider messages.
-    pub secret: Option<Secret>,
+    /// The key and every other secret header value, scrubbed from provider messages.
+    pub secret: Secrets,
 }
 
 /// A sent request's successful response head and body.
@@ -77,7 +77,7 @@ impl Common {
         timeout: Option<Duration>,
         limit_headers: LimitHeaders,
         headers: HeaderMap,
-        secret: Option<Secret>,
+        secrets: impl IntoIterator<Item = Secret>,
     ) -> Common {
         let timeout = timeout.unwrap_or(http.config().request_timeout);
         Common {
@@ -87,7 +87,7 @@ impl Common {
             timeout,
             limit_headers,
             headers,
-            secret,
+            secret: Secrets::new(secrets),
         }
     }
 
@@ -165,7 +165,7 @@ impl Common {
             body: &bytes,
             limits,
             now: self.clock.system_now(),
-            secret: self.secret.as_ref(),
+            secret: Some(&self.secret),
         }
         .into_error())
     }

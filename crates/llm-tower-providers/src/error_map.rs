@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::headers;
-use crate::secret::Secret;
+use crate::secret::Secrets;
 
 /// Provider messages are truncated to this many characters.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
@@ -165,8 +165,8 @@ pub(crate) fn kind_for_stream_error(body: &ErrorBody) -> ErrorKind {
 }
 
 /// Truncates to [`MAX_MESSAGE_CHARS`] and removes anything that looks like a key.
-pub(crate) fn clean_message(message: &str, secret: Option<&Secret>) -> String {
-    let redacted: Cow<'_, str> = match secret {
+pub(crate) fn clean_message(message: &str, secrets: Option<&Secrets>) -> String {
+    let redacted: Cow<'_, str> = match secrets {
         Some(s) => Cow::Owned(s.redact_in(message)),
         None => Cow::Borrowed(message),
     };
@@ -203,7 +203,7 @@ pub(crate) struct HttpFailure<'a> {
     pub body: &'a [u8],
     pub limits: Option<ProviderLimits>,
     pub now: SystemTime,
-    pub secret: Option<&'a Secret>,
+    pub secret: Option<&'a Secrets>,
 }
 
 impl HttpFailure<'_> {
@@ -250,7 +250,7 @@ impl HttpFailure<'_> {
 }
 
 /// An error reported inside a stream (`{"error": {...}}` data, Anthropic `error` event).
-pub(crate) fn stream_error(body: &ErrorBody, secret: Option<&Secret>) -> Error {
+pub(crate) fn stream_error(body: &ErrorBody, secret: Option<&Secrets>) -> Error {
     let kind = kind_for_stream_error(body);
     let msg = body
         .message
@@ -471,7 +471,7 @@ mod tests {
         );
         assert!(!e.message().contains("abcd"), "{}", e.message());
         assert!(e.message().contains("sk-[redacted]"));
-        let secret = Secret::new("my-key-123456");
+        let secret = Secrets::new([crate::secret::Secret::new("my-key-123456")]);
         assert_eq!(
             clean_message("the key my-key-123456 is wrong", Some(&secret)),
             "the key [redacted] is wrong"

@@ -60,6 +60,45 @@ impl Secret {
     }
 }
 
+/// Every secret a provider sends (its key, secret extra headers), scrubbed from provider
+/// messages before they become errors.
+///
+/// # Clone
+///
+/// Clones share one allocation.
+#[derive(Clone, Default)]
+pub(crate) struct Secrets(Arc<[Secret]>);
+
+impl Secrets {
+    /// The secrets, without empty ones and duplicates.
+    pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Self {
+        let mut v: Vec<Secret> = Vec::new();
+        for s in secrets {
+            if !s.is_empty() && !v.contains(&s) {
+                v.push(s);
+            }
+        }
+        // Longest first, so a secret containing another is replaced whole.
+        v.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        Secrets(v.into())
+    }
+
+    /// Replaces every occurrence of every secret in `text` with `[redacted]`.
+    pub fn redact_in(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in self.0.iter() {
+            out = s.redact_in(&out);
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets([{} redacted])", self.0.len())
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([redacted])")
@@ -120,6 +159,22 @@ mod tests {
         let e = s.header_value("").unwrap_err();
         assert!(!e.to_string().contains("123-secret"));
         assert!(!format!("{e:?}").contains("123-secret"));
+    }
+
+    #[test]
+    fn secrets_redact_every_value() {
+        let s = Secrets::new([
+            Secret::new("key-1234"),
+            Secret::new(""),
+            Secret::new("gw-SECRET-value"),
+            Secret::new("key-1234"),
+        ]);
+        assert_eq!(
+            s.redact_in("got key-1234 and gw-SECRET-value"),
+            "got [redacted] and [redacted]"
+        );
+        assert!(!format!("{s:?}").contains("SECRET"));
+        assert_eq!(Secrets::default().redact_in("x"), "x");
     }
 
     #[test]

@@ -333,3 +333,58 @@ async fn azure_sends_stream_options_only_from_api_version_2024_09_01() {
     let off = azure_stream_body(cfg("2024-10-21").stream_usage(false)).await;
     assert!(off.get("stream_options").is_none(), "{off}");
 }
+
+#[tokio::test]
+async fn compatible_server_secret_headers_are_scrubbed_from_errors() {
+    // The server echoes the headers it got, as some gateways do in their error messages.
+    let server = serve(|req| {
+        let gw = req.header("x-gateway-key").unwrap_or_default().to_owned();
+        let other = req.header("x-other-secret").unwrap_or_default().to_owned();
+        let msg = format!("invalid gateway key {gw} (other: {other})");
+        if req.json()["stream"] == true {
+            Reply::sse_data(&[
+                json!({"error": {"message": msg, "type": "invalid_request_error"}}).to_string(),
+            ])
+        } else {
+            Reply::json(
+                401,
+                json!({"error": {"message": msg, "type": "invalid_request_error"}}),
+            )
+        }
+    })
+    .await;
+    let p = OpenAiCompatible::new(
+        OpenAiCompatibleConfig::new(format!("{}/v1", server.url()))
+            .secret_header("x-gateway-key", "gw-SECRET-0123456789")
+            .secret_header("x-other-secret", "other-SECRET-abcdef"),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let e = guard(p.clone().oneshot(chat("m"))).await.unwrap_err();
+    assert_eq!(
+        server.last().header("x-gateway-key"),
+        Some("gw-SECRET-0123456789")
+    );
+    assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    for text in [e.to_string(), format!("{e:?}"), format!("{e:#?}")] {
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+    assert!(
+        e.message().contains("invalid gateway key [redacted]"),
+        "{e}"
+    );
+
+    let req = LlmRequest::chat(ChatRequest::new("m", vec![Message::user("hi")]).streaming());
+    let e = match guard(p.oneshot(req)).await {
+        Err(e) => e,
+        Ok(resp) => collect(resp.into_stream().unwrap())
+            .await
+            .into_iter()
+            .find_map(Result::err)
+            .expect("an error"),
+    };
+    for text in [e.to_string(), format!("{e:?}")] {
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+    assert!(e.message().contains("[redacted]"), "{e}");
+}

@@ -257,7 +257,8 @@ impl Engine {
             return Ok(out);
         }
         let latency = clock.now().saturating_duration_since(t0);
-        let parser = AnthropicStreamParser::new(clock.unix_secs(), self.common.secret.clone());
+        let parser =
+            AnthropicStreamParser::new(clock.unix_secs(), Some(self.common.secret.clone()));
         let stream = SseChatStream::new(
             ok.body,
             parser,

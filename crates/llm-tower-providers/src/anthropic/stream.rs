@@ -16,7 +16,7 @@ use super::convert;
 use super::wire::{BlockDelta, ResponseBlock, StreamEvent, WireUsage};
 use crate::error_map::{self, ErrorBody};
 use crate::http::stream::{Flow, StreamParser};
-use crate::secret::Secret;
+use crate::secret::Secrets;
 use crate::sse::SseEvent;
 
 /// Parses Anthropic's stream.
@@ -31,11 +31,11 @@ pub(crate) struct AnthropicStreamParser {
     cache_read: u64,
     cache_creation: u64,
     output_tokens: u64,
-    secret: Option<Secret>,
+    secret: Option<Secrets>,
 }
 
 impl AnthropicStreamParser {
-    pub fn new(created: u64, secret: Option<Secret>) -> Self {
+    pub fn new(created: u64, secret: Option<Secrets>) -> Self {
         AnthropicStreamParser {
             id: String::new(),
             model: String::new(),

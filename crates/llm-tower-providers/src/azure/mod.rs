@@ -263,7 +263,7 @@ impl AzureOpenAi {
             config.timeout,
             LimitHeaders::OpenAi,
             headers,
-            Some(config.auth.secret().clone()),
+            [config.auth.secret().clone()],
         );
         Ok(AzureOpenAi {
             engine: Arc::new(OpenAiEngine {

@@ -211,7 +211,7 @@ impl OpenAiEngine {
         let ok = self.common.execute(req, &deadline).await?;
         let limits = ok.limits;
         let latency = clock.now().saturating_duration_since(t0);
-        let parser = OpenAiStreamParser::new(clock.unix_secs(), self.common.secret.clone());
+        let parser = OpenAiStreamParser::new(clock.unix_secs(), Some(self.common.secret.clone()));
         let stream = SseChatStream::new(
             ok.body,
             parser,

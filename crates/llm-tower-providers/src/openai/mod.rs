@@ -184,7 +184,7 @@ impl OpenAi {
             config.timeout,
             LimitHeaders::OpenAi,
             headers,
-            Some(config.api_key),
+            [config.api_key],
         );
         Ok(OpenAi {
             engine: Arc::new(OpenAiEngine {

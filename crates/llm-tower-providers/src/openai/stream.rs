@@ -7,17 +7,17 @@ use llm_tower_core::{ChatChunk, Error, ErrorKind};
 use super::{convert, wire};
 use crate::error_map::{self, ErrorBody};
 use crate::http::stream::{Flow, StreamParser};
-use crate::secret::Secret;
+use crate::secret::Secrets;
 use crate::sse::SseEvent;
 
 /// Parses OpenAI (and Azure, and compatible servers') stream events.
 pub(crate) struct OpenAiStreamParser {
     created: u64,
-    secret: Option<Secret>,
+    secret: Option<Secrets>,
 }
 
 impl OpenAiStreamParser {
-    pub fn new(created: u64, secret: Option<Secret>) -> Self {
+    pub fn new(created: u64, secret: Option<Secrets>) -> Self {
         OpenAiStreamParser { created, secret }
     }
 }

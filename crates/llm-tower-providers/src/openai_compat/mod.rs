@@ -184,7 +184,11 @@ impl OpenAiCompatible {
             config.timeout,
             LimitHeaders::OpenAi,
             headers,
-            config.api_key,
+            // Every secret the server could echo back: the key and the secret headers.
+            config
+                .api_key
+                .into_iter()
+                .chain(config.secret_headers.into_iter().map(|(_, s)| s)),
         );
         Ok(OpenAiCompatible {
             engine: Arc::new(OpenAiEngine {
