@@ -485,3 +485,80 @@ async fn sliding_window_counts_exactly_at_the_largest_limit() {
         Decision::Denied { .. }
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_window_total_is_rebuilt_with_a_ttl() {
+    let Some(url) = common::redis_or_skip("evicted sum").await else {
+        return;
+    };
+    let config = common::config(&url, "evicted");
+    let prefix = config.prefix.clone();
+    let clock = ManualClock::new();
+    let store = RedisRateLimitStore::new(&config)
+        .unwrap()
+        .with_test_clock(clock.clone());
+    let alg = Algorithm::sliding_window(3, Duration::from_secs(60)).unwrap();
+    let sum = format!("{prefix}:v1:{{sw:diff:k}}:sum");
+    let log = format!("{prefix}:v1:{{sw:diff:k}}:log");
+    let mut raw = common::raw(&url).await;
+    let probe = raw.clone();
+    let pttl = |key: String| {
+        let mut raw = probe.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(&key)
+                .query_async::<i64>(&mut raw)
+                .await
+                .unwrap()
+        }
+    };
+
+    assert!(matches!(
+        ask(&store, &alg, "k", 1, 0).await,
+        Decision::Admitted { .. }
+    ));
+    clock.advance(Duration::from_secs(30));
+    assert!(matches!(
+        ask(&store, &alg, "k", 2, 0).await,
+        Decision::Admitted { remaining: 0, .. }
+    ));
+    // Full: the total is lost, the log is not. The answer is still "denied".
+    let _: () = redis::cmd("DEL")
+        .arg(&sum)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(matches!(
+        ask(&store, &alg, "k", 1, 0).await,
+        Decision::Denied { .. }
+    ));
+    let ttl = pttl(sum.clone()).await;
+    assert!(ttl > 0 && ttl <= 61_000, "sum pttl {ttl}");
+
+    // Lost again, and the oldest entry leaves the window: the denial trims the log and
+    // writes the total back with a TTL (the newest entry's time + window - now + 1 s).
+    let _: () = redis::cmd("DEL")
+        .arg(&sum)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(31));
+    assert!(matches!(
+        ask(&store, &alg, "k", 2, 0).await,
+        Decision::Denied { .. }
+    ));
+    let total: String = redis::cmd("GET")
+        .arg(&sum)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(total, "2");
+    for key in [sum, log] {
+        let ttl = pttl(key.clone()).await;
+        assert!(ttl > 29_000 && ttl <= 30_000, "{key}: pttl {ttl}");
+    }
+    assert!(matches!(
+        ask(&store, &alg, "k", 1, 0).await,
+        Decision::Admitted { remaining: 0, .. }
+    ));
+}

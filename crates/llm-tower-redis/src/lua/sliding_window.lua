@@ -39,8 +39,19 @@ local function parse(e)
   return tonumber(string.sub(e, 1, c - 1)), tonumber(string.sub(e, c + 1))
 end
 
-local total = tonumber(redis.call('GET', sumk) or '0') or 0
+local total_s = redis.call('GET', sumk)
+local total = tonumber(total_s or '0') or 0
 local dirty = false
+if not total_s then
+  -- No total but maybe a log (the total was evicted): rebuild it from the log, so that
+  -- a lost total never lets more through.
+  local all = redis.call('LRANGE', log, 0, -1)
+  for i = 1, #all do
+    local _, w = parse(all[i])
+    total = total + w
+    dirty = true
+  end
+end
 
 -- Drop the entries that have left the closed window [now - window, now]: usually none
 -- or one, so look at the oldest first and read in growing chunks only when needed.
@@ -153,12 +164,20 @@ if last_t and last_t > start then
 end
 local at = earliest(start)
 local wait = at - now
+-- Both keys are idle once the newest entry (at `newest`) has left the window.
+local function keep(newest)
+  return fmt(math.floor((newest + window - now) / 1000) + 1000)
+end
 if wait > max_wait then
   if dirty then
     if n == 0 then
       redis.call('DEL', sumk)
     else
-      redis.call('SET', sumk, fmt(total), 'KEEPTTL')
+      -- Always with a TTL: the sum may have been evicted (SET ... KEEPTTL would then
+      -- create it without one), and the log keeps its own but gets it again anyway.
+      local ttl = keep(last_t)
+      redis.call('SET', sumk, fmt(total), 'PX', ttl)
+      redis.call('PEXPIRE', log, ttl)
     end
   end
   return {0, wait}
@@ -176,8 +195,7 @@ local remaining = limit - in_window
 if remaining < 0 then
   remaining = 0
 end
--- Idle (nothing can affect a decision) once the newest entry has left the window.
-local ttl = fmt(math.floor((at + window - now) / 1000) + 1000)
+local ttl = keep(at)
 redis.call('SET', sumk, fmt(total), 'PX', ttl)
 redis.call('PEXPIRE', log, ttl)
 return {1, wait, remaining, at + window + 1 - now}
