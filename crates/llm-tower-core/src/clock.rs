@@ -25,10 +25,13 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// A future that completes once [`Clock::now`] has reached `deadline`.
     fn sleep_until(&self, deadline: Instant) -> Sleep;
 
-    /// A future that completes after `duration`.
+    /// A future that completes after `duration`. A duration too long to be represented
+    /// as an [`Instant`] never completes (no deadline).
     fn sleep(&self, duration: Duration) -> Sleep {
-        let deadline = self.now() + duration;
-        self.sleep_until(deadline)
+        match self.now().checked_add(duration) {
+            Some(deadline) => self.sleep_until(deadline),
+            None => Box::pin(std::future::pending()),
+        }
     }
 
     /// Seconds since the Unix epoch, as read from [`Clock::system_now`].
@@ -80,7 +83,16 @@ struct ManualState {
     base: Instant,
     elapsed: Duration,
     system_base: SystemTime,
-    waiters: Vec<(Instant, Waker)>,
+    /// Pending sleeps: (sleep id, deadline, waker). Keyed by id, not by waker: one task
+    /// may await several sleeps at once (a `select!` of a timeout and a delay).
+    waiters: Vec<(u64, Instant, Waker)>,
+    next_id: u64,
+}
+
+impl ManualState {
+    fn now(&self) -> Instant {
+        self.base + self.elapsed
+    }
 }
 
 impl ManualClock {
@@ -90,8 +102,11 @@ impl ManualClock {
             state: Arc::new(Mutex::new(ManualState {
                 base: Instant::now(),
                 elapsed: Duration::ZERO,
-                system_base: UNIX_EPOCH + Duration::from_secs(secs),
+                system_base: UNIX_EPOCH
+                    .checked_add(Duration::from_secs(secs))
+                    .unwrap_or(UNIX_EPOCH),
                 waiters: Vec::new(),
+                next_id: 0,
             })),
         }
     }
@@ -101,17 +116,22 @@ impl ManualClock {
         ManualClock::starting_at_unix(1_767_225_600)
     }
 
-    /// Moves time forward and wakes every sleeper whose deadline has passed.
+    /// Moves time forward and wakes every sleeper whose deadline has passed. Time stops
+    /// at the largest instant the platform can represent.
     pub fn advance(&self, by: Duration) {
         let woken = {
             let mut s = self.lock();
-            s.elapsed += by;
-            let now = s.base + s.elapsed;
-            let (due, rest): (Vec<_>, Vec<_>) = s.waiters.drain(..).partition(|(d, _)| *d <= now);
+            let elapsed = s.elapsed.saturating_add(by);
+            if s.base.checked_add(elapsed).is_some() {
+                s.elapsed = elapsed;
+            }
+            let now = s.now();
+            let (due, rest): (Vec<_>, Vec<_>) =
+                s.waiters.drain(..).partition(|(_, d, _)| *d <= now);
             s.waiters = rest;
             due
         };
-        for (_, w) in woken {
+        for (_, _, w) in woken {
             w.wake();
         }
     }
@@ -147,19 +167,26 @@ impl fmt::Debug for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        let s = self.lock();
-        s.base + s.elapsed
+        self.lock().now()
     }
 
     fn system_now(&self) -> SystemTime {
         let s = self.lock();
-        s.system_base + s.elapsed
+        s.system_base
+            .checked_add(s.elapsed)
+            .unwrap_or(s.system_base)
     }
 
     fn sleep_until(&self, deadline: Instant) -> Sleep {
+        let id = {
+            let mut s = self.lock();
+            s.next_id += 1;
+            s.next_id
+        };
         Box::pin(ManualSleep {
             clock: self.clone(),
             deadline,
+            id,
         })
     }
 }
@@ -167,18 +194,34 @@ impl Clock for ManualClock {
 struct ManualSleep {
     clock: ManualClock,
     deadline: Instant,
+    /// Identifies this sleep's entry among the waiters.
+    id: u64,
 }
 
 impl Future for ManualSleep {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut s = self.clock.lock();
-        if s.base + s.elapsed >= self.deadline {
+        if s.now() >= self.deadline {
+            s.waiters.retain(|(id, _, _)| *id != self.id);
             return Poll::Ready(());
         }
-        s.waiters.retain(|(_, w)| !w.will_wake(cx.waker()));
-        s.waiters.push((self.deadline, cx.waker().clone()));
+        match s.waiters.iter_mut().find(|(id, _, _)| *id == self.id) {
+            Some((_, _, w)) => w.clone_from(cx.waker()),
+            None => s.waiters.push((self.id, self.deadline, cx.waker().clone())),
+        }
         Poll::Pending
+    }
+}
+
+impl Drop for ManualSleep {
+    fn drop(&mut self) {
+        // A sleep dropped before its deadline (the other branch of a select won) leaves
+        // no waiter behind.
+        self.clock
+            .lock()
+            .waiters
+            .retain(|(id, _, _)| *id != self.id);
     }
 }
 
@@ -199,6 +242,72 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         h.await.unwrap();
         assert_eq!(clock.unix_secs(), 1_767_225_605);
+    }
+
+    #[tokio::test]
+    async fn one_task_awaiting_two_sleeps_wakes_for_each() {
+        let clock = ManualClock::new();
+        let c2 = clock.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // One task polls a 3 s and a 5 s sleep together (as a select of a delay and a
+        // timeout does), so both register the same waker.
+        let h = tokio::spawn(async move {
+            let mut short = c2.sleep(Duration::from_secs(3));
+            let mut long = c2.sleep(Duration::from_secs(5));
+            let (mut short_done, mut long_done) = (false, false);
+            std::future::poll_fn(|cx| {
+                if !short_done && short.as_mut().poll(cx).is_ready() {
+                    short_done = true;
+                    let _ = tx.send(("short", c2.elapsed()));
+                }
+                if !long_done && long.as_mut().poll(cx).is_ready() {
+                    long_done = true;
+                    let _ = tx.send(("long", c2.elapsed()));
+                }
+                if short_done && long_done {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(clock.sleepers(), 2, "both sleeps are registered");
+        clock.advance(Duration::from_secs(3));
+        assert_eq!(rx.recv().await, Some(("short", Duration::from_secs(3))));
+        assert_eq!(clock.sleepers(), 1, "the 5 s sleep is still registered");
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(rx.recv().await, Some(("long", Duration::from_secs(5))));
+        h.await.unwrap();
+        assert_eq!(clock.sleepers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_sleep_leaves_no_waiter() {
+        let clock = ManualClock::new();
+        let c2 = clock.clone();
+        let h = tokio::spawn(async move {
+            tokio::select! {
+                () = c2.sleep(Duration::from_secs(1)) => "short",
+                () = c2.sleep(Duration::from_secs(60)) => "long",
+            }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(clock.sleepers(), 2);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(h.await.unwrap(), "short");
+        assert_eq!(clock.sleepers(), 0);
+    }
+
+    #[test]
+    fn sleeping_past_the_end_of_time_never_completes_and_does_not_panic() {
+        let clock = ManualClock::new();
+        let mut s = clock.sleep(Duration::MAX);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(s.as_mut().poll(&mut cx).is_pending());
+        clock.advance(Duration::MAX);
+        assert!(s.as_mut().poll(&mut cx).is_pending());
     }
 
     #[tokio::test(start_paused = true)]
