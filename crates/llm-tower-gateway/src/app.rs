@@ -116,6 +116,10 @@ pub(crate) struct Inner {
     pub(crate) auth_required: bool,
     pub(crate) tracker: Option<CostTracker>,
     pub(crate) health: Option<HealthProbe>,
+    /// The last probe results and when they were taken; the lock makes concurrent
+    /// `/health` requests share one probe run.
+    pub(crate) health_cache:
+        tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<[ProviderHealth]>)>>,
     pub(crate) settings: Settings,
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) describe: Option<String>,
@@ -341,6 +345,7 @@ impl AppStateBuilder {
                 auth_required: self.auth_required,
                 tracker: self.tracker,
                 health: self.health,
+                health_cache: tokio::sync::Mutex::new(None),
                 settings: self.settings,
                 prometheus: self.prometheus,
                 describe: self.describe,

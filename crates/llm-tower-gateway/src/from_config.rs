@@ -19,6 +19,7 @@ impl From<&GatewaySettings> for Settings {
             shutdown_grace: g.shutdown_grace,
             // The config's probes each take at most 10 s, concurrently.
             health_timeout: Duration::from_secs(12),
+            health_cache: defaults.health_cache,
             log_format: match g.log_format {
                 llm_tower_config::LogFormat::Json => LogFormat::Json,
                 _ => LogFormat::Human,

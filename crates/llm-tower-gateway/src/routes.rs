@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -529,6 +530,30 @@ async fn model(
     finish(resp, head.echo)
 }
 
+/// The provider probe results, reused for `health_cache`; one probe run at a time.
+async fn probe_results(state: &AppState) -> Arc<[crate::app::ProviderHealth]> {
+    let Some(probe) = &state.inner.health else {
+        return Arc::from(Vec::new());
+    };
+    let ttl = state.settings().health_cache;
+    let mut cache = state.inner.health_cache.lock().await;
+    if let Some((at, results)) = cache.as_ref()
+        && at.elapsed() < ttl
+    {
+        return results.clone();
+    }
+    let results: Arc<[crate::app::ProviderHealth]> =
+        match tokio::time::timeout(state.settings().health_timeout, probe()).await {
+            Ok(r) => Arc::from(r),
+            Err(_) => Arc::from(vec![crate::app::ProviderHealth::failed(
+                "probes",
+                "health probes did not answer in time",
+            )]),
+        };
+    *cache = Some((tokio::time::Instant::now(), results.clone()));
+    results
+}
+
 #[derive(Serialize)]
 struct ProbeJson<'a> {
     status: &'static str,
@@ -543,16 +568,7 @@ struct HealthJson<'a> {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let results = match &state.inner.health {
-        None => Vec::new(),
-        Some(probe) => match tokio::time::timeout(state.settings().health_timeout, probe()).await {
-            Ok(r) => r,
-            Err(_) => vec![crate::app::ProviderHealth::failed(
-                "probes",
-                "health probes did not answer in time",
-            )],
-        },
-    };
+    let results = probe_results(&state).await;
     let failed = results.iter().filter(|r| !r.ok).count();
     let (status, code) = if results.is_empty() || failed == 0 {
         ("ok", StatusCode::OK)

@@ -34,6 +34,10 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// How long `/health` waits for the provider probes (default 5 s).
     pub health_timeout: Duration,
+    /// How long `/health` reuses the last probe results (default 10 s), so the
+    /// unauthenticated endpoint cannot be used to hammer the providers; concurrent
+    /// `/health` requests share one probe run. Zero probes on every request.
+    pub health_cache: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax (default `info`);
@@ -51,6 +55,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(30),
             health_timeout: Duration::from_secs(5),
+            health_cache: Duration::from_secs(10),
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
         }

@@ -584,6 +584,57 @@ async fn health_reports_providers() {
     assert_eq!(r.json()["status"], "ok");
 }
 
+/// A state whose probe counts its runs.
+fn counted_probe(settings: Settings) -> (AppState, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let r2 = runs.clone();
+    let t = tracker();
+    let state = AppState::builder(stack(MockProvider::new(), t, generous()))
+        .health(move || {
+            let runs = r2.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                vec![ProviderHealth::ok("openai")]
+            }
+        })
+        .settings(settings)
+        .build();
+    (state, runs)
+}
+
+#[tokio::test]
+async fn health_probes_are_cached_and_shared_by_concurrent_requests() {
+    use std::sync::atomic::Ordering;
+    let (state, runs) = counted_probe(Settings::default());
+    let gw = Gateway::start(state).await;
+    let replies = futures_util::future::join_all((0..8).map(|_| gw.get("/health", &[]))).await;
+    for r in &replies {
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.json()["providers"]["openai"]["status"], "ok");
+    }
+    gw.get("/health", &[]).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "one probe run for nine requests"
+    );
+
+    let mut settings = Settings::default();
+    settings.health_cache = Duration::ZERO;
+    let (state, runs) = counted_probe(settings);
+    let gw = Gateway::start(state).await;
+    for _ in 0..3 {
+        gw.get("/health", &[]).await;
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "no cache: a probe per request"
+    );
+}
+
 #[tokio::test]
 async fn metrics_expose_gateway_and_stack_metrics() {
     let gw = Gateway::start(default_state()).await;
