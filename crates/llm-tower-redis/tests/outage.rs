@@ -149,7 +149,10 @@ async fn stores_follow_their_policy_through_an_outage_and_come_back() {
     let (logs, _guard) = LogCount::install();
     let port = free_port();
     let Some(server) = PrivateRedis::start(port).await else {
-        eprintln!("skipping: redis-server is not installed (apt-get install redis-server)");
+        common::skip(
+            "outage",
+            "redis-server could not be started (apt-get install redis-server)",
+        );
         return;
     };
     let url = format!("redis://127.0.0.1:{port}/");

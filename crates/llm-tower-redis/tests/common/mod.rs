@@ -33,24 +33,42 @@ pub fn config(url: &str, tag: &str) -> RedisConfig {
         .timeout(Duration::from_secs(5))
 }
 
+/// Whether the Redis tests must run: `LLM_TOWER_REQUIRE_REDIS` is set (to anything but
+/// empty or `0`), as CI should. Then a missing server is a failure, never a skip.
+pub fn redis_required() -> bool {
+    std::env::var("LLM_TOWER_REQUIRE_REDIS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Skips `test` because of `why`: prints it, or panics when [`redis_required`].
+pub fn skip(test: &str, why: &str) {
+    if redis_required() {
+        panic!("{test}: Redis is required (LLM_TOWER_REQUIRE_REDIS is set) but {why}");
+    }
+    eprintln!("skipping {test}: {why}");
+}
+
 /// The Redis URL when a server answers there. Otherwise prints why the test is skipped and
-/// returns `None`, or fails when `LLM_TOWER_REQUIRE_REDIS=1` (set it in CI).
+/// returns `None`, or fails when `LLM_TOWER_REQUIRE_REDIS` is set (set it in CI).
 pub async fn redis_or_skip(test: &str) -> Option<String> {
     let url = redis_url();
+    let shown = llm_tower_redis::redact_url(&url);
     let conn =
-        RedisConnection::new(&RedisConfig::new(url.as_str()).timeout(Duration::from_secs(2)))
-            .ok()?;
+        match RedisConnection::new(&RedisConfig::new(url.as_str()).timeout(Duration::from_secs(2)))
+        {
+            Ok(conn) => conn,
+            Err(e) => {
+                skip(test, &format!("REDIS_URL {shown} is not usable ({e})"));
+                return None;
+            }
+        };
     match conn.ping().await {
         Ok(()) => Some(url),
         Err(e) => {
-            if std::env::var("LLM_TOWER_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
-                panic!(
-                    "{test}: Redis is required (LLM_TOWER_REQUIRE_REDIS=1) but unreachable: {e}"
-                );
-            }
-            eprintln!(
-                "skipping {test}: no Redis at {} ({e}); start one (redis-server) or set REDIS_URL",
-                llm_tower_redis::redact_url(&url)
+            skip(
+                test,
+                &format!(
+                    "no Redis answers at {shown} ({e}); start one (redis-server) or set REDIS_URL"
+                ),
             );
             None
         }
