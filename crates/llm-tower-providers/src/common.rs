@@ -148,11 +148,12 @@ impl Common {
         let (parts, body) = resp.into_parts();
         let limits = self.limits(&parts.headers);
         if parts.status.is_success() {
-            let body = BodyReader::new(body, &parts.headers)?;
+            let max = self.http.config().max_body_bytes;
+            let body = BodyReader::new(body, &parts.headers, max)?;
             return Ok(Success { body, limits });
         }
         // Read the error body, but never let a slow or broken one hide the status.
-        let bytes = match BodyReader::new(body, &parts.headers) {
+        let bytes = match BodyReader::new(body, &parts.headers, MAX_ERROR_BODY) {
             Ok(reader) => deadline
                 .run(&self.clock, collect_body(reader, MAX_ERROR_BODY))
                 .await

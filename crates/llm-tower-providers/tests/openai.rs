@@ -596,6 +596,76 @@ async fn gzip_bodies_are_decoded() {
     assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
 }
 
+/// 50 MB of `fill` gzipped (about 50 KB), prefixed by `prefix` (inside the compressed data).
+fn gzip_bomb(prefix: &str, fill: u8) -> bytes::Bytes {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(prefix.as_bytes()).unwrap();
+    let block = vec![fill; 1024 * 1024];
+    for _ in 0..50 {
+        enc.write_all(&block).unwrap();
+    }
+    bytes::Bytes::from(enc.finish().unwrap())
+}
+
+fn bomb_reply(content_type: &str, body: bytes::Bytes) -> Reply {
+    Reply::bytes(200, content_type, body).header("content-encoding", "gzip")
+}
+
+#[tokio::test]
+async fn gzip_bombs_stop_at_the_body_limit() {
+    let bomb = gzip_bomb("", 0);
+    assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
+    let b = bomb.clone();
+    let server = serve(move |_| bomb_reply("application/json", b.clone())).await;
+    let p = provider_with(&server, HttpConfig::default().max_body_bytes(1024 * 1024));
+    let e = call(&p, chat_req()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+    assert!(
+        e.message()
+            .contains("decompresses to more than 1048576 bytes"),
+        "{e}"
+    );
+
+    // A stream is bounded by the body limit too...
+    let b = bomb_reply("text/event-stream", gzip_bomb("data: ", b'a'));
+    let server = serve(move |_| b.clone()).await;
+    let p = provider_with(&server, HttpConfig::default().max_body_bytes(1024 * 1024));
+    let e = match call(&p, stream_req()).await {
+        Err(e) => e,
+        Ok(resp) => collect(resp.into_stream().unwrap())
+            .await
+            .into_iter()
+            .find_map(Result::err)
+            .expect("an error"),
+    };
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+    assert!(e.message().contains("decompresses to more than"), "{e}");
+
+    // ...and, under the default body limit, by the largest event size.
+    let b = bomb_reply("text/event-stream", gzip_bomb("data: ", b'a'));
+    let server = serve(move |_| b.clone()).await;
+    let e = match call(&provider(&server), stream_req()).await {
+        Err(e) => e,
+        Ok(resp) => collect(resp.into_stream().unwrap())
+            .await
+            .into_iter()
+            .find_map(Result::err)
+            .expect("an error"),
+    };
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+    assert!(e.message().contains("larger than the allowed size"), "{e}");
+
+    // Error bodies are bounded as well: the status still comes through.
+    let b = bomb.clone();
+    let server = serve(move |_| {
+        Reply::bytes(500, "text/plain", b.clone()).header("content-encoding", "gzip")
+    })
+    .await;
+    let e = call(&provider(&server), chat_req()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Provider { status: 500 }, "{e}");
+}
+
 #[tokio::test]
 async fn connection_refused_is_a_transport_error() {
     let url = closed_port_url().await;

@@ -11,10 +11,66 @@ use http_body::Body;
 use hyper::body::Incoming;
 use llm_tower_core::{Error, ErrorKind};
 
+/// Decoded output is handed out in pieces of about this size, so one small compressed
+/// frame never inflates into a large buffer at once.
+const GZIP_PIECE: usize = 32 * 1024;
+
+/// A gzip decoder that inflates step by step and stops once its output passes a limit.
+struct Gunzip {
+    decoder: GzDecoder<Vec<u8>>,
+    /// Compressed bytes not yet fed to the decoder.
+    pending: Bytes,
+    /// Decoded bytes handed out so far.
+    decoded: usize,
+    max: usize,
+}
+
+impl Gunzip {
+    /// Feeds pending input until a piece of output is ready or the input is used up.
+    fn step(&mut self) -> Result<Option<Bytes>, Error> {
+        while !self.pending.is_empty() && self.decoder.get_ref().len() < GZIP_PIECE {
+            // One `write` inflates at most one internal buffer (32 KiB) of output.
+            match self.decoder.write(&self.pending) {
+                Ok(0) | Err(_) => return Err(transport("invalid gzip body")),
+                Ok(n) => {
+                    let _ = self.pending.split_to(n);
+                }
+            }
+            self.check(self.decoder.get_ref().len())?;
+        }
+        self.take()
+    }
+
+    /// Flushes the decoder at the end of the body.
+    fn finish(&mut self) -> Result<Option<Bytes>, Error> {
+        if self.decoder.try_finish().is_err() {
+            return Err(transport("truncated gzip body"));
+        }
+        self.take()
+    }
+
+    fn check(&self, buffered: usize) -> Result<(), Error> {
+        if self.decoded.saturating_add(buffered) > self.max {
+            return Err(transport(format!(
+                "gzip response body decompresses to more than {} bytes",
+                self.max
+            )));
+        }
+        Ok(())
+    }
+
+    fn take(&mut self) -> Result<Option<Bytes>, Error> {
+        let out = std::mem::take(self.decoder.get_mut());
+        self.check(out.len())?;
+        self.decoded += out.len();
+        Ok((!out.is_empty()).then(|| Bytes::from(out)))
+    }
+}
+
 /// A response body yielding decoded (gunzipped when needed) bytes.
 pub(crate) struct BodyReader {
     body: Incoming,
-    gzip: Option<GzDecoder<Vec<u8>>>,
+    gzip: Option<Gunzip>,
     finished: bool,
 }
 
@@ -23,17 +79,28 @@ fn transport(msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
 }
 
 impl BodyReader {
-    /// Wraps a body, decoding it as the `content-encoding` header says.
+    /// Wraps a body, decoding it as the `content-encoding` header says. A gzip body fails
+    /// with `Transport` as soon as its decoded size passes `max_decoded` bytes; decoded
+    /// bytes come out in pieces of at most a few tens of KiB.
     ///
     /// # Errors
     ///
     /// `Transport` for an encoding other than `gzip` or `identity`.
-    pub fn new(body: Incoming, headers: &HeaderMap) -> Result<BodyReader, Error> {
+    pub fn new(
+        body: Incoming,
+        headers: &HeaderMap,
+        max_decoded: usize,
+    ) -> Result<BodyReader, Error> {
         let gzip = match headers.get(CONTENT_ENCODING).map(|v| v.as_bytes()) {
             None => None,
             Some(v) if v.eq_ignore_ascii_case(b"identity") || v.is_empty() => None,
             Some(v) if v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip") => {
-                Some(GzDecoder::new(Vec::new()))
+                Some(Gunzip {
+                    decoder: GzDecoder::new(Vec::new()),
+                    pending: Bytes::new(),
+                    decoded: 0,
+                    max: max_decoded,
+                })
             }
             Some(v) => {
                 let name = String::from_utf8_lossy(v);
@@ -48,11 +115,28 @@ impl BodyReader {
         })
     }
 
+    fn fail(&mut self, e: Error) -> Poll<Option<Result<Bytes, Error>>> {
+        self.finished = true;
+        self.gzip = None;
+        Poll::Ready(Some(Err(e)))
+    }
+
     /// The next decoded bytes; `None` at the end of the body.
     pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
         loop {
             if self.finished {
                 return Poll::Ready(None);
+            }
+            // Compressed input left over from the last frame comes first.
+            if let Some(gz) = &mut self.gzip
+                && !gz.pending.is_empty()
+            {
+                match gz.step() {
+                    Ok(Some(out)) => return Poll::Ready(Some(Ok(out))),
+                    Ok(None) => {}
+                    Err(e) => return self.fail(e),
+                }
+                continue;
             }
             match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -63,31 +147,19 @@ impl BodyReader {
                     match &mut self.gzip {
                         None if data.is_empty() => continue,
                         None => return Poll::Ready(Some(Ok(data))),
-                        Some(gz) => {
-                            if gz.write_all(&data).is_err() {
-                                self.finished = true;
-                                return Poll::Ready(Some(Err(transport("invalid gzip body"))));
-                            }
-                            let out = std::mem::take(gz.get_mut());
-                            if !out.is_empty() {
-                                return Poll::Ready(Some(Ok(Bytes::from(out))));
-                            }
-                        }
+                        Some(gz) => gz.pending = data,
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    self.finished = true;
-                    return Poll::Ready(Some(Err(crate::error_map::transport(&e))));
+                    return self.fail(crate::error_map::transport(&e));
                 }
                 Poll::Ready(None) => {
                     self.finished = true;
                     if let Some(gz) = &mut self.gzip {
-                        if gz.try_finish().is_err() {
-                            return Poll::Ready(Some(Err(transport("truncated gzip body"))));
-                        }
-                        let out = std::mem::take(gz.get_mut());
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Bytes::from(out))));
+                        match gz.finish() {
+                            Ok(Some(out)) => return Poll::Ready(Some(Ok(out))),
+                            Ok(None) => {}
+                            Err(e) => return self.fail(e),
                         }
                     }
                     return Poll::Ready(None);
