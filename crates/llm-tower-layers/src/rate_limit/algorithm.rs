@@ -225,6 +225,11 @@ impl Entries {
 pub struct SlidingLog {
     entries: Entries,
     total: u64,
+    /// The latest "now" seen: a decision never runs on an earlier time than a previous
+    /// one. A caller may read the clock, then lose the race for the key to a caller that
+    /// read it later; its decision must not treat that caller's entry as being in its
+    /// future (which would deny it for a few nanoseconds in `Reject` mode).
+    seen: u64,
 }
 
 impl SlidingLog {
@@ -240,6 +245,8 @@ impl SlidingLog {
         if weight > limit {
             return Decision::TooHeavy { capacity: limit };
         }
+        let now = now.max(self.seen);
+        self.seen = now;
         // Closed window [now - window, now]: an entry at t still counts while t >= now - window.
         self.evict(now, window);
         let start = self.entries.back().map_or(now, |&(t, _)| t.max(now));
@@ -332,6 +339,8 @@ impl SlidingLog {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gcra {
     tat: u64,
+    /// The latest "now" seen: a decision never runs on an earlier time than a previous one.
+    seen: u64,
 }
 
 impl Gcra {
@@ -348,6 +357,8 @@ impl Gcra {
         if weight > burst {
             return Decision::TooHeavy { capacity: burst };
         }
+        let now = now.max(self.seen);
+        self.seen = now;
         let inc = |w: u64| -> u64 {
             // ceil(w * per / rate): never lets more than `rate` units per `per` through.
             let num = u128::from(w) * u128::from(per);
@@ -454,6 +465,44 @@ mod tests {
             g.acquire(10, S, 3, S, 4, 0),
             Decision::TooHeavy { capacity: 3 }
         );
+    }
+
+    #[test]
+    fn a_stale_now_after_a_later_entry_is_decided_at_the_later_time() {
+        // Caller A reads the clock at 999 ns; caller B reads 1000 ns, takes the key first
+        // and records its entry at 1000. A then decides with its earlier reading: the
+        // window is nearly empty, so A must pass at once, not be told to wait 1 ns.
+        let mut log = SlidingLog::default();
+        assert!(admitted(log.acquire(10, 10 * S, 1000, 1, 0)));
+        assert_eq!(
+            log.acquire(10, 10 * S, 999, 1, 0),
+            Decision::Admitted {
+                wait: Duration::ZERO,
+                remaining: 8,
+                reset: Duration::from_nanos(10 * S + 1),
+            }
+        );
+        let mut g = Gcra::default();
+        assert!(admitted(g.acquire(10, S, 2, 1000, 1, 0)));
+        assert!(
+            matches!(g.acquire(10, S, 2, 999, 1, 0), Decision::Admitted { wait, .. } if wait.is_zero())
+        );
+    }
+
+    #[test]
+    fn a_queued_waiter_still_holds_its_future_slot() {
+        // The clamp is to the latest time *seen*, not to the latest entry: a slot
+        // reserved in the future by a waiter keeps later callers behind it.
+        let mut log = SlidingLog::default();
+        assert!(admitted(log.acquire(1, 10 * S, 0, 1, 0)));
+        let Decision::Admitted { wait, .. } = log.acquire(1, 10 * S, 0, 1, u64::MAX) else {
+            panic!()
+        };
+        assert_eq!(wait, Duration::from_nanos(10 * S + 1));
+        assert!(matches!(
+            log.acquire(1, 10 * S, S, 1, 0),
+            Decision::Denied { .. }
+        ));
     }
 
     proptest! {

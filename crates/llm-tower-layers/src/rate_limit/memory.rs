@@ -167,18 +167,21 @@ impl MemoryStore {
     }
 
     /// Makes one decision synchronously (the trait method wraps this).
+    ///
+    /// The clock is read under the key's shard lock, so decisions on one key see
+    /// non-decreasing times (the algorithms also clamp to the latest time they saw).
     pub fn decide(&self, req: Acquire<'_>) -> Decision {
-        let now = self.now();
         let scope = self.scope(req.scope);
         let op = self.ops.fetch_add(1, Ordering::Relaxed);
         if op.is_multiple_of(SWEEP_EVERY) {
-            self.maybe_sweep(&scope, now);
+            self.maybe_sweep(&scope, self.now());
         }
         let idx = (self.hasher.hash_one(req.key) as usize) % SHARDS;
         let Some(shard) = scope.shards.get(idx) else {
             return Decision::TooHeavy { capacity: 0 };
         };
         let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = self.now();
         let max_wait = nanos(req.max_wait);
         if let Some(state) = map.get_mut(req.key) {
             return state.decide(req.algorithm, now, req.weight, max_wait);
