@@ -336,15 +336,35 @@ impl SlidingLog {
 }
 
 /// The state of one leaky-bucket key: the theoretical arrival time (GCRA).
+///
+/// The arithmetic is exact: time is counted in units of `1 / rate` nanoseconds, so one
+/// unit of weight advances the arrival time by exactly `per` such units and the burst
+/// tolerance is exactly `burst * per`, whatever `per / rate` is. From an idle bucket
+/// exactly `burst` units pass at once, and over any interval of length `L` at most
+/// `burst + rate * L / per` units pass. Waits and retry-afters are rounded up to whole
+/// nanoseconds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gcra {
+    /// Whole nanoseconds of the theoretical arrival time...
     tat: u64,
-    /// The latest "now" seen: a decision never runs on an earlier time than a previous one.
+    /// ...plus `frac / rate` of a nanosecond (`frac < rate`).
+    frac: u64,
+    /// The latest "now" seen: a decision never runs on an earlier time than a previous
+    /// one (a caller may read the clock before another caller decides).
     seen: u64,
+}
+
+/// `ceil(v / r)` as nanoseconds, saturating.
+fn ceil_ns(v: u128, r: u128) -> u64 {
+    v.checked_div(r)
+        .map(|q| q + u128::from(v % r != 0))
+        .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 impl Gcra {
     /// Decides a request of `weight` at `now` (nanoseconds), waiting at most `max_wait`.
+    ///
+    /// A `rate` of zero admits nothing ([`Decision::TooHeavy`] with capacity 0).
     pub fn acquire(
         &mut self,
         rate: u64,
@@ -357,36 +377,48 @@ impl Gcra {
         if weight > burst {
             return Decision::TooHeavy { capacity: burst };
         }
+        if rate == 0 {
+            return Decision::TooHeavy { capacity: 0 };
+        }
         let now = now.max(self.seen);
         self.seen = now;
-        let inc = |w: u64| -> u64 {
-            // ceil(w * per / rate): never lets more than `rate` units per `per` through.
-            let num = u128::from(w) * u128::from(per);
-            let r = u128::from(rate);
-            u64::try_from(num.div_ceil(r)).unwrap_or(u64::MAX / 4)
+        let r = u128::from(rate);
+        let p = u128::from(per);
+        // Everything below is in units of 1/rate ns.
+        let tat = if u128::from(self.frac) < r {
+            u128::from(self.tat) * r + u128::from(self.frac)
+        } else {
+            // The rate changed under this key: round the old time up (stricter).
+            (u128::from(self.tat) + 1).saturating_mul(r)
         };
-        let tau = inc(burst);
-        let new_tat = self.tat.max(now).saturating_add(inc(weight));
+        let now_s = u128::from(now) * r;
+        let tau = u128::from(burst) * p;
+        let new_tat = tat.max(now_s).saturating_add(u128::from(weight) * p);
         let allowed_at = new_tat.saturating_sub(tau);
-        let wait = allowed_at.saturating_sub(now);
+        let wait = ceil_ns(allowed_at.saturating_sub(now_s), r);
         if wait > max_wait {
             return Decision::Denied {
                 retry_after: Duration::from_nanos(wait),
             };
         }
-        self.tat = new_tat;
-        let free = (now + wait + tau).saturating_sub(new_tat);
-        let one = inc(1).max(1);
+        self.tat = u64::try_from(new_tat / r).unwrap_or(u64::MAX);
+        self.frac = u64::try_from(new_tat % r).unwrap_or(0);
+        let start = now_s.saturating_add(u128::from(wait) * r);
+        let free = start.saturating_add(tau).saturating_sub(new_tat);
+        let remaining = free
+            .checked_div(p)
+            .map_or(burst, |n| u64::try_from(n).unwrap_or(u64::MAX))
+            .min(burst);
         Decision::Admitted {
             wait: Duration::from_nanos(wait),
-            remaining: (free / one).min(burst),
-            reset: Duration::from_nanos(new_tat.saturating_sub(now)),
+            remaining,
+            reset: Duration::from_nanos(ceil_ns(new_tat.saturating_sub(now_s), r)),
         }
     }
 
     /// `true` when the bucket is empty (equivalent to a fresh key).
     pub fn is_idle(&self, now: u64) -> bool {
-        self.tat <= now
+        self.tat.saturating_add(u64::from(self.frac > 0)) <= now
     }
 }
 
@@ -505,7 +537,58 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn gcra_admits_the_whole_burst_when_per_over_rate_is_fractional() {
+        // 3 per second (333,333,333.3 ns each), burst 3.
+        let mut g = Gcra::default();
+        for i in 0..3 {
+            assert!(admitted(g.acquire(3, S, 3, 0, 1, 0)), "request {i}");
+        }
+        match g.acquire(3, S, 3, 0, 1, 0) {
+            Decision::Denied { retry_after } => {
+                assert_eq!(retry_after, Duration::from_nanos(333_333_334))
+            }
+            other => panic!("{other:?}"),
+        }
+        // 7 per minute, burst 7.
+        let mut g = Gcra::default();
+        for i in 0..7 {
+            assert!(admitted(g.acquire(7, 60 * S, 7, 0, 1, 0)), "request {i}");
+        }
+        assert!(!admitted(g.acquire(7, 60 * S, 7, 0, 1, 0)));
+        // Over an hour at full demand, exactly 7 * 60 + 7 pass (the long-run rate is exact).
+        let mut g = Gcra::default();
+        let mut n = 0u64;
+        let mut now = 0u64;
+        while now <= 3600 * S {
+            match g.acquire(7, 60 * S, 7, now, 1, 0) {
+                Decision::Admitted { .. } => n += 1,
+                Decision::Denied { retry_after } => now += nanos(retry_after),
+                Decision::TooHeavy { .. } => unreachable!(),
+            }
+        }
+        assert_eq!(n, 7 * 60 + 7);
+    }
+
     proptest! {
+        /// From an idle bucket, exactly `burst` unit requests pass at one instant, for any
+        /// rate, period and burst.
+        #[test]
+        fn gcra_admits_exactly_the_burst_from_idle(
+            rate in 1u64..=u64::from(u32::MAX),
+            per in 1u64..=(1u64 << 50),
+            burst in 1u64..=300,
+            start in 0u64..=(1u64 << 62),
+        ) {
+            let mut g = Gcra::default();
+            for i in 0..burst {
+                let d = g.acquire(rate, per, burst, start, 1, 0);
+                prop_assert!(admitted(d), "request {} of burst {} denied: {:?}", i, burst, d);
+            }
+            let d = g.acquire(rate, per, burst, start, 1, 0);
+            prop_assert!(matches!(d, Decision::Denied { .. }), "request beyond burst {}: {:?}", burst, d);
+        }
+
         /// In every closed window of length W, admitted weight <= limit.
         #[test]
         fn sliding_window_never_exceeds_limit(
@@ -531,14 +614,15 @@ mod tests {
             }
         }
 
-        /// Over any interval of length L, GCRA admits at most burst + rate * L / per.
+        /// Over any interval of length L, GCRA admits at most burst + rate * L / per, also
+        /// when per / rate is not a whole number of nanoseconds.
         #[test]
         fn gcra_never_exceeds_rate_plus_burst(
             rate in 1u64..50,
+            per in 1_000_000u64..(3 * S),
             burst in 1u64..10,
             steps in proptest::collection::vec((0u64..200, 1u64..4), 1..200),
         ) {
-            let per = S;
             let mut g = Gcra::default();
             let mut now = 0u64;
             let mut admitted_at: Vec<(u64, u64)> = Vec::new();

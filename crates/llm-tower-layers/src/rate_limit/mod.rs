@@ -22,7 +22,9 @@
 //! - [`Algorithm::SlidingWindow`]: an exact sliding log. In every closed window
 //!   `[t - window, t]` the admitted weight is at most `limit`; a denied request is not
 //!   recorded; the retry-after is the exact time until enough weight has left the window.
-//! - [`Algorithm::LeakyBucket`]: GCRA with `rate` per `per` and a `burst`.
+//! - [`Algorithm::LeakyBucket`]: GCRA with `rate` per `per` and a `burst`, in exact
+//!   arithmetic: from idle exactly `burst` units pass at once, and the long-run rate is
+//!   exactly `rate / per` even when `per / rate` is not a whole number of nanoseconds.
 //!
 //! # Modes
 //! - [`Mode::Reject`]: fail at once with `RateLimited` and the exact retry-after.
