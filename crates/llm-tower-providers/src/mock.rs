@@ -406,7 +406,7 @@ impl MockProvider {
                     .counter
                     .count_text(&chat.model, &call.function.name)
                     .tokens
-                    + 1;
+                    .saturating_add(1);
                 let mut m = Message::assistant("");
                 m.content = None;
                 m.tool_calls = vec![call];

@@ -667,6 +667,43 @@ async fn gzip_bombs_stop_at_the_body_limit() {
 }
 
 #[tokio::test]
+async fn absurd_timeouts_mean_no_deadline_instead_of_a_panic() {
+    let server = serve(|req| {
+        if req.json()["stream"] == true {
+            Reply::sse_data(&stream_events())
+        } else {
+            Reply::json(200, completion_body())
+        }
+    })
+    .await;
+    let p = provider_with(
+        &server,
+        HttpConfig::default()
+            .request_timeout(Duration::MAX)
+            .stream_idle_timeout(Duration::MAX),
+    );
+    let resp = call(&p, chat_req()).await.unwrap();
+    assert_eq!(resp.as_chat().unwrap().text(), "Hi!");
+    let resp = call(&p, stream_req()).await.unwrap();
+    let text: String = collect(resp.into_stream().unwrap())
+        .await
+        .into_iter()
+        .map(|c| c.unwrap().text())
+        .collect();
+    assert_eq!(text, "Hi there");
+    // A caller deadline still applies (and is far enough away here).
+    let mut req = stream_req();
+    req.ctx.deadline = Some(Instant::now() + Duration::from_secs(60));
+    let resp = call(&p, req).await.unwrap();
+    assert!(
+        collect(resp.into_stream().unwrap())
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+}
+
+#[tokio::test]
 async fn connection_refused_is_a_transport_error() {
     let url = closed_port_url().await;
     let p = OpenAi::new(

@@ -136,7 +136,7 @@ impl StreamParser for AnthropicStreamParser {
                 }
                 ResponseBlock::ToolUse { id, name, input } => {
                     let ordinal = self.next_tool;
-                    self.next_tool += 1;
+                    self.next_tool = self.next_tool.saturating_add(1);
                     self.tools.insert(index, ordinal);
                     let initial = match &input {
                         serde_json::Value::Object(o) if !o.is_empty() => input.to_string(),
@@ -242,6 +242,25 @@ mod tests {
             }
         }
         (out.into_iter().collect(), last)
+    }
+
+    #[test]
+    fn tool_ordinals_do_not_overflow() {
+        let mut p = AnthropicStreamParser::new(42, None);
+        p.next_tool = u32::MAX;
+        let mut out = VecDeque::new();
+        for index in [1, 2] {
+            let ev = format!(
+                r#"{{"type":"content_block_start","index":{index},"content_block":{{"type":"tool_use","id":"t{index}","name":"f","input":{{}}}}}}"#
+            );
+            let ev = SseEvent {
+                data: ev,
+                ..SseEvent::default()
+            };
+            assert_eq!(p.on_event(ev, &mut out).unwrap(), Flow::Continue);
+        }
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].choices[0].delta.tool_calls[0].index, u32::MAX);
     }
 
     const TOOL_STREAM: &[&str] = &[

@@ -210,7 +210,9 @@ impl HttpClient {
 /// When a request must be done: the earlier of the request timeout and the caller's deadline.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline {
-    pub at: Instant,
+    /// `None` when there is none: a timeout too long to be represented as an [`Instant`]
+    /// and no caller deadline.
+    pub at: Option<Instant>,
     timeout: Option<Duration>,
 }
 
@@ -220,19 +222,19 @@ impl Deadline {
         let by_timeout = now.checked_add(timeout);
         match (by_timeout, caller) {
             (Some(t), Some(c)) if c < t => Deadline {
-                at: c,
+                at: Some(c),
                 timeout: None,
             },
             (Some(t), _) => Deadline {
-                at: t,
+                at: Some(t),
                 timeout: Some(timeout),
             },
             (None, Some(c)) => Deadline {
-                at: c,
+                at: Some(c),
                 timeout: None,
             },
             (None, None) => Deadline {
-                at: now + Duration::from_secs(365 * 86_400),
+                at: None,
                 timeout: Some(timeout),
             },
         }
@@ -241,7 +243,10 @@ impl Deadline {
     /// Only the caller's deadline (streams: the request timeout no longer applies once
     /// the first token arrived).
     pub fn caller(at: Instant) -> Deadline {
-        Deadline { at, timeout: None }
+        Deadline {
+            at: Some(at),
+            timeout: None,
+        }
     }
 
     /// The `Timeout` error for this deadline.
@@ -260,10 +265,13 @@ impl Deadline {
     where
         F: Future<Output = Result<T, Error>>,
     {
-        if clock.now() >= self.at {
+        let Some(at) = self.at else {
+            return fut.await;
+        };
+        if clock.now() >= at {
             return Err(self.error());
         }
-        let sleep = clock.sleep_until(self.at);
+        let sleep = clock.sleep_until(at);
         tokio::select! {
             biased;
             r = fut => r,

@@ -55,7 +55,8 @@ pub(crate) struct SseChatStream<P> {
     provider: Arc<str>,
     idle: Duration,
     last_data: Instant,
-    idle_sleep: Sleep,
+    /// `None` when `last_data + idle` cannot be represented (no idle deadline).
+    idle_sleep: Option<Sleep>,
     deadline: Option<(Deadline, Sleep)>,
 }
 
@@ -70,8 +71,8 @@ impl<P: StreamParser> SseChatStream<P> {
         deadline: Option<Deadline>,
     ) -> Self {
         let now = clock.now();
-        let idle_sleep = clock.sleep_until(now + idle);
-        let deadline = deadline.map(|d| (d, clock.sleep_until(d.at)));
+        let idle_sleep = now.checked_add(idle).map(|due| clock.sleep_until(due));
+        let deadline = deadline.and_then(|d| d.at.map(|at| (d, clock.sleep_until(at))));
         SseChatStream {
             body,
             decoder: SseDecoder::new(),
@@ -152,10 +153,16 @@ impl<P: StreamParser> Stream for SseChatStream<P> {
                     return this.fail(e);
                 }
                 Poll::Pending => loop {
-                    if this.idle_sleep.as_mut().poll(cx).is_pending() {
+                    let Some(idle_sleep) = &mut this.idle_sleep else {
+                        return Poll::Pending;
+                    };
+                    if idle_sleep.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
-                    let due = this.last_data + this.idle;
+                    let Some(due) = this.last_data.checked_add(this.idle) else {
+                        this.idle_sleep = None;
+                        return Poll::Pending;
+                    };
                     if this.clock.now() >= due {
                         let e = Error::timeout(format!(
                             "stream idle: no data for {}",
@@ -163,7 +170,7 @@ impl<P: StreamParser> Stream for SseChatStream<P> {
                         ));
                         return this.fail(e);
                     }
-                    this.idle_sleep = this.clock.sleep_until(due);
+                    this.idle_sleep = Some(this.clock.sleep_until(due));
                 },
             }
         }
