@@ -152,6 +152,7 @@ pub struct BuiltStack {
     tracker: CostTracker,
     models: Arc<[ModelEntry]>,
     keys: Arc<[([u8; 32], CallerKey)]>,
+    admins: Arc<[CallerKey]>,
     providers: Arc<[(String, ProviderHandle)]>,
     description: Arc<str>,
     gateway: GatewaySettings,
@@ -194,6 +195,11 @@ impl BuiltStack {
             }
         }
         found
+    }
+
+    /// The callers whose keys are marked `admin` (they see everybody's `/v1/usage`).
+    pub fn admins(&self) -> &[CallerKey] {
+        &self.admins
     }
 
     /// `true` when gateway keys are configured (requests without a valid key are refused).
@@ -506,12 +512,19 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltS
         .iter()
         .map(|k| (k.hash, CallerKey::new(k.name.as_str())))
         .collect();
+    let admins: Vec<CallerKey> = v
+        .keys
+        .iter()
+        .filter(|k| k.admin)
+        .map(|k| CallerKey::new(k.name.as_str()))
+        .collect();
 
     Ok(BuiltStack {
         service: svc,
         tracker,
         models: models.into(),
         keys: keys.into(),
+        admins: admins.into(),
         providers: providers.into(),
         description: description.into(),
         gateway: v.gateway.clone(),

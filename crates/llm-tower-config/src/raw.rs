@@ -572,6 +572,9 @@ pub struct RawGatewayKey {
     /// A budget for this key only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<RawKeyBudget>,
+    /// `GET /v1/usage` shows this key everybody's usage (default: its own only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 /// Log output format.

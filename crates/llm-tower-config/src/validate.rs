@@ -138,6 +138,7 @@ pub(crate) struct KeySpec {
     pub(crate) name: String,
     pub(crate) hash: [u8; 32],
     pub(crate) limits: Vec<LimitSpec>,
+    pub(crate) admin: bool,
 }
 
 impl std::fmt::Debug for KeySpec {
@@ -145,6 +146,7 @@ impl std::fmt::Debug for KeySpec {
         f.debug_struct("KeySpec")
             .field("name", &self.name)
             .field("limits", &self.limits)
+            .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -1453,6 +1455,7 @@ fn gateway(
                 name: k.name.clone(),
                 hash,
                 limits,
+                admin: k.admin,
             });
         }
     }

@@ -115,6 +115,7 @@ pub(crate) struct Inner {
     pub(crate) auth: Arc<dyn Authenticator>,
     pub(crate) auth_required: bool,
     pub(crate) tracker: Option<CostTracker>,
+    pub(crate) usage_admins: HashSet<String>,
     pub(crate) health: Option<HealthProbe>,
     /// The last probe results and when they were taken; the lock makes concurrent
     /// `/health` requests share one probe run.
@@ -147,6 +148,7 @@ pub struct AppStateBuilder {
     auth: Arc<dyn Authenticator>,
     auth_required: bool,
     tracker: Option<CostTracker>,
+    usage_admins: HashSet<String>,
     health: Option<HealthProbe>,
     settings: Settings,
     prometheus: Option<PrometheusHandle>,
@@ -181,6 +183,7 @@ impl AppState {
             auth: Arc::new(NoKeys),
             auth_required: false,
             tracker: None,
+            usage_admins: HashSet::new(),
             health: None,
             settings: Settings::default(),
             prometheus: None,
@@ -287,6 +290,21 @@ impl AppStateBuilder {
         self
     }
 
+    /// Callers who see everybody's usage on `GET /v1/usage`. When keys are required, any
+    /// other caller sees only its own totals and budgets; without keys everyone sees all.
+    #[must_use]
+    pub fn usage_admins<I, C>(mut self, callers: I) -> Self
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<CallerKey>,
+    {
+        self.usage_admins = callers
+            .into_iter()
+            .map(|c| c.into().as_str().to_owned())
+            .collect();
+        self
+    }
+
     /// The provider health probe behind `/health`.
     #[must_use]
     pub fn health<F, Fut>(mut self, probe: F) -> Self
@@ -344,6 +362,7 @@ impl AppStateBuilder {
                 auth: self.auth,
                 auth_required: self.auth_required,
                 tracker: self.tracker,
+                usage_admins: self.usage_admins,
                 health: self.health,
                 health_cache: tokio::sync::Mutex::new(None),
                 settings: self.settings,

@@ -53,6 +53,7 @@ impl AppState {
                 built.auth_required(),
             )
             .tracker(built.tracker().clone())
+            .usage_admins(built.admins().iter().cloned())
             .health(move || {
                 let built = for_health.clone();
                 async move {

@@ -616,6 +616,8 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 #[derive(Serialize)]
 struct UsageJson<'a> {
     object: &'static str,
+    /// `all`, or `caller` when a non-admin key sees only its own usage.
+    scope: &'static str,
     #[serde(flatten)]
     snapshot: &'a llm_tower_layers::cost::AnalyticsSnapshot,
     budgets: Vec<llm_tower_layers::cost::BudgetStatus>,
@@ -640,14 +642,26 @@ async fn usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
             head.echo,
         );
     };
-    let snapshot = tracker.snapshot();
     let caller = head.caller.as_ref().map(CallerKey::as_str);
+    let mut snapshot = tracker.snapshot();
+    // With keys, a caller sees its own usage only, unless its key is an admin key.
+    let scope = match caller {
+        Some(c) if state.auth_required() && !state.inner.usage_admins.contains(c) => {
+            let own = snapshot.by_caller.remove(c).unwrap_or_default();
+            snapshot = llm_tower_layers::cost::AnalyticsSnapshot::default();
+            snapshot.total = own.clone();
+            snapshot.by_caller.insert(c.to_owned(), own);
+            "caller"
+        }
+        _ => "all",
+    };
     let (budgets, budgets_error) = match tracker.budget_status(caller).await {
         Ok(b) => (b, None),
         Err(e) => (Vec::new(), Some(e.message().to_owned())),
     };
     let resp = match serde_json::to_vec(&UsageJson {
         object: "usage",
+        scope,
         snapshot: &snapshot,
         budgets,
         budgets_error,

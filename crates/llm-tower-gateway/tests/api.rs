@@ -679,11 +679,15 @@ async fn usage_shows_analytics_and_budgets() {
         )
         .build()
         .unwrap();
-    let gw = Gateway::start(state_with(
-        stack(MockProvider::new(), t.clone(), generous()),
-        t,
-        Settings::default(),
-    ))
+    // Bob's key is an admin key: he sees everybody's usage; alice sees her own.
+    let gw = Gateway::start(
+        AppState::builder(stack(MockProvider::new(), t.clone(), generous()))
+            .models([CHAT_MODEL])
+            .auth(keys(), true)
+            .tracker(t)
+            .usage_admins(["bob"])
+            .build(),
+    )
     .await;
     let a = auth(ALICE);
     let b = auth(BOB);
@@ -693,14 +697,24 @@ async fn usage_shows_analytics_and_budgets() {
         .await;
     gw.post("/v1/chat/completions", &h(&b), chat_body(false, None))
         .await;
-    let r = gw.get("/v1/usage", &h(&a)).await;
+    let r = gw.get("/v1/usage", &h(&b)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let v = r.json();
-    assert_eq!(v["object"], "usage");
+    assert_eq!(v["scope"], "all");
     assert_eq!(v["total"]["requests"], 3);
     assert_eq!(v["by_caller"]["alice"]["requests"], 2);
     assert_eq!(v["by_caller"]["bob"]["requests"], 1);
     assert_eq!(v["by_model"][CHAT_MODEL]["requests"], 3);
+
+    let r = gw.get("/v1/usage", &h(&a)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "usage");
+    assert_eq!(v["scope"], "caller");
+    assert_eq!(v["total"]["requests"], 2, "alice's own totals: {v}");
+    assert_eq!(v["by_caller"]["alice"]["requests"], 2);
+    assert!(v["by_caller"].get("bob").is_none(), "no other tenant: {v}");
+    assert!(v["by_model"].as_object().unwrap().is_empty(), "{v}");
     // Per provider when a router names it in the context (none here: a bare mock).
     assert!(v["by_provider"].is_object());
     assert!(v["total"]["prompt_tokens"].as_u64().unwrap() > 0);

@@ -32,7 +32,10 @@ async fn from_built_serves_the_embedded_default_config() {
         .collect();
     assert!(ids.contains(&"default".to_owned()), "{ids:?}");
     // Model ids with a `/`, sent as they are or percent-encoded (as SDKs do).
-    for path in ["/v1/models/mock/gpt-4o-mini", "/v1/models/mock%2Fgpt-4o-mini"] {
+    for path in [
+        "/v1/models/mock/gpt-4o-mini",
+        "/v1/models/mock%2Fgpt-4o-mini",
+    ] {
         let r = gw.get(path, &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
         assert_eq!(r.json()["id"], "mock/gpt-4o-mini");
@@ -93,7 +96,10 @@ async fn gateway_keys_from_the_config_are_required_and_name_the_caller() {
         r#"{
           "providers": { "mock": { "type": "mock", "models": { "gpt-4o-mini": { "price": { "input": "0.15", "output": "0.60" } } } } },
           "routes": { "default": ["mock/gpt-4o-mini"] },
-          "gateway": { "keys": [ { "name": "alice", "key_sha256": "c6cb9cb148c1134475c79b58fe8bc5606541f523c0d4f0efd30c3ad74f755ae0" } ] }
+          "gateway": { "keys": [
+            { "name": "alice", "key_sha256": "c6cb9cb148c1134475c79b58fe8bc5606541f523c0d4f0efd30c3ad74f755ae0" },
+            { "name": "ops", "key_sha256": "1f3f3ab5ec3d6e1ba2cdc3ea3bb0b2cb46e3b9c7e0e9e3b2ba6f7c1b5d7fa2c1", "admin": true }
+          ] }
         }"#,
     )
     .unwrap();
@@ -121,6 +127,15 @@ async fn gateway_keys_from_the_config_are_required_and_name_the_caller() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(built.tracker().snapshot().by_caller["alice"].requests, 1);
+    assert_eq!(built.admins(), [llm_tower_core::CallerKey::new("ops")]);
+    let r = gw
+        .get(
+            "/v1/usage",
+            &[("authorization", "Bearer sk-alice-test-key")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["scope"], "caller");
 }
 
 const BIN: &str = env!("CARGO_BIN_EXE_llm-tower");
