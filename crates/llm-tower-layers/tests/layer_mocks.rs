@@ -287,3 +287,24 @@ async fn a_chosen_store_survives_a_later_clock_and_is_shared_between_layers() {
         "both layers use the one store"
     );
 }
+
+#[tokio::test]
+async fn an_invalid_algorithm_built_directly_is_a_config_error_not_a_panic() {
+    use tower::{Layer, ServiceExt};
+    let ok = tower::service_fn(|_r: LlmRequest| async { Ok::<_, Error>(answer()) });
+    for alg in [
+        Algorithm::LeakyBucket {
+            rate: 0,
+            per: Duration::from_secs(1),
+            burst: 1,
+        },
+        Algorithm::SlidingWindow {
+            limit: 1,
+            window: Duration::ZERO,
+        },
+    ] {
+        let svc = RateLimitLayer::new(alg).layer(ok);
+        let err = svc.oneshot(req("m")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{alg:?}: {err}");
+    }
+}

@@ -12,6 +12,10 @@ use llm_tower_core::Error;
 
 /// Which algorithm a limiter runs, with its parameters. Build it with
 /// [`Algorithm::sliding_window`] or [`Algorithm::leaky_bucket`], which validate.
+///
+/// The fields are public so stores can read them; a value built directly is checked
+/// with [`Algorithm::validate`] by the layer and the in-memory store before any decision,
+/// and the algorithms never divide by a zero parameter.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// Exact sliding log: in any closed window `[t - window, t]`, the admitted weight is
@@ -50,38 +54,58 @@ impl Algorithm {
     /// An exact sliding window of `limit` units per `window`.
     ///
     /// # Errors
-    /// `Config` when `limit` is 0 or `window` is zero.
+    /// `Config` when `limit` is 0 or `window` is zero or too long.
     pub fn sliding_window(limit: u64, window: Duration) -> Result<Self, Error> {
-        if limit == 0 {
-            return Err(Error::config("sliding window: limit must be > 0"));
-        }
-        if window.is_zero() {
-            return Err(Error::config("sliding window: window must be > 0"));
-        }
-        if window.as_nanos() > u128::from(u64::MAX / 4) {
-            return Err(Error::config("sliding window: window is too long"));
-        }
-        Ok(Algorithm::SlidingWindow { limit, window })
+        let alg = Algorithm::SlidingWindow { limit, window };
+        alg.validate()?;
+        Ok(alg)
     }
 
     /// A leaky bucket (GCRA) of `rate` units per `per`, bursting up to `burst` units.
     ///
     /// # Errors
-    /// `Config` when `rate`, `per` or `burst` is zero.
+    /// `Config` when `rate`, `per` or `burst` is zero, or `per` is too long.
     pub fn leaky_bucket(rate: u64, per: Duration, burst: u64) -> Result<Self, Error> {
-        if rate == 0 {
-            return Err(Error::config("leaky bucket: rate must be > 0"));
+        let alg = Algorithm::LeakyBucket { rate, per, burst };
+        alg.validate()?;
+        Ok(alg)
+    }
+
+    /// Checks the parameters, as the constructors do. The variants' fields are public,
+    /// so a value built directly may be invalid: the rate-limit layer and the in-memory
+    /// store refuse such a value with this error instead of deciding on it.
+    ///
+    /// # Errors
+    /// `Config` naming the bad parameter.
+    pub fn validate(&self) -> Result<(), Error> {
+        match *self {
+            Algorithm::SlidingWindow { limit, window } => {
+                if limit == 0 {
+                    return Err(Error::config("sliding window: limit must be > 0"));
+                }
+                if window.is_zero() {
+                    return Err(Error::config("sliding window: window must be > 0"));
+                }
+                if window.as_nanos() > u128::from(u64::MAX / 4) {
+                    return Err(Error::config("sliding window: window is too long"));
+                }
+            }
+            Algorithm::LeakyBucket { rate, per, burst } => {
+                if rate == 0 {
+                    return Err(Error::config("leaky bucket: rate must be > 0"));
+                }
+                if per.is_zero() {
+                    return Err(Error::config("leaky bucket: period must be > 0"));
+                }
+                if burst == 0 {
+                    return Err(Error::config("leaky bucket: burst must be > 0"));
+                }
+                if per.as_nanos() > u128::from(u64::MAX / 4) {
+                    return Err(Error::config("leaky bucket: period is too long"));
+                }
+            }
         }
-        if per.is_zero() {
-            return Err(Error::config("leaky bucket: period must be > 0"));
-        }
-        if burst == 0 {
-            return Err(Error::config("leaky bucket: burst must be > 0"));
-        }
-        if per.as_nanos() > u128::from(u64::MAX / 4) {
-            return Err(Error::config("leaky bucket: period is too long"));
-        }
-        Ok(Algorithm::LeakyBucket { rate, per, burst })
+        Ok(())
     }
 
     /// The most weight one request may have: `limit` or `burst`.
@@ -251,22 +275,23 @@ impl SlidingLog {
         self.evict(now, window);
         let start = self.entries.back().map_or(now, |&(t, _)| t.max(now));
         let at = self.earliest(limit, window, start, weight);
-        let wait = at - now;
+        let wait = at.saturating_sub(now);
         if wait > max_wait {
             return Decision::Denied {
                 retry_after: Duration::from_nanos(wait),
             };
         }
         match self.entries.back_mut() {
-            Some((t, w)) if *t == at => *w += weight,
+            Some((t, w)) if *t == at => *w = w.saturating_add(weight),
             _ => self.entries.push_back((at, weight)),
         }
-        self.total += weight;
+        self.total = self.total.saturating_add(weight);
         let in_window = self.weight_since(at.saturating_sub(window));
-        let reset = self
-            .entries
-            .back()
-            .map_or(0, |&(t, _)| t + window + 1 - now);
+        let reset = self.entries.back().map_or(0, |&(t, _)| {
+            t.saturating_add(window)
+                .saturating_add(1)
+                .saturating_sub(now)
+        });
         Decision::Admitted {
             wait: Duration::from_nanos(wait),
             remaining: limit.saturating_sub(in_window),
@@ -278,21 +303,23 @@ impl SlidingLog {
     fn earliest(&self, limit: u64, window: u64, start: u64, weight: u64) -> u64 {
         let lower = start.saturating_sub(window);
         let counted = self.weight_since(lower);
-        if counted + weight <= limit {
+        let Some(need) = counted.saturating_add(weight).checked_sub(limit) else {
+            return start;
+        };
+        if need == 0 {
             return start;
         }
-        let mut need = counted + weight - limit;
+        let leaves = |t: u64| t.saturating_add(window).saturating_add(1).max(start);
+        let mut need = need;
         for &(t, w) in self.entries.iter().filter(|&&(t, _)| t >= lower) {
             need = need.saturating_sub(w);
             if need == 0 {
                 // The entry at t leaves the closed window once now - window > t.
-                return (t + window + 1).max(start);
+                return leaves(t);
             }
         }
         // Unreachable when weight <= limit, but stay safe: after everything has expired.
-        self.entries
-            .back()
-            .map_or(start, |&(t, _)| (t + window + 1).max(start))
+        self.entries.back().map_or(start, |&(t, _)| leaves(t))
     }
 
     fn weight_since(&self, lower: u64) -> u64 {
@@ -301,7 +328,7 @@ impl SlidingLog {
             if t >= lower {
                 break;
             }
-            sum -= w;
+            sum = sum.saturating_sub(w);
         }
         sum
     }
@@ -313,7 +340,7 @@ impl SlidingLog {
                 break;
             }
             self.entries.pop_front();
-            self.total -= w;
+            self.total = self.total.saturating_sub(w);
         }
     }
 
@@ -364,7 +391,8 @@ fn ceil_ns(v: u128, r: u128) -> u64 {
 impl Gcra {
     /// Decides a request of `weight` at `now` (nanoseconds), waiting at most `max_wait`.
     ///
-    /// A `rate` of zero admits nothing ([`Decision::TooHeavy`] with capacity 0).
+    /// A `rate` of zero admits nothing ([`Decision::TooHeavy`] with capacity 0); the
+    /// validating constructor [`Algorithm::leaky_bucket`] never produces one.
     pub fn acquire(
         &mut self,
         rate: u64,
@@ -568,6 +596,65 @@ mod tests {
             }
         }
         assert_eq!(n, 7 * 60 + 7);
+    }
+
+    #[test]
+    fn invalid_parameters_never_panic() {
+        let bad = [
+            Algorithm::SlidingWindow {
+                limit: 0,
+                window: Duration::from_secs(1),
+            },
+            Algorithm::SlidingWindow {
+                limit: 1,
+                window: Duration::ZERO,
+            },
+            Algorithm::SlidingWindow {
+                limit: 1,
+                window: Duration::MAX,
+            },
+            Algorithm::LeakyBucket {
+                rate: 0,
+                per: Duration::from_secs(1),
+                burst: 1,
+            },
+            Algorithm::LeakyBucket {
+                rate: 1,
+                per: Duration::ZERO,
+                burst: 1,
+            },
+            Algorithm::LeakyBucket {
+                rate: 1,
+                per: Duration::from_secs(1),
+                burst: 0,
+            },
+        ];
+        for alg in bad {
+            assert_eq!(
+                alg.validate().unwrap_err().kind(),
+                llm_tower_core::ErrorKind::Config,
+                "{alg:?}"
+            );
+        }
+        let mut g = Gcra::default();
+        assert_eq!(
+            g.acquire(0, S, 5, S, 1, 0),
+            Decision::TooHeavy { capacity: 0 }
+        );
+        assert!(admitted(g.acquire(1, 0, 5, S, 1, 0)));
+        assert!(admitted(g.acquire(
+            u64::MAX,
+            u64::MAX,
+            u64::MAX,
+            u64::MAX,
+            u64::MAX,
+            u64::MAX
+        )));
+        let mut log = SlidingLog::default();
+        for now in [0, u64::MAX - 1, u64::MAX] {
+            let _ = log.acquire(u64::MAX, u64::MAX, now, u64::MAX, u64::MAX);
+            let _ = log.acquire(1, u64::MAX, now, 1, u64::MAX);
+        }
     }
 
     proptest! {

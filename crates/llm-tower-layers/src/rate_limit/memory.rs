@@ -166,7 +166,8 @@ impl MemoryStore {
         }
     }
 
-    /// Makes one decision synchronously (the trait method wraps this).
+    /// Makes one decision synchronously (the trait method wraps this, after checking the
+    /// algorithm with [`Algorithm::validate`]).
     ///
     /// The clock is read under the key's shard lock, so decisions on one key see
     /// non-decreasing times (the algorithms also clamp to the latest time they saw).
@@ -235,8 +236,8 @@ impl fmt::Debug for MemoryStore {
 
 impl RateLimitStore for MemoryStore {
     fn acquire<'a>(&'a self, req: Acquire<'a>) -> StoreFuture<'a, Decision> {
-        let d = self.decide(req);
-        Box::pin(std::future::ready(Ok(d)))
+        let d = req.algorithm.validate().map(|()| self.decide(req));
+        Box::pin(std::future::ready(d))
     }
 }
 

@@ -38,7 +38,8 @@
 //! # Errors
 //! `RateLimited` (with `retry_after` and the limit in `Error::limits`), `InvalidRequest`
 //! for an impossible weight, `Config` when limiting by tokens without the token-count
-//! layer outside, and whatever the store returns (`Store`).
+//! layer outside or when an [`Algorithm`] built directly has invalid parameters (see
+//! [`Algorithm::validate`]), and whatever the store returns (`Store`).
 //!
 //! # Clone
 //! The state lives in the store, behind an `Arc` made by the layer: every service the layer

@@ -85,6 +85,7 @@ where
 }
 
 async fn admit(shared: &Shared, req: &LlmRequest) -> Result<(), Error> {
+    shared.algorithm.validate()?;
     let Some(key) = shared.key.extract(req) else {
         return Ok(());
     };
