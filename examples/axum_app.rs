@@ -167,3 +167,69 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, app).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use http::StatusCode;
+
+    async fn ask_as(app: &Router, user: &str) -> (StatusCode, HeaderMap, String) {
+        let req = Request::post("/ask")
+            .header(&USER, user)
+            .body(Body::from("Tell me about towers."))
+            .unwrap();
+        // A fresh clone per request, as axum's server makes.
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_header_keyed_limit_holds_across_axum_clones() {
+        let app = app().unwrap();
+        for _ in 0..3 {
+            let (status, _, body) = ask_as(&app, "alice").await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(body.contains("tokens, $"), "{body}");
+        }
+        let (status, headers, body) = ask_as(&app, "alice").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        assert!(
+            headers.contains_key("x-ratelimit-limit-requests"),
+            "{headers:?}"
+        );
+        let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(err["error"]["type"], "rate_limit_error", "{err}");
+        // Another user has a limit of their own.
+        let (status, _, _) = ask_as(&app, "bob").await;
+        assert_eq!(status, StatusCode::OK);
+
+        // The handler's stack saw alice's three calls and bob's one, as their callers.
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get("/spend")
+                    .header(&USER, "carol")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.starts_with("total: 4 requests"), "{text}");
+        assert!(text.contains("alice: 3 requests"), "{text}");
+        assert!(text.contains("bob: 1 requests"), "{text}");
+    }
+}
