@@ -445,3 +445,22 @@ async fn health_uses_the_models_endpoint_and_other_operations_are_refused() {
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     assert_eq!(server.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn tool_message_without_id_is_refused_before_sending() {
+    let server = serve(|_| Reply::json(200, message_body())).await;
+    let mut tool = Message::tool("", "42");
+    tool.tool_call_id = None;
+    let req = LlmRequest::chat(ChatRequest::new(
+        "claude-sonnet-4-5",
+        vec![Message::user("q"), tool],
+    ));
+    let e = call(&provider(&server), req).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    assert!(
+        e.message()
+            .contains("messages[1].tool_call_id: required for tool messages"),
+        "{e}"
+    );
+    assert!(server.requests().is_empty());
+}

@@ -1,4 +1,7 @@
 //! Mapping between our OpenAI-shaped types and Anthropic's Messages API.
+//!
+//! The OpenAI fields that are not sent, and why, are listed in the
+//! [module documentation](super).
 
 use llm_tower_core::{
     ChatChoice, ChatRequest, ChatResponse, Content, ContentPart, Error, FunctionCall, Message,
@@ -30,7 +33,7 @@ pub(crate) fn messages_request(
     }
     let mut system: Vec<String> = Vec::new();
     let mut messages: Vec<WireMessage> = Vec::new();
-    for m in &req.messages {
+    for (i, m) in req.messages.iter().enumerate() {
         match m.role {
             Role::System | Role::Developer => {
                 let t = m.text();
@@ -43,7 +46,14 @@ pub(crate) fn messages_request(
                 push(&mut messages, "user", blocks);
             }
             Role::Tool => {
-                let id = m.tool_call_id.clone().unwrap_or_default();
+                let id = match m.tool_call_id.as_deref().map(str::trim) {
+                    Some(id) if !id.is_empty() => id.to_owned(),
+                    _ => {
+                        return Err(Error::invalid_request(format!(
+                            "messages[{i}].tool_call_id: required for tool messages"
+                        )));
+                    }
+                };
                 let content = content_blocks(m.content.as_ref())?;
                 push(
                     &mut messages,
@@ -483,6 +493,55 @@ mod tests {
         let mut req = ChatRequest::new("c", vec![Message::user("x")]);
         req.n = Some(2);
         assert!(messages_request(&req, 10).is_err());
+    }
+
+    #[test]
+    fn tool_message_without_tool_call_id_names_the_message() {
+        for id in [None, Some(""), Some("  ")] {
+            let mut tool = Message::tool("x", "42");
+            tool.tool_call_id = id.map(str::to_owned);
+            let req = ChatRequest::new(
+                "c",
+                vec![
+                    Message::system("s"),
+                    Message::user("q"),
+                    assistant_call("call_1", "f", "{}"),
+                    tool,
+                ],
+            );
+            let e = messages_request(&req, 10).unwrap_err();
+            assert_eq!(e.kind(), llm_tower_core::ErrorKind::InvalidRequest);
+            assert_eq!(
+                e.message(),
+                "messages[3].tool_call_id: required for tool messages"
+            );
+        }
+    }
+
+    #[test]
+    fn openai_only_sampling_fields_are_not_sent() {
+        let mut req = ChatRequest::new("c", vec![Message::user("q")]);
+        req.response_format = Some(json!({"type": "json_object"}));
+        req.seed = Some(7);
+        req.presence_penalty = Some(0.5);
+        req.frequency_penalty = Some(0.5);
+        req.stream_options = Some(llm_tower_core::StreamOptions {
+            include_usage: true,
+        });
+        req.extra.insert("logprobs".into(), json!(true));
+        req.extra.insert("top_k".into(), json!(5));
+        let b = body(&req);
+        for f in [
+            "response_format",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "stream_options",
+            "logprobs",
+        ] {
+            assert!(b.get(f).is_none(), "{f} sent: {b}");
+        }
+        assert_eq!(b["top_k"], 5);
     }
 
     #[test]

@@ -9,9 +9,27 @@
 //! - `stop_reason` maps to `finish_reason`: `end_turn`/`stop_sequence` -> `stop`,
 //!   `max_tokens` -> `length`, `tool_use` -> `tool_calls`.
 //! - Usage: prompt tokens = input + cache reads + cache writes; cached = cache reads.
+//! - A `tool` message must carry `tool_call_id` (it becomes the `tool_use_id` Anthropic
+//!   requires); without one the request fails with `InvalidRequest`
+//!   (`messages[3].tool_call_id: required for tool messages`) before anything is sent.
+//! - `user` becomes `metadata.user_id`; `n > 1` is an `InvalidRequest` (one answer per call).
 //! - OpenAI-only request fields that Anthropic rejects (`logprobs`, `logit_bias`, ...) are
 //!   dropped, and `parallel_tool_calls: false` becomes `disable_parallel_tool_use`; every
 //!   other `extra` field (e.g. `top_k`, `thinking`) passes through.
+//!
+//! ## OpenAI fields that are not sent
+//!
+//! These typed [`ChatRequest`] fields have no counterpart in the Messages API, so they are
+//! left out of the request (silently: a request that works against OpenAI still works
+//! here, it just does not get that behaviour):
+//!
+//! | field | why |
+//! |---|---|
+//! | `response_format` | no JSON mode or schema parameter; ask for JSON in the prompt, or force a tool call with `tool_choice` and read its arguments |
+//! | `seed` | sampling cannot be seeded; answers are not reproducible |
+//! | `presence_penalty`, `frequency_penalty` | no repetition penalties; `temperature`, `top_p` and `top_k` (in `extra`) are the sampling controls |
+//! | `stream_options` | not needed: the stream always reports usage, and a usage chunk is emitted at the end |
+//! | `logprobs`, `top_logprobs`, `logit_bias`, `store`, `modalities`, `prediction` (in `extra`) | OpenAI-only features; Anthropic rejects unknown fields, so they are removed |
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), llm_tower_core::Error> {
