@@ -252,3 +252,69 @@ async fn count_tokens_reads_stdin_and_says_if_it_is_an_estimate() {
 }
 
 use llm_tower_layers::token_count::{TokenCounter, Tokenizers};
+
+#[tokio::test]
+async fn config_built_limits_budgets_fallback_and_circuits_over_a_socket() {
+    // alice: sk-alice-limited, 3 requests a minute; bob: sk-bob-broke, a budget too small
+    // for any request. The "default" route falls back from a failing mock to a good one;
+    // "solo" has only the failing mock, whose circuit opens after two failures.
+    let config = Config::from_str(
+        r#"{
+          "providers": {
+            "broken": { "type": "mock", "failures": { "rate": 1.0, "kind": "http_error", "status": 500 },
+                        "models": { "m": { "price": { "input": "1.00", "output": "2.00" } } } },
+            "good": { "type": "mock", "models": { "m": { "price": { "input": "1.00", "output": "2.00" } } } }
+          },
+          "routes": { "default": ["broken/m", "good/m"], "solo": ["broken/m"] },
+          "retry": { "max_retries": 0 },
+          "circuit_breaker": { "failure_threshold": 2, "cooldown": "10m" },
+          "gateway": { "keys": [
+            { "name": "alice", "key_sha256": "702f5f2b3f1cddb3f9839ecbb1851fb9d13f3ad0e68321eeec56e6597cf683c8",
+              "rate_limits": [ { "name": "alice_rpm", "algorithm": "sliding_window", "limit": 3, "window": "1m", "key": "caller", "mode": "reject" } ] },
+            { "name": "bob", "key_sha256": "c538804dbe223a8c059e8fec5956f575dffd6d0af9e37a8dc41cd0913a3bfa87",
+              "budget": { "period": "day", "limit_usd": "0.000001" } },
+            { "name": "carol", "key_sha256": "dfae0e900eaa8e4e2352da9da8f79cb45456f44c8f56afbe9a1cf4cabd98697d" }
+          ] }
+        }"#,
+    )
+    .unwrap();
+    let built = build(&config).await.unwrap();
+    let gw = Gateway::start(AppState::from_built(&built)).await;
+    let body = |model: &str| json!({"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]});
+    let alice = [("authorization", "Bearer sk-alice-limited")];
+    let bob = [("authorization", "Bearer sk-bob-broke")];
+
+    // Fallback: every answer comes from the good mock.
+    for _ in 0..3 {
+        let r = gw
+            .post("/v1/chat/completions", &alice, body("default"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let snap = built.tracker().snapshot();
+    assert_eq!(snap.by_provider["good"].requests, 3, "{snap:?}");
+    // alice's own limit: the fourth request in the minute is a 429 with Retry-After.
+    let r = gw
+        .post("/v1/chat/completions", &alice, body("default"))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(r.error()["type"], "rate_limit_error");
+
+    // bob's budget cannot hold the worst case of one request: 402, nothing spent.
+    let r = gw.post("/v1/chat/completions", &bob, body("default")).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text());
+    assert_eq!(r.error()["code"], "budget_exceeded");
+
+    // The broken target's circuit opened after its two failures above (the first two
+    // fallbacks): "solo" now fails fast with 503 instead of calling it.
+    let carol = [("authorization", "Bearer sk-carol-plain")];
+    let r = gw.post("/v1/chat/completions", &carol, body("solo")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert!(
+        r.error()["message"].as_str().unwrap().contains("circuit"),
+        "{}",
+        r.text()
+    );
+}
