@@ -108,17 +108,19 @@ where
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         let now = self.clock.now();
-        let mut until = now + self.timeout;
-        let mut what = "timeout";
+        // A timeout too long to be represented as an instant is no timeout.
+        let mut until = now.checked_add(self.timeout).map(|t| (t, "timeout"));
         if let Some(d) = req.ctx.deadline
-            && d < until
+            && until.is_none_or(|(t, _)| d < t)
         {
-            until = d;
-            what = "deadline";
+            until = Some((d, "deadline"));
         }
+        let fut = self.inner.call(req);
+        let Some((until, what)) = until else {
+            return Box::pin(fut);
+        };
         let limit = until.saturating_duration_since(now);
         let sleep = self.clock.sleep_until(until);
-        let fut = self.inner.call(req);
         Box::pin(async move {
             match select(Box::pin(fut), sleep).await {
                 Either::Left((res, _)) => res,
@@ -128,5 +130,57 @@ where
                 ))),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use llm_tower_core::{ChatRequest, Clock, ManualClock, Message, ResponseBody};
+    use tower::ServiceExt;
+
+    fn ok()
+    -> impl Service<LlmRequest, Response = LlmResponse, Error = Error, Future: Send + 'static> + Clone
+    {
+        tower::service_fn(|_r: LlmRequest| async {
+            let chat = llm_tower_core::ChatResponse {
+                id: "x".into(),
+                model: "m".into(),
+                created: 0,
+                choices: Vec::new(),
+                system_fingerprint: None,
+            };
+            Ok::<_, Error>(LlmResponse::new(ResponseBody::Chat(chat)))
+        })
+    }
+
+    fn req() -> LlmRequest {
+        LlmRequest::chat(ChatRequest::new("m", vec![Message::user("hi")]))
+    }
+
+    #[tokio::test]
+    async fn a_huge_timeout_is_no_timeout_and_does_not_panic() {
+        let clock = ManualClock::new();
+        let svc = TimeoutLayer::new(Duration::MAX)
+            .clock(Arc::new(clock.clone()))
+            .layer(ok());
+        svc.clone().oneshot(req()).await.unwrap();
+        // The request's deadline still applies.
+        let stall = tower::service_fn(|_r: LlmRequest| {
+            std::future::pending::<Result<LlmResponse, Error>>()
+        });
+        let svc = TimeoutLayer::new(Duration::MAX)
+            .clock(Arc::new(clock.clone()))
+            .layer(stall);
+        let deadline: Instant = clock.now() + Duration::from_secs(2);
+        let h = tokio::spawn(svc.oneshot(req().with_deadline(deadline)));
+        tokio::task::yield_now().await;
+        clock.advance(Duration::from_secs(2));
+        let e = h.await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), llm_tower_core::ErrorKind::Timeout);
+        assert!(e.message().contains("deadline"), "{e}");
     }
 }

@@ -101,7 +101,7 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, Error> for RetryPolicy {
         }
         let now = s.clock.now();
         if let Some(deadline) = req.ctx.deadline
-            && now + delay >= deadline
+            && now.checked_add(delay).is_none_or(|t| t >= deadline)
         {
             self.give_up(err, "deadline would pass");
             return None;
@@ -122,7 +122,8 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, Error> for RetryPolicy {
             "retry: retrying after a retryable error"
         );
         metrics::counter!("llm_tower_retries_total", "cause" => err.label()).increment(1);
-        Some(s.clock.sleep_until(now + delay))
+        // `sleep` never completes for a delay past the representable future (no panic).
+        Some(s.clock.sleep(delay))
     }
 
     fn clone_request(&mut self, req: &LlmRequest) -> Option<LlmRequest> {
@@ -256,5 +257,26 @@ impl<S> Layer<S> for RetryLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         tower::retry::Retry::new(self.policy.clone(), inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llm_tower_core::{ChatRequest, Clock, ManualClock, Message};
+    use tower::retry::Policy;
+
+    #[test]
+    fn a_huge_retry_after_with_a_deadline_gives_up_instead_of_overflowing() {
+        let clock = ManualClock::new();
+        let layer = RetryLayer::new()
+            .retry_after_cap(Duration::MAX)
+            .no_budget()
+            .clock(Arc::new(clock.clone()));
+        let mut policy = layer.policy().clone();
+        let mut req = LlmRequest::chat(ChatRequest::new("m", vec![Message::user("hi")]))
+            .with_deadline(clock.now() + Duration::from_secs(60));
+        let mut res = Err(Error::rate_limited("429", Some(Duration::MAX)));
+        assert!(policy.retry(&mut req, &mut res).is_none());
     }
 }
