@@ -514,3 +514,23 @@ async fn timeout_layer_catches_a_stalled_provider() {
     assert_eq!(err.kind(), ErrorKind::Timeout);
     assert_eq!(start.elapsed(), Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn a_config_with_an_out_of_range_retry_budget_builds_without_panicking() {
+    let mut raw: serde_json::Value = serde_json::from_str(
+        &llm_tower_config::Config::embedded_default()
+            .unwrap()
+            .to_json_pretty(),
+    )
+    .unwrap();
+    let retry = raw
+        .as_object_mut()
+        .unwrap()
+        .entry("retry")
+        .or_insert_with(|| serde_json::json!({}));
+    retry["budget_min_per_second"] = serde_json::json!(u32::MAX);
+    retry["budget_percent"] = serde_json::json!(1000);
+    let config = llm_tower_config::Config::from_str(&raw.to_string()).unwrap();
+    let stack = llm_tower_config::build(&config).await.unwrap();
+    let _ = stack.service();
+}

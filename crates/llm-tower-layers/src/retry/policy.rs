@@ -219,12 +219,15 @@ impl RetryLayer {
         self.map(|s| s.retry_after_cap = cap)
     }
 
-    /// A retry budget: retries may add `percent` (0.0..=1.0) of the recent request rate,
-    /// plus `min_per_sec`, over a window of `ttl`.
+    /// A retry budget: retries may add `percent` (a fraction: 0.2 is 20 %) of the recent
+    /// request rate, plus `min_per_sec`, over a window of `ttl`.
+    ///
+    /// Never panics: out-of-range values are clamped to what tower's `TpsBudget`
+    /// accepts — `ttl` to 1..=60 s, `percent` to 0.0..=1000.0 (NaN counts as 0.0: no
+    /// extra retries beyond `min_per_sec`), `min_per_sec` to below `i32::MAX`.
     #[must_use]
     pub fn budget(self, ttl: Duration, min_per_sec: u32, percent: f32) -> Self {
-        let ttl = ttl.clamp(Duration::from_secs(1), Duration::from_secs(60));
-        let percent = percent.clamp(0.0, 1000.0);
+        let (ttl, min_per_sec, percent) = budget_params(ttl, min_per_sec, percent);
         self.map(|s| s.budget = Some(Arc::new(TpsBudget::new(ttl, min_per_sec, percent))))
     }
 
@@ -252,6 +255,18 @@ impl RetryLayer {
     }
 }
 
+/// Clamps retry-budget parameters into the ranges `TpsBudget::new` asserts.
+fn budget_params(ttl: Duration, min_per_sec: u32, percent: f32) -> (Duration, u32, f32) {
+    let ttl = ttl.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let percent = if percent.is_nan() {
+        0.0
+    } else {
+        percent.clamp(0.0, 1000.0)
+    };
+    let min_per_sec = min_per_sec.min(i32::MAX.unsigned_abs() - 1);
+    (ttl, min_per_sec, percent)
+}
+
 impl<S> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
@@ -265,6 +280,24 @@ mod tests {
     use super::*;
     use llm_tower_core::{ChatRequest, Clock, ManualClock, Message};
     use tower::retry::Policy;
+
+    #[test]
+    fn out_of_range_budgets_are_clamped_not_panics() {
+        for (ttl, min, pct) in [
+            (Duration::ZERO, 0, f32::NAN),
+            (Duration::MAX, u32::MAX, f32::INFINITY),
+            (Duration::from_secs(10), i32::MAX.unsigned_abs(), -1.0),
+            (Duration::from_secs(10), 10, f32::NEG_INFINITY),
+            (Duration::from_secs(10), 10, 1e30),
+        ] {
+            let layer = RetryLayer::new().budget(ttl, min, pct);
+            assert!(layer.policy().shared.budget.is_some());
+        }
+        assert_eq!(
+            budget_params(Duration::ZERO, u32::MAX, f32::NAN),
+            (Duration::from_secs(1), i32::MAX.unsigned_abs() - 1, 0.0)
+        );
+    }
 
     #[test]
     fn a_huge_retry_after_with_a_deadline_gives_up_instead_of_overflowing() {
