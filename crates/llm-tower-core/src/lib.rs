@@ -5,6 +5,7 @@
 #![doc = "types; `tokio` is used only behind [`clock::TokioClock`]."]
 #![forbid(unsafe_code)]
 
+pub mod accumulate;
 pub mod chat;
 pub mod clock;
 pub mod context;
@@ -15,6 +16,7 @@ pub mod request;
 pub mod response;
 pub mod usage;
 
+pub use accumulate::{ChatStreamAccumulator, collect_chat_stream};
 pub use chat::{
     ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, CompletionChoice,
     CompletionRequest, CompletionResponse, Content, ContentPart, Delta, Embedding, EmbeddingInput,
