@@ -267,6 +267,59 @@ async fn streamed_tool_use_becomes_indexed_tool_call_deltas() {
 }
 
 #[tokio::test]
+async fn streamed_parallel_tool_use_is_assembled() {
+    let events = vec![
+        ("message_start", json!({"type": "message_start", "message": {"id": "msg_3", "type": "message", "role": "assistant", "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 512, "output_tokens": 1}}}).to_string()),
+        ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}).to_string()),
+        ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Checking both."}}).to_string()),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 0}).to_string()),
+        ("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_w", "name": "get_weather", "input": {}}}).to_string()),
+        ("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": ""}}).to_string()),
+        ("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"location\": \"Par"}}).to_string()),
+        ("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "is\"}"}}).to_string()),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 1}).to_string()),
+        ("content_block_start", json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_t", "name": "get_time", "input": {}}}).to_string()),
+        ("content_block_delta", json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"tz\": \"CET\"}"}}).to_string()),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 2}).to_string()),
+        ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 120}}).to_string()),
+        ("message_stop", json!({"type": "message_stop"}).to_string()),
+    ];
+    let server = serve(move |_| Reply::sse_events(&events)).await;
+    let resp = call(&provider(&server), stream_req()).await.unwrap();
+    let (chat, usage) = guard(llm_tower_core::collect_chat_stream(
+        resp.into_stream().unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(chat.id, "msg_3");
+    assert_eq!(chat.model, "claude-sonnet-4-5-20250929");
+    let u = usage.unwrap();
+    assert_eq!((u.prompt_tokens, u.completion_tokens), (512, 120));
+    let choice = &chat.choices[0];
+    assert_eq!(choice.finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(choice.message.text(), "Checking both.");
+    let calls: Vec<_> = choice
+        .message
+        .tool_calls
+        .iter()
+        .map(|c| {
+            (
+                c.id.as_str(),
+                c.function.name.as_str(),
+                c.function.arguments.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("toolu_w", "get_weather", r#"{"location": "Paris"}"#),
+            ("toolu_t", "get_time", r#"{"tz": "CET"}"#),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn stream_cut_in_the_middle_is_an_error_not_a_hang() {
     let server = serve(|_| Reply::sse_events(&text_stream()[..4]).ending(End::Abort)).await;
     let resp = call(&provider(&server), stream_req()).await.unwrap();

@@ -305,6 +305,63 @@ async fn stream_tool_call_deltas_keep_their_index() {
 }
 
 #[tokio::test]
+async fn stream_of_two_parallel_tool_calls_is_assembled() {
+    // As OpenAI streams parallel calls: the first delta of each index carries id, type,
+    // name and empty arguments; later deltas only the index and an arguments fragment.
+    let start = |index: u32, id: &str, name: &str| {
+        json!({"tool_calls": [{"index": index, "id": id, "type": "function",
+            "function": {"name": name, "arguments": ""}}]})
+    };
+    let args = |index: u32, fragment: &str| json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]});
+    let mut first = start(0, "call_weather", "get_weather");
+    first["role"] = json!("assistant");
+    first["content"] = Value::Null;
+    let events = vec![
+        chunk(first, None),
+        chunk(args(0, "{\"loca"), None),
+        chunk(start(1, "call_time", "get_time"), None),
+        chunk(args(1, "{\"timezone\""), None),
+        chunk(args(0, "tion\": \"Paris, "), None),
+        chunk(args(1, ": \"Europe/Paris\"}"), None),
+        chunk(args(0, "France\"}"), None),
+        chunk(json!({}), Some("tool_calls")),
+        usage_chunk(),
+        "[DONE]".to_owned(),
+    ];
+    let server = serve(move |_| Reply::sse_data(&events)).await;
+    let resp = call(&provider(&server), stream_req()).await.unwrap();
+    let stream = resp.into_stream().unwrap();
+    let (chat, usage) = guard(llm_tower_core::collect_chat_stream(stream))
+        .await
+        .unwrap();
+    assert_eq!(chat.id, "chatcmpl-1");
+    assert_eq!(chat.model, "gpt-4o-mini-2024-07-18");
+    assert_eq!(usage.unwrap().total_tokens, 11);
+    let choice = &chat.choices[0];
+    assert_eq!(choice.finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(choice.message.role, Role::Assistant);
+    assert_eq!(choice.message.content, None);
+    let calls = &choice.message.tool_calls;
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].id, "call_weather");
+    assert_eq!(calls[0].kind, "function");
+    assert_eq!(calls[0].function.name, "get_weather");
+    assert_eq!(
+        calls[0].function.arguments,
+        r#"{"location": "Paris, France"}"#
+    );
+    assert_eq!(calls[1].id, "call_time");
+    assert_eq!(calls[1].function.name, "get_time");
+    assert_eq!(
+        calls[1].function.arguments,
+        r#"{"timezone": "Europe/Paris"}"#
+    );
+    for c in calls {
+        serde_json::from_str::<Value>(&c.function.arguments).unwrap();
+    }
+}
+
+#[tokio::test]
 async fn sse_split_at_awkward_byte_positions_with_crlf_and_comments() {
     let mut raw = String::from(": OPENROUTER PROCESSING\r\n\r\n");
     for e in stream_events() {
