@@ -88,11 +88,15 @@ where
         .writev(false);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    // Every connection task, so that those still open when the grace period passes are
+    // aborted (not left running after `serve` returns); finished ones are reaped as we go.
+    let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -124,7 +128,7 @@ where
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
@@ -141,7 +145,12 @@ where
             Ok(Shutdown::Graceful)
         }
         Err(_) => {
-            tracing::warn!("shutdown grace period passed; dropping the remaining connections");
+            tracing::warn!(
+                open = connections.len(),
+                "shutdown grace period passed; dropping the remaining connections"
+            );
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
             Ok(Shutdown::GraceExpired)
         }
     }

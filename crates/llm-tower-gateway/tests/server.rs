@@ -119,6 +119,36 @@ async fn graceful_shutdown_finishes_an_in_flight_stream_and_stops_accepting() {
 }
 
 #[tokio::test]
+async fn a_stream_still_open_after_the_grace_period_is_cut() {
+    let (provider, tx) = fed_provider();
+    let mut settings = Settings::default();
+    settings.shutdown_grace = Duration::from_millis(50);
+    let state = AppState::builder(provider).settings(settings).build();
+    let mut gw = Gateway::start(state).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let body = serde_json::to_vec(&chat_body(true, None)).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    tx.send(chunk("first", None)).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("first"));
+
+    // The stream never ends; shutdown waits the grace period, then drops the connection.
+    gw.signal_stop();
+    assert_eq!(gw.join().await, Shutdown::GraceExpired);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection outlived serve()");
+    assert!(!String::from_utf8_lossy(&rest).contains("[DONE]"));
+    drop(tx);
+}
+
+#[tokio::test]
 async fn accepted_sockets_have_tcp_nodelay() {
     let router = axum::Router::new().route(
         "/conn",
