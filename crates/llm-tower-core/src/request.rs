@@ -81,6 +81,14 @@ impl LlmRequest {
         self
     }
 
+    /// Names the provider that will serve the request (`RequestContext::provider`), as a
+    /// router does. Provider-keyed rate limits and provider-scope budgets read it.
+    #[must_use]
+    pub fn with_provider(mut self, provider: impl Into<std::sync::Arc<str>>) -> Self {
+        self.ctx.provider = Some(provider.into());
+        self
+    }
+
     /// Sets the deadline.
     #[must_use]
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
@@ -121,12 +129,74 @@ impl LlmRequest {
         matches!(&self.body, RequestBody::Chat(c) if c.stream)
     }
 
+    /// How many outputs the request asks for, each bounded by
+    /// [`LlmRequest::max_output_tokens`]: `n` for chat; for legacy completions
+    /// `max(n, best_of)` (from the pass-through fields) per prompt, times the number of
+    /// prompts; 1 for embeddings. Never 0.
+    pub fn output_choices(&self) -> u64 {
+        match &self.body {
+            RequestBody::Chat(c) => u64::from(c.n.unwrap_or(1).max(1)),
+            RequestBody::Completion(c) => {
+                let field = |name: &str| c.extra.get(name).and_then(serde_json::Value::as_u64);
+                let per_prompt = field("n").max(field("best_of")).unwrap_or(1).max(1);
+                let prompts = match &c.prompt {
+                    crate::chat::Prompt::One(_) => 1,
+                    crate::chat::Prompt::Many(v) => u64::try_from(v.len()).unwrap_or(u64::MAX),
+                };
+                per_prompt.saturating_mul(prompts.max(1))
+            }
+            RequestBody::Embeddings(_) => 1,
+        }
+    }
+
     /// The output bound the request sets (`max_tokens`), if any; embeddings produce none.
+    /// It bounds each output: see [`LlmRequest::output_choices`].
     pub fn max_output_tokens(&self) -> Option<u32> {
         match &self.body {
             RequestBody::Chat(c) => c.max_tokens,
             RequestBody::Completion(c) => c.max_tokens,
             RequestBody::Embeddings(_) => Some(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{Message, Prompt};
+
+    #[test]
+    fn output_choices_count_n_and_prompts() {
+        let mut chat = ChatRequest::new("m", vec![Message::user("hi")]);
+        assert_eq!(LlmRequest::chat(chat.clone()).output_choices(), 1);
+        chat.n = Some(4);
+        assert_eq!(LlmRequest::chat(chat.clone()).output_choices(), 4);
+        chat.n = Some(0);
+        assert_eq!(LlmRequest::chat(chat).output_choices(), 1);
+
+        let completion: CompletionRequest = serde_json::from_value(serde_json::json!({
+            "model": "m",
+            "prompt": ["a", "b", "c"],
+            "n": 2,
+            "best_of": 5
+        }))
+        .unwrap();
+        assert_eq!(
+            LlmRequest::completion(completion.clone()).output_choices(),
+            15
+        );
+        let one = CompletionRequest {
+            prompt: Prompt::One("a".into()),
+            extra: serde_json::Map::new(),
+            ..completion
+        };
+        assert_eq!(LlmRequest::completion(one).output_choices(), 1);
+    }
+
+    #[test]
+    fn with_provider_sets_the_context() {
+        let r = LlmRequest::chat(ChatRequest::new("m", vec![Message::user("hi")]))
+            .with_provider("openai");
+        assert_eq!(r.ctx.provider.as_deref(), Some("openai"));
     }
 }

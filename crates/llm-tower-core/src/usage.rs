@@ -65,18 +65,51 @@ impl Usage {
 pub struct TokenEstimate {
     /// Prompt tokens (exact for OpenAI models with a known tokenizer).
     pub prompt_tokens: u64,
-    /// The request's `max_tokens`, if it set one.
+    /// The request's `max_tokens`, if it set one (a bound on each output).
     pub max_output_tokens: Option<u32>,
+    /// How many outputs the request asks for (`n`, times the prompts of a legacy
+    /// completion; see `LlmRequest::output_choices`). 0 is read as 1.
+    pub output_choices: u64,
     /// `Counted` when the prompt count is exact, `Estimated` otherwise.
     pub source: UsageSource,
 }
 
 impl TokenEstimate {
     /// The weight of the request for token rate limits: prompt plus the output bound
-    /// (`max_tokens`, else `default_output`).
+    /// (`max_tokens`, else `default_output`) for each of the `output_choices` outputs.
     pub fn weight(&self, default_output: u32) -> u64 {
+        let per_output = u64::from(self.max_output_tokens.unwrap_or(default_output));
         self.prompt_tokens
-            .saturating_add(u64::from(self.max_output_tokens.unwrap_or(default_output)))
+            .saturating_add(per_output.saturating_mul(self.output_choices.max(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weight_bounds_every_requested_output() {
+        let e = TokenEstimate {
+            prompt_tokens: 10,
+            max_output_tokens: Some(100),
+            output_choices: 3,
+            source: UsageSource::Counted,
+        };
+        assert_eq!(e.weight(7), 310);
+        let e = TokenEstimate {
+            max_output_tokens: None,
+            output_choices: 0,
+            ..e
+        };
+        assert_eq!(e.weight(7), 17);
+        let e = TokenEstimate {
+            prompt_tokens: u64::MAX,
+            max_output_tokens: Some(u32::MAX),
+            output_choices: u64::MAX,
+            source: UsageSource::Estimated,
+        };
+        assert_eq!(e.weight(0), u64::MAX);
     }
 }
 

@@ -303,7 +303,9 @@ impl CostTracker {
     /// The worst case is the prompt estimate (from the token-count layer, or counted here;
     /// heuristic estimates get the configured margin) times the input price, plus the
     /// output bound (`max_tokens`, else the model's maximum output from the price table,
-    /// else the default) times the output price.
+    /// else the default) times the number of outputs asked for
+    /// ([`LlmRequest::output_choices`]: `n`, times the prompts of a legacy completion)
+    /// times the output price.
     ///
     /// # Errors
     /// `BudgetExceeded` when a blocking budget has no room (nothing stays held), `Config`
@@ -328,9 +330,10 @@ impl CostTracker {
             .max_output_tokens()
             .or(price.and_then(|p| p.max_output_tokens))
             .unwrap_or(inner.default_max_output);
-        let worst_case = price.map_or(Money::ZERO, |p| {
-            p.worst_case(margin_prompt, u64::from(max_out))
-        });
+        // `max_tokens` bounds each output: `n` choices (times the prompts of a legacy
+        // completion) may each produce that much.
+        let max_out = u64::from(max_out).saturating_mul(req.output_choices());
+        let worst_case = price.map_or(Money::ZERO, |p| p.worst_case(margin_prompt, max_out));
         let mut reservation = Reservation {
             tracker: self.clone(),
             holds: Vec::new(),

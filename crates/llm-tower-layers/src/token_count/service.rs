@@ -72,6 +72,7 @@ where
         req.ctx.token_estimate = Some(TokenEstimate {
             prompt_tokens: prompt.tokens,
             max_output_tokens: req.max_output_tokens(),
+            output_choices: req.output_choices(),
             source: prompt.source,
         });
         let meter = UsageMeter::new();
