@@ -9,7 +9,7 @@ use llm_tower_core::{
     Prompt, ResponseBody, Usage, UsageSource,
 };
 use llm_tower_layers::builder::ServiceBuilderExt;
-use llm_tower_layers::cost::{CostTracker, ModelPrice, PriceTable};
+use llm_tower_layers::cost::{Budget, BudgetScope, CostTracker, ModelPrice, Period, PriceTable};
 use llm_tower_layers::rate_limit::{Algorithm, RateLimitLayer};
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -119,4 +119,28 @@ async fn the_token_weight_counts_every_choice_of_n() {
     let e = svc.clone().oneshot(chat(Some(3))).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
     assert!(e.message().contains("admits at most 250"), "{e}");
+}
+
+#[tokio::test]
+async fn a_huge_estimate_margin_saturates_instead_of_overflowing() {
+    let t = CostTracker::builder()
+        .prices(PriceTable::new().with("local-model", ModelPrice::usd("1", "1").unwrap()))
+        .budget(
+            Budget::new(
+                "b",
+                BudgetScope::Global,
+                Period::Total,
+                Money::from_usd(1000),
+            )
+            .unwrap(),
+        )
+        .estimate_margin_percent(u64::MAX)
+        .build()
+        .unwrap();
+    // No public tokenizer: the prompt is a heuristic estimate, so the margin applies.
+    let req = LlmRequest::chat(
+        ChatRequest::new("local-model", vec![Message::user("hello there")]).max_tokens(10),
+    );
+    let e = t.reserve(&req).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BudgetExceeded, "{e}");
 }

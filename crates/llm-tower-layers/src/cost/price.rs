@@ -74,15 +74,20 @@ impl ModelPrice {
         let cached = usage.cached_prompt_tokens.min(usage.prompt_tokens);
         let fresh = usage.prompt_tokens - cached;
         Price::round_up(
-            self.input.cost_scaled(fresh)
-                + self.cached_input.unwrap_or(self.input).cost_scaled(cached)
-                + self.output.cost_scaled(usage.completion_tokens),
+            self.input
+                .cost_scaled(fresh)
+                .saturating_add(self.cached_input.unwrap_or(self.input).cost_scaled(cached))
+                .saturating_add(self.output.cost_scaled(usage.completion_tokens)),
         )
     }
 
     /// The worst-case cost of `prompt` input tokens and `output` output tokens.
     pub fn worst_case(&self, prompt: u64, output: u64) -> Money {
-        Price::round_up(self.input.cost_scaled(prompt) + self.output.cost_scaled(output))
+        Price::round_up(
+            self.input
+                .cost_scaled(prompt)
+                .saturating_add(self.output.cost_scaled(output)),
+        )
     }
 }
 

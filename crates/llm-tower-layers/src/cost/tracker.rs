@@ -324,7 +324,9 @@ impl CostTracker {
         let margin_prompt = if prompt_source == UsageSource::Counted {
             prompt_tokens
         } else {
-            prompt_tokens + (prompt_tokens * inner.estimate_margin_percent).div_ceil(100)
+            let margin = u128::from(prompt_tokens) * u128::from(inner.estimate_margin_percent);
+            let margin = u64::try_from(margin.div_ceil(100)).unwrap_or(u64::MAX);
+            prompt_tokens.saturating_add(margin)
         };
         let max_out = req
             .max_output_tokens()
