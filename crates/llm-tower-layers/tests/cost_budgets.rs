@@ -144,3 +144,120 @@ async fn a_huge_estimate_margin_saturates_instead_of_overflowing() {
     let e = t.reserve(&req).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BudgetExceeded, "{e}");
 }
+
+type Alerts = std::sync::Arc<std::sync::Mutex<Vec<llm_tower_layers::cost::BudgetAlert>>>;
+
+fn alerting_tracker(
+    store: std::sync::Arc<dyn llm_tower_layers::cost::BudgetStore>,
+    clock: llm_tower_core::ManualClock,
+    alerts: &Alerts,
+) -> CostTracker {
+    let sink = alerts.clone();
+    CostTracker::builder()
+        .prices(prices())
+        .budget(
+            // Alerts at 50 %, 80 % and 100 %.
+            Budget::new(
+                "hourly",
+                BudgetScope::Global,
+                Period::Hour,
+                Money::from_usd(1),
+            )
+            .unwrap()
+            .thresholds(
+                [500, 800, 1000]
+                    .into_iter()
+                    .map(|p| llm_tower_layers::cost::Threshold::per_mille(p).unwrap())
+                    .collect(),
+            ),
+        )
+        .store(store)
+        .clock(std::sync::Arc::new(clock))
+        .alerts(move |a: &llm_tower_layers::cost::BudgetAlert| sink.lock().unwrap().push(a.clone()))
+        .build()
+        .unwrap()
+}
+
+fn per_mille(alerts: &Alerts) -> Vec<u16> {
+    alerts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.threshold_per_mille)
+        .collect()
+}
+
+/// Settles a small request with `output` completion tokens ($10 per million).
+async fn spend(t: &CostTracker, output: u64) {
+    let r = t.reserve(&chat(None)).await.unwrap();
+    r.settle(Some(Usage::new(0, output, UsageSource::Provider)), false)
+        .await;
+}
+
+fn big() -> LlmRequest {
+    // Up to 10,000 output tokens: $0.10, more than is left.
+    LlmRequest::chat(ChatRequest::new("gpt-4o", vec![Message::user("hello")]).max_tokens(10_000))
+}
+
+#[tokio::test]
+async fn a_refusal_delivers_the_exhausted_alert_once_per_period() {
+    let alerts = Alerts::default();
+    let clock = llm_tower_core::ManualClock::new();
+    let store = std::sync::Arc::new(llm_tower_layers::cost::MemoryBudgetStore::new());
+    let t = alerting_tracker(store, clock.clone(), &alerts);
+    spend(&t, 95_000).await; // $0.95 of $1
+    assert_eq!(per_mille(&alerts), [500, 800]);
+    for _ in 0..4 {
+        let e = t.reserve(&big()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BudgetExceeded);
+    }
+    assert_eq!(
+        per_mille(&alerts),
+        [500, 800, 1000],
+        "exhausted once, not per refusal"
+    );
+    let exhausted = alerts.lock().unwrap()[2].clone();
+    assert_eq!(exhausted.spent, Money::parse_usd("0.95").unwrap());
+    assert_eq!(exhausted.limit, Money::from_usd(1));
+    // A settlement that later crosses the limit does not deliver it a second time.
+    spend(&t, 4_000).await;
+    spend(&t, 2_000).await; // $1.01
+    assert_eq!(per_mille(&alerts), [500, 800, 1000]);
+    // The next hour is a new period.
+    clock.advance(Duration::from_secs(3600));
+    assert!(t.reserve(&chat(None)).await.is_ok());
+    spend(&t, 99_000).await;
+    let e = t.reserve(&big()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BudgetExceeded);
+    t.reserve(&big()).await.unwrap_err();
+    assert_eq!(per_mille(&alerts), [500, 800, 1000, 500, 800, 1000]);
+}
+
+#[tokio::test]
+async fn a_settlement_crossing_the_limit_delivers_it_once_and_a_refusal_adds_nothing() {
+    let alerts = Alerts::default();
+    let store = std::sync::Arc::new(llm_tower_layers::cost::MemoryBudgetStore::new());
+    let t = alerting_tracker(store, llm_tower_core::ManualClock::new(), &alerts);
+    spend(&t, 100_000).await; // exactly $1: crosses 50, 80 and 100 % at once
+    assert_eq!(per_mille(&alerts), [500, 800, 1000]);
+    t.reserve(&big()).await.unwrap_err();
+    t.reserve(&big()).await.unwrap_err();
+    assert_eq!(per_mille(&alerts), [500, 800, 1000]);
+}
+
+#[tokio::test]
+async fn instances_sharing_a_store_deliver_the_exhausted_alert_once() {
+    let alerts = Alerts::default();
+    let clock = llm_tower_core::ManualClock::new();
+    let store: std::sync::Arc<dyn llm_tower_layers::cost::BudgetStore> =
+        std::sync::Arc::new(llm_tower_layers::cost::MemoryBudgetStore::new());
+    let a = alerting_tracker(store.clone(), clock.clone(), &alerts);
+    let b = alerting_tracker(store, clock, &alerts);
+    spend(&a, 90_000).await;
+    let refusals = (0..20).map(|i| {
+        let t = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move { t.reserve(&big()).await.unwrap_err() }
+    });
+    futures_util::future::join_all(refusals).await;
+    assert_eq!(per_mille(&alerts), [500, 800, 1000]);
+}

@@ -33,6 +33,12 @@
 //! Each threshold of a budget fires once per period: the settlement whose atomic update
 //! moves spend across it sends one [`BudgetAlert`] to the [`AlertSink`].
 //!
+//! Reservations keep settled spend at or below a blocking budget's limit, so spend alone
+//! rarely reaches 100 %. The 100 % threshold ("exhausted") therefore also fires when a
+//! reservation is refused with `BudgetExceeded` (its `spent` is the settled spend then).
+//! It still fires once per period, whichever comes first: both paths claim a marker in the
+//! [`BudgetStore`] ([`BudgetStore::claim_once`]), which instances sharing a store share.
+//!
 //! # Errors
 //! `BudgetExceeded` (with a retry-after at the end of the period), `Config` when a
 //! blocking budget applies to a model without a price, `Store` when the budget store

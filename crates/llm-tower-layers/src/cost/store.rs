@@ -73,6 +73,30 @@ pub trait BudgetStore: Send + Sync + fmt::Debug + 'static {
 
     /// The counter's state.
     fn usage<'a>(&'a self, key: &'a str) -> StoreFuture<'a, BudgetUsage>;
+
+    /// Claims the one-time marker `key`: `true` for exactly one claim per key, across
+    /// every instance sharing the store. The tracker claims `<counter key>:alert:1000`
+    /// before delivering a budget's 100 % alert, so that alert goes out once per period
+    /// whether a settlement crosses the limit or a refused reservation finds it exhausted.
+    ///
+    /// The provided implementation needs nothing beyond the atomic `reserve` and
+    /// `settle`: it reserves 1 nano-USD against a limit of 1 nano-USD on `key` and settles
+    /// it, after which the marker's counter is full and every later claim is refused.
+    /// (`ttl` bounds the hold between the two steps.) A store may override it with a
+    /// native set-if-absent; the marker must live at least as long as the counter it
+    /// marks.
+    fn claim_once<'a>(&'a self, key: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let one = Money::from_nanos(1);
+            match self.reserve(key, one, one, ttl).await? {
+                ReserveOutcome::Reserved(id) => {
+                    self.settle(key, &id, one).await?;
+                    Ok(true)
+                }
+                ReserveOutcome::Exceeded { .. } => Ok(false),
+            }
+        })
+    }
 }
 
 impl<T: BudgetStore + ?Sized> BudgetStore for std::sync::Arc<T> {
@@ -95,6 +119,9 @@ impl<T: BudgetStore + ?Sized> BudgetStore for std::sync::Arc<T> {
     }
     fn usage<'a>(&'a self, key: &'a str) -> StoreFuture<'a, BudgetUsage> {
         (**self).usage(key)
+    }
+    fn claim_once<'a>(&'a self, key: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        (**self).claim_once(key, ttl)
     }
 }
 
@@ -243,6 +270,30 @@ pub mod conformance {
         reserve_settle_round_trip(&*store, &format!("{prefix}:a")).await;
         reservations_count_against_the_limit(&*store, &format!("{prefix}:b")).await;
         concurrent_reservations_never_exceed(store.clone(), &format!("{prefix}:c")).await;
+        a_marker_is_claimed_once(store.clone(), &format!("{prefix}:d")).await;
+    }
+
+    /// 50 concurrent claims of one marker: exactly one wins; other markers are separate.
+    pub async fn a_marker_is_claimed_once(s: Arc<dyn BudgetStore>, key: &str) {
+        let futs = (0..50).map(|_| {
+            let s = s.clone();
+            let key = key.to_owned();
+            async move { s.claim_once(&key, Duration::from_secs(60)).await }
+        });
+        let won = futures_util::future::join_all(futs)
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Ok(true)))
+            .count();
+        assert_eq!(won, 1, "exactly one claim of {key:?} wins");
+        assert!(
+            matches!(
+                s.claim_once(&format!("{key}:other"), Duration::from_secs(60))
+                    .await,
+                Ok(true)
+            ),
+            "another marker is claimed separately"
+        );
     }
 
     /// Reserve 100, settle 60: spent 60, nothing held; before/after reported.

@@ -429,6 +429,7 @@ impl CostTracker {
                         err = err
                             .with_retry_after(Duration::from_secs(period_end.saturating_sub(now)));
                     }
+                    alert_exhausted(inner, b, &key, caller, period_start, spent).await;
                     return Err(err);
                 }
                 Err(e) => {
@@ -514,6 +515,60 @@ impl Reservation {
     }
 }
 
+/// The per-mille of a budget's "exhausted" alert.
+const EXHAUSTED: u16 = 1000;
+
+/// `true` when this caller delivers the 100 % alert of counter `key` this period: the
+/// first claim of its marker in the store (shared stores included). When the store cannot
+/// answer, the alert is delivered (twice is better than never).
+async fn claim_exhausted(inner: &Inner, key: &str) -> bool {
+    let marker = format!("{key}:alert:{EXHAUSTED}");
+    match inner.store.claim_once(&marker, inner.reservation_ttl).await {
+        Ok(first) => first,
+        Err(e) => {
+            tracing::warn!(error = %e, "budget: could not mark the 100 % alert as delivered");
+            true
+        }
+    }
+}
+
+/// A refused reservation finds the budget exhausted: delivers its 100 % threshold, once
+/// per period (settled spend rarely reaches the limit itself, since reservations keep
+/// it below).
+async fn alert_exhausted(
+    inner: &Inner,
+    b: &Budget,
+    key: &str,
+    caller: Option<String>,
+    period_start: u64,
+    spent: Money,
+) {
+    if !b.thresholds.iter().any(|t| t.as_per_mille() == EXHAUSTED)
+        || !claim_exhausted(inner, key).await
+    {
+        return;
+    }
+    let alert = BudgetAlert {
+        budget: b.name.clone(),
+        scope: b.scope.clone(),
+        caller,
+        period: b.period,
+        period_start,
+        threshold_per_mille: EXHAUSTED,
+        spent,
+        limit: b.limit,
+    };
+    tracing::warn!(
+        budget = %alert.budget,
+        threshold_percent = 100.0,
+        spent = %alert.spent,
+        limit = %alert.limit,
+        "budget: exhausted (a request was refused)"
+    );
+    metrics::counter!("llm_tower_budget_alerts_total", "budget" => b.name.clone()).increment(1);
+    inner.alerts.on_alert(&alert);
+}
+
 async fn settle_holds(
     r: &Reservation,
     holds: Vec<Hold>,
@@ -536,6 +591,9 @@ async fn settle_holds(
                 for t in &b.thresholds {
                     let at = t.amount(b.limit);
                     if s.before < at && s.after >= at {
+                        if t.as_per_mille() == EXHAUSTED && !claim_exhausted(inner, &h.key).await {
+                            continue;
+                        }
                         let alert = BudgetAlert {
                             budget: b.name.clone(),
                             scope: b.scope.clone(),
