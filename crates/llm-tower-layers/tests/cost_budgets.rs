@@ -261,3 +261,78 @@ async fn instances_sharing_a_store_deliver_the_exhausted_alert_once() {
     futures_util::future::join_all(refusals).await;
     assert_eq!(per_mille(&alerts), [500, 800, 1000]);
 }
+
+fn one_budget(scope: BudgetScope) -> CostTracker {
+    CostTracker::builder()
+        .prices(
+            prices()
+                .with("gpt-4o-mini", ModelPrice::usd("0.15", "0.60").unwrap())
+                .with("claude-3-5-sonnet", ModelPrice::usd("3", "15").unwrap()),
+        )
+        .budget(Budget::new("b", scope, Period::Total, Money::from_nanos(1)).unwrap())
+        .build()
+        .unwrap()
+}
+
+fn model(name: &str) -> LlmRequest {
+    LlmRequest::chat(ChatRequest::new(name, vec![Message::user("hello")]).max_tokens(10))
+}
+
+#[tokio::test]
+async fn a_model_budget_matches_like_the_price_table() {
+    let t = one_budget(BudgetScope::Model("gpt-4o".into()));
+    for covered in [
+        "gpt-4o",
+        "gpt-4o-2024-08-06",
+        "openai/gpt-4o",
+        "gpt-4o-mini",
+    ] {
+        let e = t.reserve(&model(covered)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BudgetExceeded, "{covered}: {e}");
+    }
+    for other in ["gpt-4", "claude-3-5-sonnet"] {
+        assert!(t.reserve(&model(other)).await.is_ok(), "{other}");
+    }
+    // A budget on the more specific name takes its requests, as the price table does.
+    let t = CostTracker::builder()
+        .prices(prices().with("gpt-4o-mini", ModelPrice::usd("0.15", "0.60").unwrap()))
+        .budget(
+            Budget::new(
+                "4o",
+                BudgetScope::Model("gpt-4o".into()),
+                Period::Total,
+                Money::from_nanos(1),
+            )
+            .unwrap(),
+        )
+        .budget(
+            Budget::new(
+                "mini",
+                BudgetScope::Model("gpt-4o-mini".into()),
+                Period::Total,
+                Money::from_usd(1),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    assert!(t.reserve(&model("gpt-4o-mini-2024-07-18")).await.is_ok());
+    assert!(t.reserve(&model("gpt-4o-2024-08-06")).await.is_err());
+}
+
+#[tokio::test]
+async fn a_provider_budget_applies_when_the_request_names_the_provider() {
+    let t = one_budget(BudgetScope::Provider("openai".into()));
+    // Nothing names a provider before the call: the budget does not apply.
+    assert!(t.reserve(&model("gpt-4o")).await.is_ok());
+    let e = t
+        .reserve(&model("gpt-4o").with_provider("openai"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BudgetExceeded, "{e}");
+    assert!(
+        t.reserve(&model("gpt-4o").with_provider("azure"))
+            .await
+            .is_ok()
+    );
+}

@@ -15,9 +15,16 @@ pub enum BudgetScope {
     EachCaller,
     /// One caller key.
     Caller(String),
-    /// One model.
+    /// One model, matched like a price lookup: the exact name, then the name without a
+    /// `provider/` prefix, then its longest prefix ending at a `-` that names a model
+    /// budget. A budget on `gpt-4o` covers `gpt-4o-2024-08-06` and `openai/gpt-4o`
+    /// (and `gpt-4o-mini`, unless a `gpt-4o-mini` budget exists, which then takes it).
     Model(String),
-    /// One provider.
+    /// One provider, matched against `RequestContext::provider`. That field is set by a
+    /// router (the config-built stack's router sets it for each target) or by the caller
+    /// with `LlmRequest::with_provider`. In a plain stack with neither, no request names a
+    /// provider before the call, so a provider budget never applies: the provider that
+    /// answered is known only afterwards, too late to refuse.
     Provider(String),
 }
 

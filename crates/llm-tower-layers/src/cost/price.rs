@@ -120,21 +120,7 @@ impl PriceTable {
 
     /// The price of `model`.
     pub fn get(&self, model: &str) -> Option<&ModelPrice> {
-        if let Some(p) = self.models.get(model) {
-            return Some(p);
-        }
-        let name = model.rsplit_once('/').map_or(model, |(_, m)| m);
-        if let Some(p) = self.models.get(name) {
-            return Some(p);
-        }
-        let mut cut = name;
-        while let Some((head, _)) = cut.rsplit_once('-') {
-            if let Some(p) = self.models.get(head) {
-                return Some(p);
-            }
-            cut = head;
-        }
-        None
+        model_candidates(model).find_map(|name| self.models.get(name))
     }
 
     /// Number of models.
@@ -151,6 +137,16 @@ impl PriceTable {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ModelPrice)> {
         self.models.iter().map(|(k, v)| (k.as_str(), v))
     }
+}
+
+/// The names a lookup for `model` tries, in order: the exact name, the name after a
+/// `provider/` prefix, then its prefixes ending at a `-`, longest first
+/// (`openai/gpt-4o-2024-08-06` -> `gpt-4o-2024-08-06`, `gpt-4o-2024-08`, `gpt-4o-2024`,
+/// `gpt-4o`, `gpt`). Prices and model budgets both match this way.
+pub(crate) fn model_candidates(model: &str) -> impl Iterator<Item = &str> {
+    let name = model.rsplit_once('/').map_or(model, |(_, m)| m);
+    let prefixes = std::iter::successors(Some(name), |cut| cut.rsplit_once('-').map(|(h, _)| h));
+    std::iter::once(model).chain(prefixes)
 }
 
 #[cfg(test)]

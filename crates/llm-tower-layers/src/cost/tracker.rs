@@ -13,7 +13,7 @@ use llm_tower_core::{
 use super::alert::{AlertSink, BudgetAlert};
 use super::analytics::{Analytics, AnalyticsSnapshot, Record};
 use super::budget::{Budget, BudgetAction, BudgetScope};
-use super::price::{ModelPrice, PriceTable};
+use super::price::{ModelPrice, PriceTable, model_candidates};
 use super::store::{BudgetStore, BudgetUsage, MemoryBudgetStore, ReservationId, ReserveOutcome};
 use crate::token_count::{TokenCounter, Tokenizers};
 
@@ -251,7 +251,13 @@ impl CostTracker {
         &self.inner.counter
     }
 
-    fn scope_key(budget: &Budget, req: &LlmRequest) -> Option<(String, Option<String>)> {
+    /// `model_target`: the model budget name `req`'s model resolves to (see
+    /// [`model_budget_target`]).
+    fn scope_key(
+        budget: &Budget,
+        req: &LlmRequest,
+        model_target: Option<&str>,
+    ) -> Option<(String, Option<String>)> {
         let caller = req.ctx.caller.as_ref().map(CallerKey::as_str);
         match &budget.scope {
             BudgetScope::Global => Some((String::new(), None)),
@@ -262,7 +268,7 @@ impl CostTracker {
             BudgetScope::Caller(k) => {
                 (caller == Some(k.as_str())).then(|| (k.clone(), Some(k.clone())))
             }
-            BudgetScope::Model(m) => (req.model() == m).then(|| (m.clone(), None)),
+            BudgetScope::Model(m) => (model_target == Some(m.as_str())).then(|| (m.clone(), None)),
             BudgetScope::Provider(p) => {
                 (req.ctx.provider.as_deref() == Some(p.as_str())).then(|| (p.clone(), None))
             }
@@ -350,8 +356,9 @@ impl CostTracker {
             settled: false,
         };
         let now = inner.clock.unix_secs();
+        let model_target = model_budget_target(&inner.budgets, model);
         for (i, b) in inner.budgets.iter().enumerate() {
-            let Some((scope_value, caller)) = Self::scope_key(b, req) else {
+            let Some((scope_value, caller)) = Self::scope_key(b, req, model_target) else {
                 continue;
             };
             if price.is_none() && b.action == BudgetAction::Block {
@@ -513,6 +520,19 @@ impl Reservation {
         }
         self.settled = true;
     }
+}
+
+/// The model budget name `model` resolves to, matched like a price lookup: the exact
+/// name, then without a `provider/` prefix, then the longest prefix ending at a `-` that
+/// names a model budget (so a budget on `gpt-4o` covers `gpt-4o-2024-08-06`, unless a
+/// budget on that exact snapshot exists).
+fn model_budget_target<'a>(budgets: &'a [Budget], model: &str) -> Option<&'a str> {
+    model_candidates(model).find_map(|name| {
+        budgets.iter().find_map(|b| match &b.scope {
+            BudgetScope::Model(m) if m == name => Some(m.as_str()),
+            _ => None,
+        })
+    })
 }
 
 /// The per-mille of a budget's "exhausted" alert.
