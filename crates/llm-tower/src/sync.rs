@@ -9,9 +9,10 @@
 //! assert!(!answer.text().is_empty());
 //! ```
 //!
-//! The client owns a single-threaded tokio runtime and drives each call on it. Calling
-//! it from inside an async runtime fails with an `Internal` error (it would block the
-//! runtime's thread); use the async service there.
+//! The client owns a single-threaded tokio runtime and drives each call on it. Creating
+//! or calling it from inside an async runtime fails with an `Internal` error (it would
+//! block the runtime's thread); use the async service there. Dropping it is safe
+//! anywhere, also inside a runtime (its own runtime is shut down in the background).
 
 use std::fmt;
 
@@ -24,8 +25,19 @@ use tower::{Service, ServiceExt};
 
 /// A blocking client over a stack.
 pub struct BlockingClient {
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     service: BoxCloneSyncService<LlmRequest, LlmResponse, Error>,
+}
+
+impl Drop for BlockingClient {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another runtime's context panics; shutting it down in
+        // the background does not (and nothing is left running on it between calls).
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl fmt::Debug for BlockingClient {
@@ -47,7 +59,8 @@ impl BlockingClient {
     /// A client over `service` (any stack: `Clone + Send + Sync`).
     ///
     /// # Errors
-    /// `Internal` when the runtime cannot be created.
+    /// `Internal` when called inside an async runtime (use the async service there) or
+    /// when the runtime cannot be created.
     pub fn new<S>(service: S) -> Result<Self, Error>
     where
         S: Service<LlmRequest, Response = LlmResponse, Error = Error>
@@ -57,14 +70,23 @@ impl BlockingClient {
             + 'static,
         S::Future: Send + 'static,
     {
+        not_in_async()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::internal(format!("could not start a runtime: {e}")))?;
         Ok(BlockingClient {
-            runtime,
+            runtime: Some(runtime),
             service: BoxCloneSyncService::new(service),
         })
+    }
+
+    fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
+        not_in_async()?;
+        match &self.runtime {
+            Some(rt) => Ok(rt.block_on(fut)),
+            None => Err(Error::internal("BlockingClient: the runtime is gone")),
+        }
     }
 
     /// Sends one request and waits for the response.
@@ -72,9 +94,8 @@ impl BlockingClient {
     /// # Errors
     /// The stack's error, or `Internal` inside an async runtime.
     pub fn call(&self, req: LlmRequest) -> Result<LlmResponse, Error> {
-        not_in_async()?;
         let svc = self.service.clone();
-        self.runtime.block_on(svc.oneshot(req))
+        self.block_on(svc.oneshot(req))?
     }
 
     /// Sends a chat request (not streamed) and returns the completion.
@@ -128,10 +149,10 @@ impl Iterator for BlockingStream<'_> {
     type Item = Result<ChatChunk, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Err(e) = not_in_async() {
-            return Some(Err(e));
+        match self.client.block_on(self.stream.next()) {
+            Ok(item) => item,
+            Err(e) => Some(Err(e)),
         }
-        self.client.runtime.block_on(self.stream.next())
     }
 }
 
@@ -157,6 +178,8 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_inside_a_runtime() {
+        let e = BlockingClient::new(MockProvider::new()).unwrap_err();
+        assert_eq!(e.kind(), llm_tower_core::ErrorKind::Internal);
         let client = std::thread::spawn(|| BlockingClient::new(MockProvider::new()).unwrap())
             .join()
             .unwrap();
@@ -164,7 +187,53 @@ mod tests {
             .chat(ChatRequest::new("gpt-4o", vec![Message::user("hi")]))
             .unwrap_err();
         assert_eq!(e.kind(), llm_tower_core::ErrorKind::Internal);
-        // Dropping a runtime inside a runtime panics; move it out first.
-        std::thread::spawn(move || drop(client)).join().unwrap();
+        // Dropping it here, inside the test's runtime, must not panic.
+        drop(client);
+    }
+
+    #[test]
+    fn blocking_client_over_a_layered_stack() {
+        use llm_tower_core::{ErrorKind, Money};
+        use llm_tower_layers::builder::ServiceBuilderExt;
+        use llm_tower_layers::cost::{
+            Budget, BudgetScope, CostTracker, ModelPrice, Period, PriceTable,
+        };
+        use llm_tower_layers::rate_limit::{Algorithm, RateLimitLayer};
+        use std::time::Duration;
+
+        let tracker = CostTracker::builder()
+            .prices(PriceTable::new().with("gpt-4o", ModelPrice::usd("2.50", "10.00").unwrap()))
+            .budget(
+                Budget::new("b", BudgetScope::Global, Period::Total, Money::from_usd(1)).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let stack = tower::ServiceBuilder::new()
+            .count_tokens()
+            .track_cost(tracker.clone())
+            .llm_rate_limit(RateLimitLayer::new(
+                Algorithm::sliding_window(3, Duration::from_secs(60)).unwrap(),
+            ))
+            .service(MockProvider::new());
+        let client = BlockingClient::new(stack).unwrap();
+        let req = || ChatRequest::new("gpt-4o", vec![Message::user("hi")]).max_tokens(16);
+        let c = client.chat(req()).unwrap();
+        assert!(!c.text().is_empty());
+        let streamed: String = client
+            .stream(req())
+            .unwrap()
+            .map(|c| c.unwrap().text())
+            .collect();
+        assert_eq!(streamed, c.text());
+        let resp = client.call(LlmRequest::chat(req())).unwrap();
+        assert!(resp.usage.is_some() && resp.cost.is_some());
+        let e = client.chat(req()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::RateLimited, "{e}");
+        // The completions and the stream were settled on the client's runtime; the refusal
+        // (inside the cost layer) released its hold and counts as an error.
+        let snap = tracker.snapshot();
+        assert_eq!((snap.total.requests, snap.total.errors), (4, 1));
+        assert!(snap.total.cost > Money::ZERO);
+        drop(client);
     }
 }
