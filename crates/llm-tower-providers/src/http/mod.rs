@@ -49,7 +49,9 @@ pub struct HttpConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per host (default 32).
     pub pool_max_idle_per_host: usize,
-    /// Largest response body accepted, after decompression (default 256 MiB).
+    /// Largest response body accepted, after decompression (default 256 MiB). A gzip body,
+    /// streamed or not, fails with `Transport` as soon as its decoded size passes it; a
+    /// stream's events are also bounded by the SSE decoder's event size.
     pub max_body_bytes: usize,
     /// The `user-agent` header.
     pub user_agent: String,
