@@ -59,6 +59,7 @@ fn near(a: Duration, b: Duration, res: Duration) -> bool {
 pub async fn run(factory: &dyn StoreFactory, resolution: Duration) {
     sliding_window_admits_exactly_the_limit(factory, resolution).await;
     sliding_window_is_closed_and_denials_are_not_recorded(factory, resolution).await;
+    sliding_window_boundary_is_exact(factory, resolution).await;
     sliding_window_weights(factory, resolution).await;
     too_heavy_is_rejected_at_once(factory).await;
     wait_mode_hands_out_fifo_slots(factory, resolution).await;
@@ -123,6 +124,36 @@ pub async fn sliding_window_is_closed_and_denials_are_not_recorded(
     assert!(
         matches!(d, Decision::Admitted { .. }),
         "denials must not be recorded: {d:?}"
+    );
+}
+
+/// The exact edge of the closed window: an entry at `t` still counts for a request at
+/// exactly `t + window`, and no longer one resolution unit later.
+pub async fn sliding_window_boundary_is_exact(f: &dyn StoreFactory, res: Duration) {
+    let clock = ManualClock::new();
+    let store = f.make(clock.clone());
+    let alg = Algorithm::SlidingWindow {
+        limit: 1,
+        window: 10 * S,
+    };
+    assert!(matches!(
+        ask(&*store, "t", "edge", &alg, 1, Duration::ZERO).await,
+        Decision::Admitted { .. }
+    ));
+    clock.advance(10 * S);
+    match ask(&*store, "t", "edge", &alg, 1, Duration::ZERO).await {
+        Decision::Denied { retry_after } => assert!(
+            !retry_after.is_zero() && retry_after <= res,
+            "at exactly t + window the entry leaves one resolution unit ({res:?}) later, \
+             got retry_after {retry_after:?}"
+        ),
+        d => panic!("at exactly t + window the entry at t is still inside the window: {d:?}"),
+    }
+    clock.advance(res);
+    let d = ask(&*store, "t", "edge", &alg, 1, Duration::ZERO).await;
+    assert!(
+        matches!(d, Decision::Admitted { .. }),
+        "at t + window + {res:?} the entry at t has left the window: {d:?}"
     );
 }
 
