@@ -1,4 +1,4 @@
-//! Pins the layer order of the crate docs:
+//! Pins the layer order of the crate docs (trace outermost, timeout innermost):
 //!
 //! trace -> count_tokens -> track_cost -> rate_limit (caller, Reject) -> retry
 //!       -> rate_limit (provider, Wait) -> timeout -> provider
@@ -147,4 +147,94 @@ async fn budget_refusal_comes_before_the_rate_limit() {
         );
     }
     assert!(seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn trace_is_outermost_it_sees_the_budget_and_caller_limit_refusals() {
+    // A thread-local recorder: nothing global, so tests running in parallel cannot
+    // interfere (tracing's callsite caches are global, so this test counts metrics).
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let tiny = CostTracker::builder()
+                .prices(PriceTable::new().with("gpt-4o", ModelPrice::usd("2.50", "10.00").unwrap()))
+                .budget(
+                    Budget::new(
+                        "tiny",
+                        BudgetScope::Caller("poor".into()),
+                        Period::Total,
+                        Money::from_nanos(1),
+                    )
+                    .unwrap(),
+                )
+                .build()
+                .unwrap();
+            let svc = stack(tiny, 1, 10, MockProvider::new(), Seen::default());
+            let e = svc.clone().oneshot(req("poor")).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::BudgetExceeded);
+            svc.clone().oneshot(req("rich")).await.unwrap();
+            let e = svc.clone().oneshot(req("rich")).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::RateLimited);
+        });
+    });
+    // The trace layer counted every request by outcome, the refusals of track_cost and of
+    // the caller limit included: it sits outside both.
+    let mut outcomes: Vec<(String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, _, _, _)| key.key().name() == "llm_tower_requests_total")
+        .filter_map(|(key, _, _, value)| {
+            let outcome = key
+                .key()
+                .labels()
+                .find(|l| l.key() == "llm_tower.outcome")?
+                .value()
+                .to_owned();
+            match value {
+                metrics_util::debugging::DebugValue::Counter(n) => Some((outcome, n)),
+                _ => None,
+            }
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("budget_exceeded".to_owned(), 1),
+            ("rate_limited".to_owned(), 1),
+            ("success".to_owned(), 1)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_is_innermost_it_bounds_each_attempt_and_retry_recovers() {
+    // The first attempt never answers: a per-attempt timeout (inside retry) turns it into
+    // a retryable Timeout and the second attempt succeeds. A timeout outside retry would
+    // fail the whole request instead.
+    let seen: Seen = Arc::default();
+    let provider = MockProvider::builder()
+        .failures(FailurePlan::Once(vec![Some(Failure::Stall)]))
+        .build();
+    let svc = stack(tracker(), 10, 10, provider.clone(), seen.clone());
+    let start = tokio::time::Instant::now();
+    let resp = svc.oneshot(req("a")).await.unwrap();
+    assert_eq!(resp.meta.attempts, 2);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "both attempts reached the provider"
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
+        "the stalled attempt was cut at the 30 s per-attempt timeout: {waited:?}"
+    );
 }
