@@ -308,3 +308,26 @@ async fn an_invalid_algorithm_built_directly_is_a_config_error_not_a_panic() {
         assert_eq!(err.kind(), ErrorKind::Config, "{alg:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn a_closure_key_limits_per_returned_key_and_none_exempts() {
+    use tower::{Layer, ServiceExt};
+    let ok = tower::service_fn(|_r: LlmRequest| async { Ok::<_, Error>(answer()) });
+    let svc = RateLimitLayer::new(Algorithm::sliding_window(1, Duration::from_secs(60)).unwrap())
+        .key_with(|r: &LlmRequest| r.ctx.tags.get("team").cloned())
+        .layer(ok);
+    let tagged = |team: &str| {
+        let mut r = req("m");
+        r.ctx.tags.insert("team".into(), team.into());
+        r
+    };
+    svc.clone().oneshot(tagged("red")).await.unwrap();
+    let err = svc.clone().oneshot(tagged("red")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited);
+    assert!(err.message().contains("\"red\""), "{err}");
+    svc.clone().oneshot(tagged("blue")).await.unwrap();
+    // No team: the closure returns None, which exempts the request.
+    for _ in 0..3 {
+        svc.clone().oneshot(req("m")).await.unwrap();
+    }
+}

@@ -6,8 +6,22 @@ use llm_tower_core::LlmRequest;
 
 /// Picks the key a request is limited under.
 ///
-/// Implemented for [`KeyBy`] and for any `Fn(&LlmRequest) -> String + Send + Sync`
-/// closure. Returning `None` exempts the request from this limiter.
+/// Implemented for [`KeyBy`] and for any
+/// `Fn(&LlmRequest) -> Option<String> + Send + Sync + 'static` closure. Returning `None`
+/// exempts the request from this limiter.
+///
+/// ```
+/// use std::time::Duration;
+/// use llm_tower_core::LlmRequest;
+/// use llm_tower_layers::rate_limit::{Algorithm, RateLimitLayer};
+///
+/// # fn main() -> Result<(), llm_tower_core::Error> {
+/// // 10 requests per minute per team tag; untagged requests are not limited here.
+/// let per_team = RateLimitLayer::new(Algorithm::sliding_window(10, Duration::from_secs(60))?)
+///     .key_with(|r: &LlmRequest| r.ctx.tags.get("team").cloned());
+/// # let _ = per_team;
+/// # Ok(()) }
+/// ```
 pub trait KeyExtractor: Send + Sync + 'static {
     /// The key of `req`, or `None` to let it pass unlimited.
     fn extract<'a>(&self, req: &'a LlmRequest) -> Option<Cow<'a, str>>;
