@@ -383,9 +383,10 @@ pub struct Gcra {
 
 /// `ceil(v / r)` as nanoseconds, saturating.
 fn ceil_ns(v: u128, r: u128) -> u64 {
-    v.checked_div(r)
-        .map(|q| q + u128::from(v % r != 0))
-        .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(u64::MAX))
+    if r == 0 {
+        return u64::MAX;
+    }
+    u64::try_from(v.div_ceil(r)).unwrap_or(u64::MAX)
 }
 
 impl Gcra {
