@@ -282,11 +282,16 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltS
     );
     let (rl_store, budget_store): Stores = match &v.store {
         StoreSpec::Memory => (None, None),
-        StoreSpec::Redis(cfg) => {
-            let conn = RedisConnection::new(cfg)?;
+        StoreSpec::Redis(spec) => {
+            let conn = RedisConnection::new(&spec.config)?;
+            // Counters expire by their period unless a retention is configured.
+            let mut budgets = RedisBudgetStore::with_connection(conn.clone());
+            if let Some(retention) = spec.budget_retention {
+                budgets = budgets.counter_retention(retention);
+            }
             (
-                Some(Arc::new(RedisRateLimitStore::with_connection(conn.clone()))),
-                Some(Arc::new(RedisBudgetStore::with_connection(conn))),
+                Some(Arc::new(RedisRateLimitStore::with_connection(conn))),
+                Some(Arc::new(budgets)),
             )
         }
     };
@@ -315,6 +320,11 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltS
     }
     if let Some(store) = &budget_store {
         tb = tb.store(store.clone());
+    }
+    if let StoreSpec::Redis(spec) = &v.store
+        && let Some(ttl) = spec.reservation_ttl
+    {
+        tb = tb.reservation_ttl(ttl);
     }
     let tracker = tb.build()?;
 
@@ -758,11 +768,11 @@ fn describe(v: &Validated, catalog: &Catalog, outer: &[String], targets: &[Strin
     let mut out = String::new();
     let store = match &v.store {
         StoreSpec::Memory => "memory".to_owned(),
-        StoreSpec::Redis(cfg) => format!(
+        StoreSpec::Redis(spec) => format!(
             "redis {} (prefix {}, on error {})",
-            cfg.redacted_url(),
-            cfg.prefix,
-            cfg.failure_policy
+            spec.config.redacted_url(),
+            spec.config.prefix,
+            spec.config.failure_policy
         ),
     };
     let _ = writeln!(out, "store: {store}");

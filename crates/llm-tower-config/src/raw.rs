@@ -528,6 +528,15 @@ pub struct RawStore {
     /// redis: time between reconnect checks in milliseconds (default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconnect_interval_ms: Option<u64>,
+    /// redis: how long a budget's spend counter is kept after its last settlement, e.g.
+    /// `"40d"`; at least the longest budget period (`31d` with a `month` budget). Default:
+    /// its period plus one day (`hour`, `day`, `month`). `total` counters are kept forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_retention: Option<String>,
+    /// redis: how long a request's reservation (its worst-case cost) stays held when its
+    /// instance never settles it, e.g. after a crash (default `"10m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_ttl: Option<String>,
 }
 
 /// The gateway server.
@@ -724,7 +733,12 @@ interp_fields!(RawBudget {
     limit_usd
 });
 interp_fields!(RawKeyBudget { limit_usd });
-interp_fields!(RawStore { url, prefix });
+interp_fields!(RawStore {
+    url,
+    prefix,
+    budget_retention,
+    reservation_ttl
+});
 interp_fields!(RawGateway {
     listen,
     keys,

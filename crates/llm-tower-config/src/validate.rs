@@ -17,7 +17,7 @@ use llm_tower_redis::{FailurePolicy, RedisConfig};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, Resolution};
-use crate::duration::parse_duration;
+use crate::duration::{format_duration, parse_duration};
 use crate::env::{has_reference, single_reference};
 use crate::error::{ConfigError, Problems, index, join};
 use crate::raw::{
@@ -155,7 +155,17 @@ impl std::fmt::Debug for KeySpec {
 #[derive(Debug, Clone)]
 pub(crate) enum StoreSpec {
     Memory,
-    Redis(RedisConfig),
+    Redis(RedisStoreSpec),
+}
+
+/// A Redis store: the connection, and how budgets use it.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisStoreSpec {
+    pub(crate) config: RedisConfig,
+    /// `None`: each counter by its period (the store's default).
+    pub(crate) budget_retention: Option<Duration>,
+    /// `None`: the tracker's default.
+    pub(crate) reservation_ttl: Option<Duration>,
 }
 
 /// The validated configuration.
@@ -284,7 +294,7 @@ pub(crate) fn validate(
         }
     }
 
-    // Store.
+    // Store (its budget retention is checked against every budget, keys' included, below).
     let store = store(&mut p, resolved);
 
     // Gateway.
@@ -297,6 +307,7 @@ pub(crate) fn validate(
         &mut budget_names,
     );
     budgets.extend(key_budgets);
+    check_budget_retention(&mut p, &store, &budgets);
 
     p.into_result(Validated {
         providers,
@@ -1219,6 +1230,8 @@ fn store(p: &mut Problems, raw: &RawConfig) -> StoreSpec {
                 ("on_error", s.on_error.is_some()),
                 ("timeout_ms", s.timeout_ms.is_some()),
                 ("reconnect_interval_ms", s.reconnect_interval_ms.is_some()),
+                ("budget_retention", s.budget_retention.is_some()),
+                ("reservation_ttl", s.reservation_ttl.is_some()),
             ] {
                 if present {
                     p.push(join("store", field), "only for type redis");
@@ -1260,8 +1273,72 @@ fn store(p: &mut Problems, raw: &RawConfig) -> StoreSpec {
                 // The redis crate's messages show the URL with its password redacted.
                 p.push("store", e.message().to_owned());
             }
-            StoreSpec::Redis(cfg)
+            StoreSpec::Redis(RedisStoreSpec {
+                config: cfg,
+                budget_retention: optional_duration(
+                    p,
+                    "store.budget_retention",
+                    s.budget_retention.as_ref(),
+                ),
+                reservation_ttl: optional_duration(
+                    p,
+                    "store.reservation_ttl",
+                    s.reservation_ttl.as_ref(),
+                ),
+            })
         }
+    }
+}
+
+/// A duration that must be > 0 when given.
+fn optional_duration(p: &mut Problems, path: &str, value: Option<&String>) -> Option<Duration> {
+    match parse_duration(value?) {
+        Ok(d) if d.is_zero() => {
+            p.push(path, "must be > 0");
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            p.push(path, e);
+            None
+        }
+    }
+}
+
+/// A budget counter must outlive its period, or its budget would start over early.
+fn check_budget_retention(p: &mut Problems, store: &StoreSpec, budgets: &[Budget]) {
+    let StoreSpec::Redis(RedisStoreSpec {
+        budget_retention: Some(retention),
+        ..
+    }) = store
+    else {
+        return;
+    };
+    let longest = budgets
+        .iter()
+        .filter_map(|b| {
+            let secs = match b.period() {
+                Period::Hour => 3_600,
+                Period::Day => 86_400,
+                Period::Month => 31 * 86_400,
+                Period::Total => return None,
+            };
+            Some((Duration::from_secs(secs), b))
+        })
+        .max_by_key(|(d, _)| *d);
+    if let Some((period, b)) = longest
+        && *retention < period
+    {
+        p.push(
+            "store.budget_retention",
+            format!(
+                "must be at least the longest budget period ({} for {} budget {:?}), \
+                 or a counter could expire before its period ends",
+                format_duration(period),
+                b.period().as_str(),
+                b.name()
+            ),
+        );
     }
 }
 

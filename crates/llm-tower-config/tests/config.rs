@@ -489,6 +489,46 @@ fn redis_store_is_validated() {
 }
 
 #[test]
+fn redis_budget_retention_and_reservation_ttl_are_validated() {
+    let mut v = base();
+    let redis = |extra: Value| {
+        let mut s = json!({ "type": "redis", "url": "redis://127.0.0.1:6379/" });
+        for (k, x) in extra.as_object().unwrap() {
+            s[k] = x.clone();
+        }
+        s
+    };
+    v["store"] = redis(json!({ "budget_retention": "0s", "reservation_ttl": "0s" }));
+    assert_problem(&v, "store.budget_retention: must be > 0");
+    assert_problem(&v, "store.reservation_ttl: must be > 0");
+    v["store"] = redis(json!({ "budget_retention": "soon", "reservation_ttl": "5 min" }));
+    let all = problems(&v);
+    assert!(
+        all.iter()
+            .any(|p| p.starts_with("store.budget_retention: "))
+            && all.iter().any(|p| p.starts_with("store.reservation_ttl: ")),
+        "{all:#?}"
+    );
+    // A counter must outlive its period.
+    v["budgets"] = json!([
+        { "name": "hourly", "scope": "global", "period": "hour", "limit_usd": "1" },
+        { "name": "monthly", "scope": "global", "period": "month", "limit_usd": "100" },
+        { "name": "forever", "scope": "global", "period": "total", "limit_usd": "1000" }
+    ]);
+    v["store"] = redis(json!({ "budget_retention": "30d" }));
+    assert_problem(
+        &v,
+        "store.budget_retention: must be at least the longest budget period (31d for month budget \"monthly\"), \
+         or a counter could expire before its period ends",
+    );
+    v["store"] = redis(json!({ "budget_retention": "40d", "reservation_ttl": "5m" }));
+    load(&v).unwrap();
+    v["store"] = json!({ "type": "memory", "budget_retention": "40d", "reservation_ttl": "5m" });
+    assert_problem(&v, "store.budget_retention: only for type redis");
+    assert_problem(&v, "store.reservation_ttl: only for type redis");
+}
+
+#[test]
 fn every_problem_is_reported_at_once_one_per_line() {
     let mut v = base();
     v["providers"]["openai"]["models"]["gpt-4o"]["price"]["input"] = json!("-1");

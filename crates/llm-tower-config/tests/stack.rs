@@ -375,3 +375,119 @@ async fn redis_store_can_fall_back_to_local_limits() {
     let resp = call(&stack, chat("m")).await.unwrap();
     assert!(resp.cost.unwrap() > Money::ZERO);
 }
+
+/// `REDIS_URL` (default `redis://127.0.0.1:6379/`) as `host:port`, when a server without a
+/// password answers `PING` there. Otherwise prints why the test is skipped, or fails when
+/// `LLM_TOWER_REQUIRE_REDIS` is set (to anything but empty or `0`).
+fn redis_or_skip(test: &str) -> Option<(String, String)> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
+    let addr = url
+        .strip_prefix("redis://")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|a| !a.is_empty() && !a.contains('@'))
+        .map(str::to_owned);
+    let answer = addr.as_deref().and_then(|a| resp(a, &["PING"]).ok());
+    match (addr, answer) {
+        (Some(addr), Some(pong)) if pong == "+PONG" => Some((url, addr)),
+        _ => {
+            let required =
+                std::env::var("LLM_TOWER_REQUIRE_REDIS").is_ok_and(|v| !v.is_empty() && v != "0");
+            let why = "no Redis without a password answers at REDIS_URL (redis://host:port/)";
+            assert!(
+                !required,
+                "{test}: Redis is required (LLM_TOWER_REQUIRE_REDIS is set) but {why}"
+            );
+            eprintln!("skipping {test}: {why}");
+            None
+        }
+    }
+}
+
+/// Sends one command over RESP and returns the first line of the reply.
+fn resp(addr: &str, args: &[&str]) -> std::io::Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    (&stream).write_all(cmd.as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    Ok(line.trim_end().to_owned())
+}
+
+fn pttl(addr: &str, key: &str) -> i64 {
+    let line = resp(addr, &["PTTL", key]).unwrap();
+    line.strip_prefix(':').unwrap().parse().unwrap()
+}
+
+fn unique_prefix(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("llmt-test:config-{tag}:{}:{nanos}", std::process::id())
+}
+
+/// The `spent` key of the global daily budget "daily" now (the id of today, UTC).
+fn daily_spent_key(prefix: &str) -> String {
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    format!("{prefix}:v1:{{b:daily::day:{day}}}:spent")
+}
+
+#[tokio::test]
+async fn a_built_redis_store_lets_budget_counters_expire() {
+    let Some((url, addr)) = redis_or_skip("budget counter retention") else {
+        return;
+    };
+    let ms_per_day = 86_400_000;
+    for (extra, expected_days) in [
+        // Default: the period (a day) plus one day.
+        (json!({}), 2),
+        (
+            json!({ "budget_retention": "40d", "reservation_ttl": "5m" }),
+            40,
+        ),
+    ] {
+        let prefix = unique_prefix("retention");
+        let mut store = json!({ "type": "redis", "url": url, "prefix": prefix });
+        for (k, x) in extra.as_object().unwrap() {
+            store[k] = x.clone();
+        }
+        let stack = stack_of(json!({
+            "providers": { "mock": mock(json!({})) },
+            "budgets": [{ "name": "daily", "scope": "global", "period": "day", "limit_usd": "1" }],
+            "store": store
+        }))
+        .await;
+        let key = daily_spent_key(&prefix);
+        let resp = call(&stack, chat("m")).await.unwrap();
+        assert!(resp.cost.unwrap() > Money::ZERO);
+        let ttl = pttl(&addr, &key);
+        assert!(
+            ttl > expected_days * ms_per_day - 60_000 && ttl <= expected_days * ms_per_day,
+            "{key}: pttl {ttl}, expected about {expected_days} days"
+        );
+        if expected_days == 40 {
+            // The configured reservation TTL holds a reservation for 5 minutes (+ 1 minute
+            // of slack on the holds hash).
+            let held = stack.tracker().reserve(&chat("mock/m")).await.unwrap();
+            let holds = key.replace(":spent", ":holds");
+            let ttl = pttl(&addr, &holds);
+            assert!(ttl > 350_000 && ttl <= 360_000, "{holds}: pttl {ttl}");
+            held.settle(None, false).await;
+        }
+        // Test keys do not outlive the test by days.
+        assert_eq!(resp_del(&addr, &key), ":1");
+    }
+}
+
+fn resp_del(addr: &str, key: &str) -> String {
+    resp(addr, &["DEL", key]).unwrap()
+}

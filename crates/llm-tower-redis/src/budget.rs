@@ -25,6 +25,49 @@ use crate::time::TimeSource;
 const LOCAL_ID_PREFIX: &str = "local:";
 /// Longest reservation TTL handed to a script (µs).
 const MAX_TTL_MICROS: u64 = 1 << 51;
+const HOUR: u64 = 3_600;
+const DAY: u64 = 86_400;
+
+/// How long a settled-spend counter is kept after its last settlement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retention {
+    /// By the period in the tracker's key: hour, day and month counters for their period
+    /// plus a day; `total` counters and keys of another shape forever.
+    ByPeriod,
+    /// This long for every counter but `total` ones (kept forever).
+    Fixed(Duration),
+}
+
+/// The retention of `key`'s spend, for [`Retention`].
+fn retention_of(retention: Retention, key: &str) -> Option<Duration> {
+    let period = period_of(key);
+    match retention {
+        Retention::Fixed(d) => (period != Some("total")).then_some(d),
+        Retention::ByPeriod => match period? {
+            "hour" => Some(Duration::from_secs(HOUR + DAY)),
+            "day" => Some(Duration::from_secs(2 * DAY)),
+            // The longest month, plus a day.
+            "month" => Some(Duration::from_secs(32 * DAY)),
+            _ => None,
+        },
+    }
+}
+
+/// The period of a tracker key, `"{budget}:{scope}:{period}:{period id}"`, possibly with a
+/// suffix (such as the tracker's one-time markers, `"{counter key}:alert:{n}"`): the
+/// rightmost `{hour|day|month|total}:{digits}` pair after at least two other parts. The
+/// budget and scope may contain `:`; the period and its id do not.
+fn period_of(key: &str) -> Option<&'static str> {
+    const PERIODS: [&str; 4] = ["hour", "day", "month", "total"];
+    let parts: Vec<&str> = key.split(':').collect();
+    (3..parts.len()).rev().find_map(|i| {
+        let id = parts[i];
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        PERIODS.into_iter().find(|p| *p == parts[i - 1])
+    })
+}
 
 /// Budget counters on Redis, shared by every instance that uses the same server and prefix.
 ///
@@ -40,9 +83,15 @@ const MAX_TTL_MICROS: u64 = 1 << 51;
 /// - `usage` reads spent and held.
 ///
 /// Every script first releases expired reservations, using the server's clock (`TIME`)
-/// unless a test clock is set. Settled spend never expires by default (the tracker puts
-/// the period in the key); set [`counter_retention`](Self::counter_retention) to let
-/// counters that nobody touched for that long vanish.
+/// unless a test clock is set.
+///
+/// # Retention
+/// The tracker puts the period in the key (`"{budget}:{scope}:{period}:{id}"`), and old
+/// periods are never read again: by default a counter of an `hour`, `day` or `month`
+/// budget expires its period plus one day after its last settlement (the longest month,
+/// 31 days, for `month`); `total` counters, and keys of another shape, are kept forever.
+/// [`counter_retention`](Self::counter_retention) sets one retention for every counter
+/// but `total` ones.
 ///
 /// Exactness: limits are compared in Lua numbers, exact up to 2^53 nano-USD (about
 /// 9 million USD) per counter; past that a limited reservation fails with a `Store` error
@@ -60,7 +109,7 @@ pub struct RedisBudgetStore {
     conn: RedisConnection,
     time: TimeSource,
     local: MemoryBudgetStore,
-    retention: Option<Duration>,
+    retention: Retention,
     id_base: u64,
     id_next: AtomicU64,
 }
@@ -82,7 +131,7 @@ impl RedisBudgetStore {
             conn,
             time: TimeSource::Server,
             local: MemoryBudgetStore::new(),
-            retention: None,
+            retention: Retention::ByPeriod,
             id_base: SmallRng::from_os_rng().random(),
             id_next: AtomicU64::new(1),
         }
@@ -97,11 +146,13 @@ impl RedisBudgetStore {
         self
     }
 
-    /// Lets a settled-spend counter expire once nobody has settled into it for `retention`
-    /// (for example a little over the longest budget period). Default: kept forever.
+    /// Lets every settled-spend counter except `total` ones expire once nobody has settled
+    /// into it for `retention`, instead of by its period (see the type's docs). Keep it at
+    /// least as long as the longest budget period (31 days for `month`), or a counter may
+    /// expire before its period ends and its budget start over.
     #[must_use]
     pub fn counter_retention(mut self, retention: Duration) -> Self {
-        self.retention = Some(retention.max(Duration::from_millis(1)));
+        self.retention = Retention::Fixed(retention.max(Duration::from_millis(1)));
         self
     }
 
@@ -119,6 +170,12 @@ impl RedisBudgetStore {
     fn new_id(&self) -> String {
         let n = self.id_next.fetch_add(1, Ordering::Relaxed);
         format!("{:016x}{n:x}", self.id_base)
+    }
+
+    fn retention_arg(&self, key: &str) -> String {
+        retention_of(self.retention, key)
+            .map(|r| u64::try_from(r.as_millis()).unwrap_or(u64::MAX).to_string())
+            .unwrap_or_default()
     }
 
     pub(crate) fn reserve_call(
@@ -151,10 +208,6 @@ impl RedisBudgetStore {
     }
 
     pub(crate) fn settle_call(&self, key: &str, id: &str, actual: Money) -> ScriptCall {
-        let retention = self
-            .retention
-            .map(|r| u64::try_from(r.as_millis()).unwrap_or(u64::MAX).to_string())
-            .unwrap_or_default();
         ScriptCall {
             script: &BUDGET_SETTLE,
             keys: keys::budget(self.conn.prefix(), BUDGET_VERSION, key).into(),
@@ -162,7 +215,7 @@ impl RedisBudgetStore {
                 self.time.arg(),
                 id.to_owned(),
                 actual.as_nanos().to_string(),
-                retention,
+                self.retention_arg(key),
             ],
         }
     }
@@ -403,6 +456,42 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
         assert!(!a.starts_with(LOCAL_ID_PREFIX));
         assert_ne!(store().new_id(), a, "two stores draw different bases");
+    }
+
+    #[test]
+    fn counters_are_kept_for_their_period_plus_a_day_by_default() {
+        assert_eq!(period_of("daily::day:20000"), Some("day"));
+        assert_eq!(period_of("b:a:b:c:month:673"), Some("month"));
+        assert_eq!(
+            period_of("b:x:month:7:day:5"),
+            Some("day"),
+            "the rightmost pair"
+        );
+        assert_eq!(period_of("daily::day:20000:alert:1000"), Some("day"));
+        assert_eq!(period_of("k"), None);
+        assert_eq!(period_of("a:day:"), None);
+        assert_eq!(period_of("day:1"), None);
+        let h = |s| Some(Duration::from_secs(s));
+        let by = Retention::ByPeriod;
+        assert_eq!(retention_of(by, "x:caller:hour:5"), h(25 * 3600));
+        assert_eq!(retention_of(by, "x::day:5"), h(2 * 86_400));
+        assert_eq!(retention_of(by, "x::month:5"), h(32 * 86_400));
+        assert_eq!(retention_of(by, "x::total:0"), None);
+        assert_eq!(retention_of(by, "custom"), None);
+        let fixed = Retention::Fixed(Duration::from_secs(40 * 86_400));
+        assert_eq!(retention_of(fixed, "x::hour:5"), h(40 * 86_400));
+        assert_eq!(retention_of(fixed, "custom"), h(40 * 86_400));
+        assert_eq!(
+            retention_of(fixed, "x::total:0"),
+            None,
+            "total is never expired"
+        );
+        let s = store();
+        assert_eq!(
+            s.settle_call("b::day:1", "i", Money::ZERO).args[3],
+            "172800000"
+        );
+        assert_eq!(s.settle_call("b::total:0", "i", Money::ZERO).args[3], "");
     }
 
     #[tokio::test]
