@@ -649,7 +649,7 @@ async fn usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
         Some(c) if state.auth_required() && !state.inner.usage_admins.contains(c) => {
             let own = snapshot.by_caller.remove(c).unwrap_or_default();
             snapshot = llm_tower_layers::cost::AnalyticsSnapshot::default();
-            snapshot.total = own.clone();
+            snapshot.total = own;
             snapshot.by_caller.insert(c.to_owned(), own);
             "caller"
         }
