@@ -1,7 +1,9 @@
 //! [`RedisBudgetStore`]: budget counters shared by every instance on one Redis.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use llm_tower_core::{Error, ManualClock, Money};
@@ -25,6 +27,13 @@ use crate::time::TimeSource;
 const LOCAL_ID_PREFIX: &str = "local:";
 /// Longest reservation TTL handed to a script (µs).
 const MAX_TTL_MICROS: u64 = 1 << 51;
+/// Most budget counters whose spend waits to be written to Redis at once.
+pub const MAX_REMEMBERED_COUNTERS: usize = 65_536;
+/// Most reservation ids kept per counter in the queue, to release their Redis holds
+/// when the spend is replayed (holds beyond that expire by their TTL).
+const MAX_RELEASE_IDS: usize = 64;
+/// Most counters replayed by one call (concurrently, on the multiplexed connection).
+const REPLAY_BATCH: usize = 32;
 const HOUR: u64 = 3_600;
 const DAY: u64 = 86_400;
 
@@ -69,6 +78,24 @@ fn period_of(key: &str) -> Option<&'static str> {
     })
 }
 
+/// Spend settled while Redis was unreachable, merged per counter.
+#[derive(Debug, Default)]
+struct Queued {
+    amount: i64,
+    /// Redis reservations it replaces, released when it is replayed.
+    release: Vec<String>,
+}
+
+#[derive(Default)]
+struct Queue {
+    entries: HashMap<String, Queued>,
+    /// Replayed since the queue was last empty (for the one log line when it empties).
+    replayed_counters: u64,
+    replayed_amount: i64,
+    /// Whether the "too many counters" error was logged since the queue was last empty.
+    overflow_logged: bool,
+}
+
 /// Budget counters on Redis, shared by every instance that uses the same server and prefix.
 ///
 /// Amounts are integer nano-USD ([`Money`]), added with `INCRBY`/`HINCRBY`. Each operation
@@ -97,11 +124,23 @@ fn period_of(key: &str) -> Option<&'static str> {
 /// 9 million USD) per counter; past that a limited reservation fails with a `Store` error
 /// rather than compare inexactly. Unlimited (warn-only) budgets have no such bound.
 ///
-/// # Failure policy
-/// Under [`FailurePolicy::FailOpenLocal`], while Redis is unreachable reservations are
-/// made in an in-memory store (ids `local:N`) and settled there; a local reservation settled
-/// after Redis is back adds its actual spend to Redis. A Redis reservation settled during
-/// an outage adds its spend locally, and its Redis hold expires by its TTL.
+/// # When Redis is unreachable
+/// Spend is never dropped: a settlement that cannot be written to Redis (under either
+/// policy, or outside a tokio runtime) is queued in memory, merged per counter, and added
+/// to Redis (releasing the Redis holds it replaces) by the next call of this store that
+/// reaches Redis, before that call's own work. One warning is logged when spend starts
+/// being queued and one info line when it has been replayed. Queued spend is lost only if
+/// the process exits first ([`queued_counters`](Self::queued_counters) and
+/// [`replay_queued`](Self::replay_queued) help at shutdown). At most
+/// [`MAX_REMEMBERED_COUNTERS`] counters are queued; spend for more is logged as an error
+/// and not recorded in Redis. A settlement that timed out but did run on the server is
+/// counted twice (stricter, never looser).
+///
+/// Under [`FailurePolicy::FailClosed`] the settlement still returns a `Store` error (the
+/// spend is queued). Under [`FailurePolicy::FailOpenLocal`], while Redis is unreachable
+/// reservations are made in an in-memory store (ids `local:N`) and settled there (and
+/// their spend is queued for Redis); a local reservation settled after Redis is back adds
+/// its spend to Redis directly.
 ///
 /// # Clone
 /// Wrap it in an `Arc` (the tracker's `.store(Arc::new(store))`).
@@ -112,6 +151,8 @@ pub struct RedisBudgetStore {
     retention: Retention,
     id_base: u64,
     id_next: AtomicU64,
+    queue: Mutex<Queue>,
+    queued: AtomicBool,
 }
 
 impl RedisBudgetStore {
@@ -134,6 +175,8 @@ impl RedisBudgetStore {
             retention: Retention::ByPeriod,
             id_base: SmallRng::from_os_rng().random(),
             id_next: AtomicU64::new(1),
+            queue: Mutex::new(Queue::default()),
+            queued: AtomicBool::new(false),
         }
     }
 
@@ -165,6 +208,27 @@ impl RedisBudgetStore {
     /// [`FailurePolicy::FailOpenLocal`].
     pub fn local(&self) -> &MemoryBudgetStore {
         &self.local
+    }
+
+    /// How many counters have spend waiting to be written to Redis.
+    pub fn queued_counters(&self) -> usize {
+        self.lock_queue().entries.len()
+    }
+
+    /// Writes the queued spend to Redis now, as far as Redis answers; returns how many
+    /// counters are still queued (0 when everything was written).
+    pub async fn replay_queued(&self) -> usize {
+        loop {
+            let before = self.queued_counters();
+            if before == 0 {
+                return 0;
+            }
+            self.replay(None).await;
+            let after = self.queued_counters();
+            if after >= before {
+                return after;
+            }
+        }
     }
 
     fn new_id(&self) -> String {
@@ -220,11 +284,151 @@ impl RedisBudgetStore {
         }
     }
 
+    /// The settle script with the queued spend of one counter, releasing the holds it
+    /// replaces.
+    fn replay_call(&self, key: &str, queued: &Queued) -> ScriptCall {
+        let mut ids = queued.release.iter();
+        let first = ids.next().map_or("-", String::as_str);
+        let mut call = self.settle_call(key, first, Money::from_nanos(queued.amount));
+        call.args.extend(ids.cloned());
+        call
+    }
+
     pub(crate) fn usage_call(&self, key: &str) -> ScriptCall {
         ScriptCall {
             script: &BUDGET_USAGE,
             keys: keys::budget(self.conn.prefix(), BUDGET_VERSION, key).into(),
             args: vec![self.time.arg()],
+        }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps `amount` (and the Redis hold `release` it replaces) for `key` until Redis
+    /// answers again.
+    fn enqueue(&self, key: &str, amount: Money, release: Option<&str>, why: &Error) {
+        if amount == Money::ZERO && release.is_none() {
+            return;
+        }
+        let mut q = self.lock_queue();
+        let was_empty = q.entries.is_empty();
+        if let Some(e) = q.entries.get_mut(key) {
+            e.amount = e.amount.saturating_add(amount.as_nanos());
+            if let Some(id) = release
+                && e.release.len() < MAX_RELEASE_IDS
+            {
+                e.release.push(id.to_owned());
+            }
+        } else if q.entries.len() >= MAX_REMEMBERED_COUNTERS {
+            metrics::counter!("llm_tower_redis_budget_spend_dropped_total").increment(1);
+            if !std::mem::replace(&mut q.overflow_logged, true) {
+                drop(q);
+                tracing::error!(
+                    budget_key = key,
+                    amount = %amount,
+                    max_counters = MAX_REMEMBERED_COUNTERS,
+                    "redis budget store: too many budget counters are waiting for Redis; \
+                     spend of further counters is not recorded in Redis"
+                );
+            }
+            return;
+        } else {
+            q.entries.insert(
+                key.to_owned(),
+                Queued {
+                    amount: amount.as_nanos(),
+                    release: release.map(str::to_owned).into_iter().collect(),
+                },
+            );
+        }
+        let n = q.entries.len();
+        self.queued.store(true, Ordering::Release);
+        drop(q);
+        metrics::gauge!("llm_tower_redis_budget_queued_counters").set(n as f64);
+        if was_empty {
+            tracing::warn!(
+                prefix = %self.conn.prefix(),
+                error = %why,
+                "redis budget store: spend could not be written to Redis; it is kept in memory \
+                 and added to Redis as soon as Redis answers again (lost if this process exits first)"
+            );
+        }
+    }
+
+    /// Writes queued spend to Redis: `key`'s first (the caller is about to use it), then
+    /// up to a batch of others, concurrently. What Redis does not take stays queued.
+    async fn replay(&self, key: Option<&str>) {
+        if !self.queued.load(Ordering::Acquire) {
+            return;
+        }
+        let batch: Vec<(String, Queued)> = {
+            let mut q = self.lock_queue();
+            let mut batch = Vec::with_capacity(REPLAY_BATCH);
+            if let Some(own) = key.and_then(|k| q.entries.remove_entry(k)) {
+                batch.push(own);
+            }
+            let room = REPLAY_BATCH - batch.len();
+            batch.extend(q.entries.extract_if(|_, _| true).take(room));
+            batch
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let calls: Vec<ScriptCall> = batch.iter().map(|(k, q)| self.replay_call(k, q)).collect();
+        let results = futures_util::future::join_all(calls.iter().map(|c| self.conn.run(c))).await;
+        let mut replayed = (0u64, 0i64);
+        let mut retry = Vec::new();
+        for ((key, queued), (call, result)) in batch.into_iter().zip(calls.iter().zip(results)) {
+            match result.and_then(|reply| {
+                let label = call.label();
+                let items = scripts::array(&label, reply).map_err(Failure::Reply)?;
+                scripts::int(&label, &items, 0).map_err(Failure::Reply)
+            }) {
+                Ok(_) => {
+                    replayed.0 += 1;
+                    replayed.1 = replayed.1.saturating_add(queued.amount);
+                }
+                Err(Failure::Unavailable(_)) => retry.push((key, queued)),
+                Err(Failure::Reply(e)) => {
+                    metrics::counter!("llm_tower_redis_budget_spend_dropped_total").increment(1);
+                    tracing::error!(
+                        budget_key = %key,
+                        amount = %Money::from_nanos(queued.amount),
+                        error = %e,
+                        "redis budget store: Redis refused queued spend; it is not recorded in Redis"
+                    );
+                }
+            }
+        }
+        let mut q = self.lock_queue();
+        for (key, queued) in retry {
+            let e = q.entries.entry(key).or_default();
+            e.amount = e.amount.saturating_add(queued.amount);
+            let room = MAX_RELEASE_IDS.saturating_sub(e.release.len());
+            e.release.extend(queued.release.into_iter().take(room));
+        }
+        q.replayed_counters += replayed.0;
+        q.replayed_amount = q.replayed_amount.saturating_add(replayed.1);
+        let n = q.entries.len();
+        if n > 0 {
+            return;
+        }
+        self.queued.store(false, Ordering::Release);
+        let (counters, amount) = (q.replayed_counters, q.replayed_amount);
+        q.replayed_counters = 0;
+        q.replayed_amount = 0;
+        q.overflow_logged = false;
+        drop(q);
+        metrics::gauge!("llm_tower_redis_budget_queued_counters").set(0.0);
+        if counters > 0 {
+            tracing::info!(
+                prefix = %self.conn.prefix(),
+                counters,
+                amount = %Money::from_nanos(amount),
+                "redis budget store: spend queued while Redis was unreachable has been added to Redis"
+            );
         }
     }
 
@@ -246,6 +450,7 @@ impl RedisBudgetStore {
         limit: Money,
         ttl: Duration,
     ) -> Result<ReserveOutcome, Error> {
+        self.replay(Some(key)).await;
         let id = self.new_id();
         let call = self.reserve_call(key, &id, amount, limit, ttl);
         match self.conn.run(&call).await {
@@ -300,16 +505,20 @@ impl RedisBudgetStore {
         id: &ReservationId,
         actual: Money,
     ) -> Result<Settled, Error> {
+        self.replay(Some(key)).await;
         if let Some(local) = id.0.strip_prefix(LOCAL_ID_PREFIX) {
             // Held locally during an outage: release it here, and count the spend in Redis
-            // if Redis is back (else here).
+            // (queued if Redis is still away; counted here too meanwhile).
             let local = ReservationId(local.to_owned());
             return match self.settle_redis(key, &id.0, actual).await {
                 Ok(settled) => {
                     self.local.settle_now(key, &local, Money::ZERO);
                     Ok(settled)
                 }
-                Err(Failure::Unavailable(_)) => Ok(self.local.settle_now(key, &local, actual)),
+                Err(Failure::Unavailable(e)) => {
+                    self.enqueue(key, actual, None, &e);
+                    Ok(self.local.settle_now(key, &local, actual))
+                }
                 Err(Failure::Reply(e)) => {
                     self.local.settle_now(key, &local, Money::ZERO);
                     Err(e)
@@ -320,8 +529,12 @@ impl RedisBudgetStore {
             Ok(settled) => Ok(settled),
             Err(Failure::Reply(e)) => Err(e),
             Err(Failure::Unavailable(e)) => {
+                self.enqueue(key, actual, Some(&id.0), &e);
+                let e = Error::store(format!(
+                    "{}; the spend ({actual}) is kept and added to Redis once it answers",
+                    e.message()
+                ));
                 self.fallback(e)?;
-                // The Redis hold expires by its TTL; the spend is counted here meanwhile.
                 Ok(self
                     .local
                     .settle_now(key, &ReservationId("-".to_owned()), actual))
@@ -330,13 +543,15 @@ impl RedisBudgetStore {
     }
 
     async fn usage_inner(&self, key: &str) -> Result<BudgetUsage, Error> {
+        self.replay(Some(key)).await;
         let call = self.usage_call(key);
         match self.conn.run(&call).await {
             Ok(reply) => {
                 let label = call.label();
                 let items = scripts::array(&label, reply)?;
+                let spent = scripts::int(&label, &items, 0)?;
                 Ok(BudgetUsage {
-                    spent: Money::from_nanos(scripts::int(&label, &items, 0)?),
+                    spent: Money::from_nanos(spent),
                     reserved: Money::from_nanos(scripts::int(&label, &items, 1)?),
                 })
             }
@@ -354,6 +569,7 @@ impl fmt::Debug for RedisBudgetStore {
         f.debug_struct("RedisBudgetStore")
             .field("connection", &self.conn)
             .field("retention", &self.retention)
+            .field("queued_counters", &self.queued_counters())
             .field("test_clock", &matches!(self.time, TimeSource::Manual(_)))
             .finish()
     }
@@ -492,6 +708,32 @@ mod tests {
             "172800000"
         );
         assert_eq!(s.settle_call("b::total:0", "i", Money::ZERO).args[3], "");
+    }
+
+    #[test]
+    fn queued_spend_merges_per_counter_and_replays_in_one_call() {
+        let s = store();
+        let why = Error::store("down");
+        s.enqueue("k", Money::from_nanos(5), Some("aa1"), &why);
+        s.enqueue("k", Money::from_nanos(7), None, &why);
+        s.enqueue("k", Money::ZERO, Some("aa2"), &why);
+        s.enqueue("other", Money::ZERO, None, &why);
+        assert_eq!(s.queued_counters(), 1, "nothing to record is not queued");
+        for i in 0..2 * MAX_RELEASE_IDS {
+            s.enqueue("k", Money::from_nanos(1), Some(&format!("r{i}")), &why);
+        }
+        let q = s.lock_queue();
+        let k = &q.entries["k"];
+        assert_eq!(k.amount, 12 + 2 * MAX_RELEASE_IDS as i64);
+        assert_eq!(k.release.len(), MAX_RELEASE_IDS, "bounded");
+        let call = s.replay_call("k", k);
+        assert_eq!(call.label(), "budget_settle v1");
+        assert_eq!(call.args[1], "aa1");
+        assert_eq!(call.args[2], (12 + 2 * MAX_RELEASE_IDS).to_string());
+        assert_eq!(call.args[4], "aa2");
+        assert_eq!(call.args.len(), 3 + MAX_RELEASE_IDS);
+        let none = s.replay_call("k", &Queued::default());
+        assert_eq!(none.args[1], "-");
     }
 
     #[tokio::test]

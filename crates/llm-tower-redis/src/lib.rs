@@ -46,7 +46,9 @@
 //! of this instance and goes back to Redis once a reconnect check succeeds. Both log one
 //! warning when Redis goes away and one message when it is back. Neither ever lets
 //! requests through unlimited. Every call has a time limit ([`RedisConfig::timeout`],
-//! 1 s by default), so a hung Redis cannot hang requests.
+//! 1 s by default), so a hung Redis cannot hang requests. Budget spend that cannot be
+//! written to Redis is queued in memory and added to Redis by the next call that reaches
+//! it (see [`RedisBudgetStore`]).
 //!
 //! # Errors
 //! `Store` when Redis fails under `FailClosed`, or answers with an error about the call
@@ -78,7 +80,7 @@ mod scripts;
 mod testing;
 mod time;
 
-pub use budget::RedisBudgetStore;
+pub use budget::{MAX_REMEMBERED_COUNTERS, RedisBudgetStore};
 pub use config::{
     DEFAULT_PREFIX, DEFAULT_RECONNECT_INTERVAL, DEFAULT_TIMEOUT, FailurePolicy, RedisConfig,
     redact_url,

@@ -5,8 +5,9 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use llm_tower_core::{Error, ErrorKind, ManualClock, Money};
@@ -17,34 +18,66 @@ use tokio::process::{Child, Command};
 use tracing::Level;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
-/// Counts this crate's warnings and infos.
+/// Counts this crate's warnings and infos on one thread (the tests run on current-thread
+/// runtimes).
 #[derive(Clone, Default)]
 struct LogCount {
     warn: Arc<AtomicUsize>,
     info: Arc<AtomicUsize>,
 }
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogCount {
+thread_local! {
+    static THREAD_COUNT: RefCell<Option<LogCount>> = const { RefCell::new(None) };
+}
+
+/// The global subscriber's one layer: hands each event to the current thread's counter.
+/// (One global subscriber rather than one per thread: per-thread subscribers that come and
+/// go while other tests log can make tracing cache a callsite as uninteresting.)
+struct Forward;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Forward {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let m = event.metadata();
         if !m.target().starts_with("llm_tower_redis") {
             return;
         }
-        match *m.level() {
-            Level::WARN => self.warn.fetch_add(1, Ordering::Relaxed),
-            Level::INFO => self.info.fetch_add(1, Ordering::Relaxed),
-            _ => 0,
-        };
+        THREAD_COUNT.with(|c| {
+            if let Some(count) = &*c.borrow() {
+                match *m.level() {
+                    Level::WARN => count.warn.fetch_add(1, Ordering::Relaxed),
+                    Level::INFO => count.info.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+            }
+        });
+    }
+}
+
+/// Installs the global subscriber; every test calls it first, before anything logs.
+fn init_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Forward))
+            .unwrap();
+    });
+}
+
+/// Stops counting on this thread when dropped.
+struct CountGuard;
+
+impl Drop for CountGuard {
+    fn drop(&mut self) {
+        THREAD_COUNT.with(|c| *c.borrow_mut() = None);
     }
 }
 
 impl LogCount {
-    /// Installs the counter for this thread (the tests run on a current-thread runtime).
-    fn install() -> (LogCount, tracing::subscriber::DefaultGuard) {
+    /// Counts this thread's events from now on.
+    fn install() -> (LogCount, CountGuard) {
+        init_logs();
         let count = LogCount::default();
-        let guard =
-            tracing::subscriber::set_default(tracing_subscriber::registry().with(count.clone()));
-        (count, guard)
+        THREAD_COUNT.with(|c| *c.borrow_mut() = Some(count.clone()));
+        (count, CountGuard)
     }
 
     fn get(&self) -> (usize, usize) {
@@ -285,12 +318,126 @@ async fn stores_follow_their_policy_through_an_outage_and_come_back() {
     server.stop().await;
 }
 
+/// Reserves `amount` of 1000 nano-USD for a minute; panics when it does not fit.
+async fn reserved(
+    store: &RedisBudgetStore,
+    key: &str,
+    amount: i64,
+) -> llm_tower_layers::cost::ReservationId {
+    match store
+        .reserve(
+            key,
+            Money::from_nanos(amount),
+            Money::from_nanos(1_000),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+    {
+        ReserveOutcome::Reserved(id) => id,
+        o => panic!("{o:?}"),
+    }
+}
+
+#[tokio::test]
+async fn budget_spend_settled_during_an_outage_reaches_redis_when_it_is_back() {
+    let (logs, _guard) = LogCount::install();
+    let port = free_port();
+    let Some(server) = PrivateRedis::start(port).await else {
+        common::skip(
+            "outage (budget replay)",
+            "redis-server could not be started (apt-get install redis-server)",
+        );
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}/");
+    let base = RedisConfig::new(url.as_str())
+        .prefix(common::unique_prefix("replay"))
+        .timeout(Duration::from_millis(500))
+        .reconnect_interval(Duration::ZERO);
+    let prefix = base.prefix.clone();
+    let closed =
+        RedisBudgetStore::new(&base.clone().failure_policy(FailurePolicy::FailClosed)).unwrap();
+    let open = RedisBudgetStore::new(&base.failure_policy(FailurePolicy::FailOpenLocal)).unwrap();
+    let nanos = Money::from_nanos;
+    let (kc, ko) = ("closed::day:7", "open::day:7");
+
+    // Up: 600 spent on the open store's counter, and one hold on each counter.
+    let id = reserved(&open, ko, 600).await;
+    open.settle(ko, &id, nanos(600)).await.unwrap();
+    let held_closed = reserved(&closed, kc, 300).await;
+    let held_open = reserved(&open, ko, 200).await;
+
+    server.stop().await;
+
+    // Fail closed: the settlement is refused, but its spend is kept.
+    let e = closed
+        .settle(kc, &held_closed, nanos(250))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Store, "{e}");
+    assert!(e.to_string().contains("kept"), "{e}");
+    assert_eq!(closed.queued_counters(), 1);
+
+    // Fail open: a Redis reservation settled locally.
+    open.settle(ko, &held_open, nanos(150)).await.unwrap();
+    let local = reserved(&open, ko, 250).await;
+    assert!(local.0.starts_with("local:"), "{local:?}");
+    open.settle(ko, &local, nanos(240)).await.unwrap();
+    assert_eq!(open.queued_counters(), 1, "merged per counter");
+    // Two connections down, and one "spend queued" warning per store.
+    assert_eq!(logs.get(), (4, 0));
+
+    // Back, empty (no persistence): only the replayed spend is there.
+    let server = PrivateRedis::start(port).await.unwrap();
+    let mut replayed = None;
+    for _ in 0..20 {
+        if let Ok(u) = closed.usage(kc).await {
+            replayed = Some(u);
+            break;
+        }
+    }
+    let u = replayed.expect("the fail-closed store did not return to Redis");
+    assert_eq!((u.spent, u.reserved), (nanos(250), Money::ZERO));
+    assert_eq!(closed.queued_counters(), 0);
+    let mut spent = None;
+    for _ in 0..20 {
+        let u = open.usage(ko).await.unwrap();
+        if open.connection().is_up() {
+            spent = Some(u.spent);
+            break;
+        }
+    }
+    assert_eq!(
+        spent,
+        Some(nanos(150 + 240)),
+        "both settlements of the outage"
+    );
+    assert_eq!(open.queued_counters(), 0);
+    assert_eq!(open.local().usage_now(ko).reserved, Money::ZERO);
+    // The replayed counters carry their retention (a day counter: two days).
+    let mut raw = common::raw(&url).await;
+    for key in [kc, ko] {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(format!("{prefix}:v1:{{b:{key}}}:spent"))
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(pttl > 172_000_000 && pttl <= 172_800_000, "{key}: {pttl}");
+    }
+    // One "reachable again" per connection and one "replayed" per store.
+    assert_eq!(logs.get(), (4, 4));
+
+    server.stop().await;
+}
+
 fn e_contains_password(e: &Error) -> bool {
     e.to_string().contains("secret")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_server_cannot_hang_requests() {
+    init_logs();
     // Accepts connections and never answers.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
