@@ -27,7 +27,8 @@ use crate::time::TimeSource;
 const LOCAL_ID_PREFIX: &str = "local:";
 /// Longest reservation TTL handed to a script (µs).
 const MAX_TTL_MICROS: u64 = 1 << 51;
-/// Most budget counters whose spend waits to be written to Redis at once.
+/// Most budget counters remembered at once: for the last spend seen in Redis, and for
+/// spend waiting to be written to Redis.
 pub const MAX_REMEMBERED_COUNTERS: usize = 65_536;
 /// Most reservation ids kept per counter in the queue, to release their Redis holds
 /// when the spend is replayed (holds beyond that expire by their TTL).
@@ -96,6 +97,13 @@ struct Queue {
     overflow_logged: bool,
 }
 
+#[derive(Default)]
+struct Seen {
+    /// Budget key -> (the largest spend Redis reported, when it was last reported).
+    spent: HashMap<String, (i64, u64)>,
+    stamp: u64,
+}
+
 /// Budget counters on Redis, shared by every instance that uses the same server and prefix.
 ///
 /// Amounts are integer nano-USD ([`Money`]), added with `INCRBY`/`HINCRBY`. Each operation
@@ -138,9 +146,11 @@ struct Queue {
 ///
 /// Under [`FailurePolicy::FailClosed`] the settlement still returns a `Store` error (the
 /// spend is queued). Under [`FailurePolicy::FailOpenLocal`], while Redis is unreachable
-/// reservations are made in an in-memory store (ids `local:N`) and settled there (and
-/// their spend is queued for Redis); a local reservation settled after Redis is back adds
-/// its spend to Redis directly.
+/// reservations are made in an in-memory store (ids `local:N`) and settled there. Each
+/// counter of that store starts from the last spend this instance saw in Redis for it, so
+/// an instance can spend at most what was left of a budget when it last reached Redis (a
+/// counter it never used since it started begins at zero). A local reservation settled
+/// after Redis is back adds its spend to Redis directly.
 ///
 /// # Clone
 /// Wrap it in an `Arc` (the tracker's `.store(Arc::new(store))`).
@@ -153,6 +163,7 @@ pub struct RedisBudgetStore {
     id_next: AtomicU64,
     queue: Mutex<Queue>,
     queued: AtomicBool,
+    seen: Mutex<Seen>,
 }
 
 impl RedisBudgetStore {
@@ -177,6 +188,7 @@ impl RedisBudgetStore {
             id_next: AtomicU64::new(1),
             queue: Mutex::new(Queue::default()),
             queued: AtomicBool::new(false),
+            seen: Mutex::new(Seen::default()),
         }
     }
 
@@ -306,6 +318,38 @@ impl RedisBudgetStore {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Remembers the spend Redis reported for `key` (the largest one: replies may arrive
+    /// out of order).
+    fn note_spent(&self, key: &str, spent: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.stamp += 1;
+        let stamp = seen.stamp;
+        if let Some(entry) = seen.spent.get_mut(key) {
+            *entry = (entry.0.max(spent), stamp);
+            return;
+        }
+        if seen.spent.len() >= MAX_REMEMBERED_COUNTERS {
+            // Forget the counters not reported in the last half of the capacity's updates.
+            let keep_from = stamp.saturating_sub(MAX_REMEMBERED_COUNTERS as u64 / 2);
+            seen.spent.retain(|_, (_, s)| *s >= keep_from);
+        }
+        seen.spent.insert(key.to_owned(), (spent, stamp));
+    }
+
+    /// Starts the local counter of `key` from the last spend seen in Redis.
+    fn seed_local(&self, key: &str) {
+        let spent = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .spent
+            .get(key)
+            .map(|(s, _)| *s);
+        if let Some(spent) = spent {
+            self.local.raise_spent(key, Money::from_nanos(spent));
+        }
+    }
+
     /// Keeps `amount` (and the Redis hold `release` it replaces) for `key` until Redis
     /// answers again.
     fn enqueue(&self, key: &str, amount: Money, release: Option<&str>, why: &Error) {
@@ -386,7 +430,8 @@ impl RedisBudgetStore {
                 let items = scripts::array(&label, reply).map_err(Failure::Reply)?;
                 scripts::int(&label, &items, 0).map_err(Failure::Reply)
             }) {
-                Ok(_) => {
+                Ok(before) => {
+                    self.note_spent(&key, before.saturating_add(queued.amount));
                     replayed.0 += 1;
                     replayed.1 = replayed.1.saturating_add(queued.amount);
                 }
@@ -458,11 +503,20 @@ impl RedisBudgetStore {
                 let label = call.label();
                 let items = scripts::array(&label, reply)?;
                 match scripts::int(&label, &items, 0)? {
-                    1 => Ok(ReserveOutcome::Reserved(ReservationId(id))),
-                    0 => Ok(ReserveOutcome::Exceeded {
-                        spent: Money::from_nanos(scripts::int(&label, &items, 1)?),
-                        reserved: Money::from_nanos(scripts::int(&label, &items, 2)?),
-                    }),
+                    1 => {
+                        if let Ok(spent) = scripts::int(&label, &items, 1) {
+                            self.note_spent(key, spent);
+                        }
+                        Ok(ReserveOutcome::Reserved(ReservationId(id)))
+                    }
+                    0 => {
+                        let spent = scripts::int(&label, &items, 1)?;
+                        self.note_spent(key, spent);
+                        Ok(ReserveOutcome::Exceeded {
+                            spent: Money::from_nanos(spent),
+                            reserved: Money::from_nanos(scripts::int(&label, &items, 2)?),
+                        })
+                    }
                     other => Err(Error::store(format!(
                         "unexpected reply from the redis {label} script: unknown code {other}"
                     ))),
@@ -471,6 +525,7 @@ impl RedisBudgetStore {
             Err(Failure::Reply(e)) => Err(e),
             Err(Failure::Unavailable(e)) => {
                 self.fallback(e)?;
+                self.seed_local(key);
                 Ok(match self.local.reserve_now(key, amount, limit) {
                     ReserveOutcome::Reserved(ReservationId(n)) => {
                         ReserveOutcome::Reserved(ReservationId(format!("{LOCAL_ID_PREFIX}{n}")))
@@ -493,6 +548,7 @@ impl RedisBudgetStore {
                 actual.as_nanos()
             )))
         })?;
+        self.note_spent(key, after);
         Ok(Settled {
             before: Money::from_nanos(before),
             after: Money::from_nanos(after),
@@ -517,6 +573,7 @@ impl RedisBudgetStore {
                 }
                 Err(Failure::Unavailable(e)) => {
                     self.enqueue(key, actual, None, &e);
+                    self.seed_local(key);
                     Ok(self.local.settle_now(key, &local, actual))
                 }
                 Err(Failure::Reply(e)) => {
@@ -535,6 +592,8 @@ impl RedisBudgetStore {
                     e.message()
                 ));
                 self.fallback(e)?;
+                // Counted here too, so the local fallback sees it during the outage.
+                self.seed_local(key);
                 Ok(self
                     .local
                     .settle_now(key, &ReservationId("-".to_owned()), actual))
@@ -550,6 +609,7 @@ impl RedisBudgetStore {
                 let label = call.label();
                 let items = scripts::array(&label, reply)?;
                 let spent = scripts::int(&label, &items, 0)?;
+                self.note_spent(key, spent);
                 Ok(BudgetUsage {
                     spent: Money::from_nanos(spent),
                     reserved: Money::from_nanos(scripts::int(&label, &items, 1)?),
@@ -558,6 +618,7 @@ impl RedisBudgetStore {
             Err(Failure::Reply(e)) => Err(e),
             Err(Failure::Unavailable(e)) => {
                 self.fallback(e)?;
+                self.seed_local(key);
                 Ok(self.local.usage_now(key))
             }
         }
@@ -734,6 +795,26 @@ mod tests {
         assert_eq!(call.args.len(), 3 + MAX_RELEASE_IDS);
         let none = s.replay_call("k", &Queued::default());
         assert_eq!(none.args[1], "-");
+    }
+
+    #[test]
+    fn the_last_spend_seen_seeds_the_local_fallback() {
+        let s = store();
+        s.note_spent("k", 600);
+        s.note_spent("k", 500);
+        s.seed_local("k");
+        s.seed_local("unknown");
+        assert_eq!(s.local().usage_now("k").spent, Money::from_nanos(600));
+        assert_eq!(s.local().usage_now("unknown").spent, Money::ZERO);
+        for i in 0..MAX_REMEMBERED_COUNTERS + 10 {
+            s.note_spent(&format!("c{i}"), 1);
+        }
+        let seen = s.seen.lock().unwrap();
+        assert!(seen.spent.len() <= MAX_REMEMBERED_COUNTERS, "bounded");
+        assert!(
+            seen.spent
+                .contains_key(&format!("c{}", MAX_REMEMBERED_COUNTERS + 9))
+        );
     }
 
     #[tokio::test]

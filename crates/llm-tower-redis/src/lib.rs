@@ -48,7 +48,8 @@
 //! requests through unlimited. Every call has a time limit ([`RedisConfig::timeout`],
 //! 1 s by default), so a hung Redis cannot hang requests. Budget spend that cannot be
 //! written to Redis is queued in memory and added to Redis by the next call that reaches
-//! it (see [`RedisBudgetStore`]).
+//! it (see [`RedisBudgetStore`]); the local budget fallback starts from the last spend seen
+//! in Redis.
 //!
 //! # Errors
 //! `Store` when Redis fails under `FailClosed`, or answers with an error about the call

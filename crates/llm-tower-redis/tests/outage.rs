@@ -359,6 +359,8 @@ async fn budget_spend_settled_during_an_outage_reaches_redis_when_it_is_back() {
     let closed =
         RedisBudgetStore::new(&base.clone().failure_policy(FailurePolicy::FailClosed)).unwrap();
     let open = RedisBudgetStore::new(&base.failure_policy(FailurePolicy::FailOpenLocal)).unwrap();
+    let limit = Money::from_nanos(1_000);
+    let ttl = Duration::from_secs(60);
     let nanos = Money::from_nanos;
     let (kc, ko) = ("closed::day:7", "open::day:7");
 
@@ -379,8 +381,14 @@ async fn budget_spend_settled_during_an_outage_reaches_redis_when_it_is_back() {
     assert!(e.to_string().contains("kept"), "{e}");
     assert_eq!(closed.queued_counters(), 1);
 
-    // Fail open: a Redis reservation settled locally.
-    open.settle(ko, &held_open, nanos(150)).await.unwrap();
+    // Fail open: a Redis reservation settled locally, on top of the 600 last seen in Redis.
+    let s = open.settle(ko, &held_open, nanos(150)).await.unwrap();
+    assert_eq!((s.before, s.after), (nanos(600), nanos(750)));
+    // The local fallback starts from what Redis last said: 250 left, not 1000.
+    assert!(matches!(
+        open.reserve(ko, nanos(300), limit, ttl).await.unwrap(),
+        ReserveOutcome::Exceeded { .. }
+    ));
     let local = reserved(&open, ko, 250).await;
     assert!(local.0.starts_with("local:"), "{local:?}");
     open.settle(ko, &local, nanos(240)).await.unwrap();

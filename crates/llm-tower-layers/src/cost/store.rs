@@ -190,6 +190,21 @@ impl MemoryBudgetStore {
         })
     }
 
+    /// Raises the counter's settled spend to at least `spent` (never lowers it). A shared
+    /// store's local fallback uses it to start from the last spend the shared store
+    /// reported, instead of from zero.
+    pub fn raise_spent(&self, key: &str, spent: Money) {
+        self.with(|m| {
+            let c = match m.get_mut(key) {
+                Some(c) => c,
+                None => m.entry(key.to_owned()).or_default(),
+            };
+            if c.spent < spent {
+                c.spent = spent;
+            }
+        });
+    }
+
     /// The counter's state, synchronously.
     pub fn usage_now(&self, key: &str) -> BudgetUsage {
         self.with(|m| {
@@ -352,5 +367,34 @@ pub mod conformance {
         async fn memory_budget_store_passes_conformance() {
             super::run(std::sync::Arc::new(super::MemoryBudgetStore::new()), "t").await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raise_spent_only_raises_and_keeps_holds() {
+        let s = MemoryBudgetStore::new();
+        let limit = Money::from_nanos(1_000);
+        let ReserveOutcome::Reserved(id) = s.reserve_now("k", Money::from_nanos(100), limit) else {
+            panic!("fits")
+        };
+        s.raise_spent("k", Money::from_nanos(600));
+        s.raise_spent("k", Money::from_nanos(400));
+        let u = s.usage_now("k");
+        assert_eq!(
+            (u.spent, u.reserved),
+            (Money::from_nanos(600), Money::from_nanos(100))
+        );
+        assert!(matches!(
+            s.reserve_now("k", Money::from_nanos(301), limit),
+            ReserveOutcome::Exceeded { .. }
+        ));
+        let st = s.settle_now("k", &id, Money::from_nanos(50));
+        assert_eq!(st.after, Money::from_nanos(650));
+        s.raise_spent("new", Money::from_nanos(7));
+        assert_eq!(s.usage_now("new").spent, Money::from_nanos(7));
     }
 }

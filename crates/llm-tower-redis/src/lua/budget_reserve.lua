@@ -1,5 +1,6 @@
 -- ARGV[2] id (no ':')   ARGV[3] amount   ARGV[4] limit, or "" for none   ARGV[5] ttl (us)
--- Returns {1} when held, {0, spent, held} (decimal strings) when it does not fit.
+-- Returns {1, spent, held} when held, {0, spent, held} when it does not fit (spent and
+-- held before this reservation, as decimal strings).
 purge()
 local amount = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[5])
@@ -26,4 +27,4 @@ local last = tonumber(top[2]) or (now + ttl)
 local keep = fmt(math.floor((last - now) / 1000) + 60000)
 redis.call('PEXPIRE', holdsk, keep)
 redis.call('PEXPIRE', expk, keep)
-return {1}
+return {1, spent_s, held_s}
