@@ -817,6 +817,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn calls_outside_a_runtime_fail_without_panicking_and_queue_the_spend() {
+        use futures_util::FutureExt;
+        let s = RedisBudgetStore::new(&RedisConfig::new("redis://127.0.0.1:1/")).unwrap();
+        let id = ReservationId("abc1".to_owned());
+        let e = s
+            .settle("k", &id, Money::from_nanos(9))
+            .now_or_never()
+            .expect("completes at once")
+            .unwrap_err();
+        assert!(e.to_string().contains("outside a tokio runtime"), "{e}");
+        assert!(s.connection().is_up(), "not an outage");
+        assert_eq!(s.queued_counters(), 1);
+        let open = RedisBudgetStore::new(
+            &RedisConfig::new("redis://127.0.0.1:1/").failure_policy(FailurePolicy::FailOpenLocal),
+        )
+        .unwrap();
+        let settled = open
+            .settle("k", &id, Money::from_nanos(9))
+            .now_or_never()
+            .expect("completes at once")
+            .unwrap();
+        assert_eq!(settled.after, Money::from_nanos(9));
+        assert_eq!(open.queued_counters(), 1);
+    }
+
     #[tokio::test]
     async fn settle_reply_is_decoded_exactly() {
         let s = store();

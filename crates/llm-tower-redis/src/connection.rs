@@ -112,6 +112,7 @@ impl RedisConnection {
     /// # Errors
     /// `Store` when Redis does not answer within the time limit.
     pub async fn ping(&self) -> Result<(), Error> {
+        self.runtime()?;
         let mut conn = self.manager()?;
         match self.ping_on(&mut conn).await {
             Ok(()) => {
@@ -165,7 +166,12 @@ impl RedisConnection {
     }
 
     /// Runs one script call if Redis is usable, with the time limit.
+    ///
+    /// Outside a tokio runtime (a future polled once by hand, as when an unsettled
+    /// reservation is dropped in a plain thread) Redis cannot be reached: the call fails
+    /// as `Unavailable` at once, without a panic and without marking the connection down.
     pub(crate) async fn run(&self, call: &ScriptCall) -> Result<Value, Failure> {
+        self.runtime().map_err(Failure::Unavailable)?;
         let probe = match self.route() {
             Route::Redis => false,
             Route::Probe => true,
@@ -197,6 +203,18 @@ impl RedisConnection {
                 self.mark_down(&err);
                 Err(Failure::Unavailable(err))
             }
+        }
+    }
+
+    /// `Ok` inside a tokio runtime. Timers and the connection's tasks need one; without
+    /// it they would panic.
+    fn runtime(&self) -> Result<(), Error> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::store(format!(
+                "redis store at {}: called outside a tokio runtime, so Redis cannot be reached",
+                self.inner.redacted_url
+            ))),
         }
     }
 

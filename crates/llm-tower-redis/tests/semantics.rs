@@ -562,3 +562,58 @@ async fn an_evicted_window_total_is_rebuilt_with_a_ttl() {
         Decision::Admitted { remaining: 0, .. }
     ));
 }
+
+#[test]
+fn a_reservation_dropped_outside_a_runtime_neither_panics_nor_loses_its_spend() {
+    use llm_tower_core::{ChatRequest, LlmRequest, Message};
+    use llm_tower_layers::cost::{
+        Budget, BudgetScope, CostTracker, ModelPrice, Period, PriceTable,
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(url) = rt.block_on(common::redis_or_skip("drop outside a runtime")) else {
+        return;
+    };
+    let store = Arc::new(
+        RedisBudgetStore::new(&common::config(&url, "drop"))
+            .unwrap()
+            .counter_retention(Duration::from_secs(600)),
+    );
+    let tracker = CostTracker::builder()
+        .prices(PriceTable::new().with("m", ModelPrice::usd("1.00", "2.00").unwrap()))
+        .budget(
+            Budget::new(
+                "daily",
+                BudgetScope::Global,
+                Period::Day,
+                Money::from_usd(10),
+            )
+            .unwrap(),
+        )
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let req = LlmRequest::chat(
+        ChatRequest::new("m", vec![Message::user("Tell me about towers.")]).max_tokens(20),
+    );
+    let reservation = rt.block_on(tracker.reserve(&req)).unwrap();
+    let held = rt.block_on(tracker.budget_status(None)).unwrap()[0].reserved;
+    assert!(held > Money::ZERO);
+
+    // Dropped unsettled in a plain thread: no runtime, so Redis cannot be reached there.
+    std::thread::spawn(move || drop(reservation))
+        .join()
+        .expect("dropping a reservation outside a runtime must not panic");
+    assert_eq!(store.queued_counters(), 1, "its spend is kept");
+    assert!(store.connection().is_up(), "no runtime is not an outage");
+
+    // The next call on a runtime adds the spend to Redis and releases the hold.
+    let status = rt.block_on(tracker.budget_status(None)).unwrap();
+    assert!(status[0].spent > Money::ZERO, "{status:?}");
+    assert_eq!(status[0].reserved, Money::ZERO, "{status:?}");
+    assert_eq!(store.queued_counters(), 0);
+}
