@@ -108,7 +108,7 @@ impl RedisRateLimitStore {
         }
         let call = self.call_for(&req)?;
         match self.conn.run(&call).await {
-            Ok(reply) => parse_decision(&call, reply),
+            Ok(reply) => parse_decision(&call, reply, req.algorithm),
             Err(Failure::Reply(e)) => Err(e),
             Err(Failure::Unavailable(e)) => match self.conn.failure_policy() {
                 FailurePolicy::FailClosed => Err(e),
@@ -147,26 +147,36 @@ impl RedisRateLimitStore {
                 })
             }
             Algorithm::LeakyBucket { rate, per, burst } => {
-                let per_us = micros_ceil(per);
-                if rate == 0 || burst > MAX_UNITS {
+                let per_us = micros_ceil(per).max(1);
+                // Fractions are below `rate` and sums of two stay exact in Lua.
+                if rate == 0 || rate > MAX_UNITS || burst > MAX_UNITS {
                     return Err(out_of_range(req.algorithm));
                 }
-                let inc = |w: u64| -> u64 {
-                    let v = (u128::from(w) * u128::from(per_us)).div_ceil(u128::from(rate));
-                    u64::try_from(v).unwrap_or(u64::MAX)
+                // w * per / rate as (whole us, fraction in 1/rate us).
+                let split = |w: u64| -> (u64, u64) {
+                    let v = u128::from(w) * u128::from(per_us);
+                    let r = u128::from(rate);
+                    (
+                        u64::try_from(v / r).unwrap_or(u64::MAX),
+                        u64::try_from(v % r).unwrap_or(0),
+                    )
                 };
-                let tau = inc(burst);
-                if tau > MAX_SPAN_MICROS {
+                let (tau_w, tau_f) = split(burst);
+                if tau_w > MAX_SPAN_MICROS {
                     return Err(out_of_range(req.algorithm));
                 }
+                let (inc_w, inc_f) = split(req.weight);
                 let [tat] = keys::leaky_bucket(prefix, LEAKY_BUCKET_VERSION, req.scope, req.key);
                 Ok(ScriptCall {
                     script: &LEAKY_BUCKET,
                     keys: vec![tat],
                     args: vec![
-                        inc(req.weight).to_string(),
-                        tau.to_string(),
-                        inc(1).max(1).to_string(),
+                        inc_w.to_string(),
+                        inc_f.to_string(),
+                        tau_w.to_string(),
+                        tau_f.to_string(),
+                        rate.to_string(),
+                        per_us.to_string(),
                         burst.to_string(),
                         max_wait.to_string(),
                         now,
@@ -207,15 +217,36 @@ fn micros_ceil(d: Duration) -> u64 {
     u64::try_from(d.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX)
 }
 
-fn parse_decision(call: &ScriptCall, reply: redis::Value) -> Result<Decision, Error> {
+fn parse_decision(
+    call: &ScriptCall,
+    reply: redis::Value,
+    algorithm: &Algorithm,
+) -> Result<Decision, Error> {
     let label = call.label();
     let items = scripts::array(&label, reply)?;
     match scripts::int(&label, &items, 0)? {
-        1 => Ok(Decision::Admitted {
-            wait: Duration::from_micros(scripts::uint(&label, &items, 1)?),
-            remaining: scripts::uint(&label, &items, 2)?,
-            reset: Duration::from_micros(scripts::uint(&label, &items, 3)?),
-        }),
+        1 => match *algorithm {
+            Algorithm::SlidingWindow { .. } => Ok(Decision::Admitted {
+                wait: Duration::from_micros(scripts::uint(&label, &items, 1)?),
+                remaining: scripts::uint(&label, &items, 2)?,
+                reset: Duration::from_micros(scripts::uint(&label, &items, 3)?),
+            }),
+            Algorithm::LeakyBucket { rate, per, burst } => {
+                // free = whole + fraction / rate microseconds; one unit is per / rate.
+                let free_w = scripts::uint(&label, &items, 2)?;
+                let free_f = scripts::uint(&label, &items, 3)?;
+                let scaled = u128::from(free_w) * u128::from(rate) + u128::from(free_f);
+                let remaining = scaled
+                    .checked_div(u128::from(micros_ceil(per).max(1)))
+                    .map_or(burst, |n| u64::try_from(n).unwrap_or(u64::MAX))
+                    .min(burst);
+                Ok(Decision::Admitted {
+                    wait: Duration::from_micros(scripts::uint(&label, &items, 1)?),
+                    remaining,
+                    reset: Duration::from_micros(scripts::uint(&label, &items, 4)?),
+                })
+            }
+        },
         0 => Ok(Decision::Denied {
             retry_after: Duration::from_micros(scripts::uint(&label, &items, 1)?),
         }),
@@ -295,25 +326,52 @@ mod tests {
     }
 
     #[test]
-    fn leaky_bucket_increments_are_exact_ceilings() {
-        // 7 per second, burst 3: one unit every ceil(1e6 / 7) = 142858 us.
+    fn leaky_bucket_increments_are_exact_fractions() {
+        // 7 per second, burst 3, weight 2: 2e6 / 7 = 285714 + 2/7 us, tau 3e6 / 7 =
+        // 428571 + 3/7 us, passed as whole microseconds and sevenths.
         let alg = Algorithm::leaky_bucket(7, Duration::from_secs(1), 3).unwrap();
         let call = store()
             .call_for(&acquire(&alg, 2, Duration::from_secs(5)))
             .unwrap();
-        assert_eq!(call.label(), "leaky_bucket v1");
-        assert_eq!(call.keys, ["pfx:v1:{lb:per_caller:alice}:tat"]);
+        assert_eq!(call.label(), "leaky_bucket v2");
+        assert_eq!(call.keys, ["pfx:v2:{lb:per_caller:alice}:tat"]);
         assert_eq!(
             call.args,
             [
-                "285715",
-                "428572",
-                "142858",
+                "285714",
+                "2",
+                "428571",
+                "3",
+                "7",
+                "1000000",
                 "3",
                 "5000000",
                 "1000000000000000"
             ]
         );
+    }
+
+    #[test]
+    fn leaky_bucket_free_capacity_becomes_whole_units() {
+        let alg = Algorithm::leaky_bucket(7, Duration::from_secs(1), 3).unwrap();
+        let call = store().call_for(&acquire(&alg, 1, Duration::ZERO)).unwrap();
+        // 285714 + 2/7 us free = exactly 2 units of 1e6/7 us.
+        let reply = Value::Array(vec![
+            Value::Int(1),
+            Value::Int(0),
+            Value::Int(285_714),
+            Value::Int(2),
+            Value::Int(142_858),
+        ]);
+        match parse_decision(&call, reply, &alg).unwrap() {
+            Decision::Admitted {
+                remaining, reset, ..
+            } => {
+                assert_eq!(remaining, 2);
+                assert_eq!(reset, Duration::from_micros(142_858));
+            }
+            d => panic!("{d:?}"),
+        }
     }
 
     #[test]
@@ -370,6 +428,14 @@ mod tests {
                 .call_for(&acquire(&bucket(1 << 52), 1, Duration::ZERO))
                 .is_ok()
         );
+        // A realistic large token bucket (100M tokens an hour, burst 100M) is in range.
+        let hourly =
+            Algorithm::leaky_bucket(100_000_000, Duration::from_secs(3600), 100_000_000).unwrap();
+        assert!(
+            store()
+                .call_for(&acquire(&hourly, 4_000, Duration::ZERO))
+                .is_ok()
+        );
         assert!(
             store()
                 .call_for(&acquire(&bucket((1 << 52) + 1), 1, Duration::ZERO))
@@ -389,7 +455,7 @@ mod tests {
         let call = store().call_for(&acquire(&alg, 1, Duration::ZERO)).unwrap();
         let arr = |v: Vec<i64>| Value::Array(v.into_iter().map(Value::Int).collect());
         assert_eq!(
-            parse_decision(&call, arr(vec![1, 5, 2, 7])).unwrap(),
+            parse_decision(&call, arr(vec![1, 5, 2, 7]), &alg).unwrap(),
             Decision::Admitted {
                 wait: Duration::from_micros(5),
                 remaining: 2,
@@ -397,13 +463,13 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_decision(&call, arr(vec![0, 9])).unwrap(),
+            parse_decision(&call, arr(vec![0, 9]), &alg).unwrap(),
             Decision::Denied {
                 retry_after: Duration::from_micros(9)
             }
         );
         assert_eq!(
-            parse_decision(&call, arr(vec![2, 4])).unwrap(),
+            parse_decision(&call, arr(vec![2, 4]), &alg).unwrap(),
             Decision::TooHeavy { capacity: 4 }
         );
         for bad in [
@@ -414,7 +480,7 @@ mod tests {
             Value::Okay,
         ] {
             assert_eq!(
-                parse_decision(&call, bad).unwrap_err().kind(),
+                parse_decision(&call, bad, &alg).unwrap_err().kind(),
                 llm_tower_core::ErrorKind::Store
             );
         }
@@ -437,7 +503,7 @@ mod tests {
         ]);
         let reply = call.invoke(&mut conn).await.unwrap();
         assert_eq!(
-            parse_decision(&call, reply).unwrap(),
+            parse_decision(&call, reply, &alg).unwrap(),
             Decision::Admitted {
                 wait: Duration::ZERO,
                 remaining: 59,

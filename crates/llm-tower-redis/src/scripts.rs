@@ -34,7 +34,7 @@ impl LuaScript {
 /// The version of the sliding-window script and its keys.
 pub(crate) const SLIDING_WINDOW_VERSION: u32 = 1;
 /// The version of the leaky-bucket script and its keys.
-pub(crate) const LEAKY_BUCKET_VERSION: u32 = 1;
+pub(crate) const LEAKY_BUCKET_VERSION: u32 = 2;
 /// The version of the budget scripts and their keys.
 pub(crate) const BUDGET_VERSION: u32 = 1;
 

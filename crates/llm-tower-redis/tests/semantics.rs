@@ -215,7 +215,7 @@ async fn idle_keys_carry_a_ttl_of_about_the_window() {
     for (key, max_ms) in [
         (format!("{prefix}:v1:{{sw:diff:k}}:log"), 31_000),
         (format!("{prefix}:v1:{{sw:diff:k}}:sum"), 31_000),
-        (format!("{prefix}:v1:{{lb:diff:k}}:tat"), 21_000),
+        (format!("{prefix}:v2:{{lb:diff:k}}:tat"), 21_000),
     ] {
         let ttl: i64 = redis::cmd("PTTL")
             .arg(&key)
