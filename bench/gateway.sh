@@ -3,6 +3,7 @@
 #
 #   bash bench/gateway.sh            # 10 s per run
 #   DURATION=5 bash bench/gateway.sh
+#   WORKERS=1 bash bench/gateway.sh  # the gateway on a single-threaded runtime (--workers 1)
 #
 # Builds the release binary, then for each target runs wrk at 1 and 64 connections,
 # non-streaming and streaming chat completions:
@@ -162,7 +163,7 @@ EOF
 done
 
 start_gateway() { # config -> sets GW_PID, GW_ADDR
-  "$BIN" serve --config "$1" --listen 127.0.0.1:0 >"$WORK/gw.out" 2>"$WORK/gw.err" &
+  "$BIN" serve --config "$1" --listen 127.0.0.1:0 ${WORKERS:+--workers "$WORKERS"} >"$WORK/gw.out" 2>"$WORK/gw.err" &
   GW_PID=$!
   PIDS+=("$GW_PID")
   for _ in $(seq 1 100); do

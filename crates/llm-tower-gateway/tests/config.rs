@@ -142,8 +142,27 @@ const BIN: &str = env!("CARGO_BIN_EXE_llm-tower");
 
 #[tokio::test]
 async fn serve_without_config_prints_one_line_then_stops_on_sigterm() {
+    serve_answers_then_stops(&[]).await;
+}
+
+#[tokio::test]
+async fn serve_on_a_single_threaded_runtime() {
+    serve_answers_then_stops(&["--workers", "1"]).await;
+    serve_answers_then_stops(&["--workers", "3"]).await;
+    let out = tokio::process::Command::new(BIN)
+        .args(["serve", "--workers", "0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap refuses 0 workers");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
+}
+
+/// `serve` with the embedded default and `extra` arguments: one line, one chat, SIGTERM.
+async fn serve_answers_then_stops(extra: &[&str]) {
     let mut child = tokio::process::Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
