@@ -142,6 +142,36 @@ fn long_runs_of_one_character_match_tiktoken() {
     }
 }
 
+/// One piece of a megabyte (a run of one letter is one regex piece) and one of 200 KB of
+/// one CJK character: the merge of long pieces is `O(n log n)` and still exact.
+#[test]
+fn huge_single_pieces_match_tiktoken() {
+    assert_exact(&"a".repeat(1 << 20));
+    assert_exact(&"\u{4e2d}".repeat(200_000 / 3));
+    assert_exact(&format!(" {}x", "ab".repeat(100_000)));
+}
+
+/// Characters of many scripts, with the ASCII that glues pieces together.
+fn mixed_script_text() -> impl Strategy<Value = String> {
+    let chunks: Vec<String> = ALL
+        .iter()
+        .flat_map(|text| text.chars())
+        .chain("aeiouyzqx".chars())
+        .map(String::from)
+        .collect();
+    let words = proptest::collection::vec(proptest::sample::select(chunks), 1..24)
+        .prop_map(|chars| chars.concat());
+    proptest::collection::vec(
+        prop_oneof![
+            4 => words,
+            1 => proptest::sample::select(vec![" ", "\n", "  ", ", ", ". ", "\u{3000}"])
+                .prop_map(String::from),
+        ],
+        0..40,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
 /// A deterministic mix of the fixed texts cut at arbitrary character positions.
 #[test]
 fn shuffled_corpus_matches_tiktoken() {
@@ -224,6 +254,19 @@ proptest! {
     #[test]
     fn merge_heavy_words_match_tiktoken(text in "[a-dA=é]{1,80}") {
         assert_exact(&text);
+    }
+
+    /// Random runs of characters of every script of the corpus (pieces up to a few hundred
+    /// bytes, so both the short and the heap merge run).
+    #[test]
+    fn mixed_script_strings_match_tiktoken(text in mixed_script_text()) {
+        assert_exact(&text);
+    }
+
+    /// Random bytes made valid UTF-8 (replacement characters where they are not).
+    #[test]
+    fn random_bytes_match_tiktoken(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        assert_exact(&String::from_utf8_lossy(&bytes));
     }
 
     #[test]

@@ -1,22 +1,32 @@
-//! Exact token counts for OpenAI's encodings, tuned for short texts.
+//! Exact token counts for OpenAI's encodings, tuned for short texts and small memory.
 //!
 //! The result is, by construction, the one `tiktoken` gives with `encode_ordinary`: the
 //! text is split into pieces by the encoding's regex, and every piece is byte-pair encoded
-//! with the merge ranks of the encoding. Three things make it fast:
+//! with the merge ranks of the encoding. What makes it fast and small:
 //!
-//! - pieces of ASCII text are found by a hand-written scanner that follows the regex's
-//!   alternatives in order; whenever a decision would look at a non-ASCII character, the
-//!   piece is found by `bpe-openai`'s compiled regex instead (so every script is exact);
-//! - a piece that is itself a token (most English words are) costs one hash lookup in a
-//!   compact open-addressing table of the vocabulary, instead of running the encoder;
-//! - only pieces of several tokens go to `bpe-openai`'s backtracking encoder.
+//! - pieces are found by hand-written scanners that follow the regex's alternatives in
+//!   order: a byte scanner for ASCII text, and, whenever a decision would look at a
+//!   non-ASCII character, one over the Unicode classes of every code point (`unicode.rs`,
+//!   tables from `regex-syntax` made by `build.rs`), so every script is exact and no
+//!   regex is compiled at run time;
+//! - the vocabulary is a compact open-addressing hash table that `build.rs` lays out at
+//!   build time and the binary holds as static data (`table.rs`): nothing is built at run
+//!   time and only the pages a count touches become resident, a few MB at most instead of
+//!   the ~70 MB of a full BPE encoder;
+//! - a piece that is itself a token (most English words are) costs one lookup;
+//! - other pieces go through `tiktoken`'s byte-pair merge over the table (`merge.rs`).
 //!
-//! `tests/token_exactness.rs` compares the result with `tiktoken-rs` on every path.
+//! `tests/token_exactness.rs` compares the counts with `tiktoken-rs` on every path; the
+//! tests here compare the pieces with `bpe-openai`'s compiled regexes, for every code point.
 
 use std::sync::LazyLock;
 
-use bpe_openai::Tokenizer;
-use bpe_openai::byte_pair_encoding::BytePairEncoding;
+mod layout;
+mod merge;
+mod table;
+mod unicode;
+
+use table::TokenTable;
 
 /// Which regex splits the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,14 +40,32 @@ enum Split {
 /// An encoding ready for fast counting.
 pub(crate) struct ExactEncoder {
     split: Split,
-    tokenizer: &'static Tokenizer,
     table: TokenTable,
 }
 
-static O200K: LazyLock<ExactEncoder> =
-    LazyLock::new(|| ExactEncoder::new(Split::O200k, bpe_openai::o200k_base()));
-static CL100K: LazyLock<ExactEncoder> =
-    LazyLock::new(|| ExactEncoder::new(Split::Cl100k, bpe_openai::cl100k_base()));
+/// One of the blobs `build.rs` wrote.
+macro_rules! blob {
+    ($name:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/", $name))
+    };
+}
+
+static O200K: LazyLock<ExactEncoder> = LazyLock::new(|| ExactEncoder {
+    split: Split::O200k,
+    table: TokenTable::new(
+        blob!("o200k_base.tokens"),
+        blob!("o200k_base.slots"),
+        blob!("o200k_base.pairs"),
+    ),
+});
+static CL100K: LazyLock<ExactEncoder> = LazyLock::new(|| ExactEncoder {
+    split: Split::Cl100k,
+    table: TokenTable::new(
+        blob!("cl100k_base.tokens"),
+        blob!("cl100k_base.slots"),
+        blob!("cl100k_base.pairs"),
+    ),
+});
 
 /// The `o200k_base` encoder, built on first use.
 pub(crate) fn o200k() -> &'static ExactEncoder {
@@ -50,14 +78,6 @@ pub(crate) fn cl100k() -> &'static ExactEncoder {
 }
 
 impl ExactEncoder {
-    fn new(split: Split, tokenizer: &'static Tokenizer) -> Self {
-        ExactEncoder {
-            split,
-            tokenizer,
-            table: TokenTable::new(&tokenizer.bpe),
-        }
-    }
-
     /// The number of tokens of `text`, as `tiktoken`'s `encode_ordinary(text).len()`.
     pub(crate) fn count(&self, text: &str) -> usize {
         let bytes = text.as_bytes();
@@ -70,7 +90,7 @@ impl ExactEncoder {
             };
             let end = match scanned {
                 Some(end) if end > pos => end,
-                _ => self.regex_piece_end(text, pos),
+                _ => self.unicode_piece_end(text, pos),
             };
             let piece = bytes.get(pos..end).unwrap_or_default();
             tokens += self.count_piece(piece);
@@ -79,20 +99,21 @@ impl ExactEncoder {
         tokens
     }
 
-    /// The end of the piece starting at `pos`, by the encoding's compiled regex. The regex
-    /// is anchored at the piece start and has no look-behind, so splitting the rest of the
-    /// text yields the same first piece as splitting the whole text.
-    fn regex_piece_end(&self, text: &str, pos: usize) -> usize {
+    /// The end of the piece starting at `pos`, by the scanner for any text. The regexes
+    /// are anchored at the piece start and have no look-behind, so splitting the rest of
+    /// the text yields the same first piece as splitting the whole text.
+    fn unicode_piece_end(&self, text: &str, pos: usize) -> usize {
         let rest = text.get(pos..).unwrap_or_default();
-        match self.tokenizer.split(rest).next() {
-            Some(piece) if !piece.is_empty() => pos + piece.len(),
-            // The patterns match every character; should one ever not, count the next
-            // character on its own rather than stop.
-            _ => pos + rest.chars().next().map_or(1, char::len_utf8),
-        }
+        let len = match self.split {
+            Split::O200k => unicode::first_piece_o200k(rest),
+            Split::Cl100k => unicode::first_piece_cl100k(rest),
+        };
+        // At least one byte, so counting always ends.
+        pos + len.max(1)
     }
 
     /// Tokens of one piece.
+    #[inline]
     fn count_piece(&self, piece: &[u8]) -> usize {
         if piece.len() <= 1 {
             // Every single byte is a token.
@@ -100,168 +121,9 @@ impl ExactEncoder {
         } else if self.table.contains(piece) {
             1
         } else {
-            // Several tokens: `bpe-openai`'s backtracking encoder (linear time, and as
-            // exact as `tiktoken`'s merge loop).
-            self.tokenizer.bpe.count(piece)
+            merge::count(&self.table, piece)
         }
     }
-}
-
-/// The vocabulary as an open-addressing hash table (linear probing, at most half full),
-/// with a copy of every token's bytes so a lookup touches two arrays and calls nothing.
-/// Token ids are `tiktoken`'s merge ranks.
-struct TokenTable {
-    bpe: &'static BytePairEncoding,
-    /// Every token's bytes, one after the other.
-    arena: Vec<u8>,
-    /// Per slot `start << 32 | len << 24 | id` (bytes `arena[start..start + len]`), or
-    /// [`EMPTY`]. A token too long or too far into the arena for the layout is marked with
-    /// `len` [`LONG`] and compared through `bpe`.
-    slots: Vec<u64>,
-    shift: u32,
-}
-
-const EMPTY: u64 = u64::MAX;
-const LONG: u64 = 0xFF;
-const ID_BITS: u32 = 24;
-
-impl TokenTable {
-    fn new(bpe: &'static BytePairEncoding) -> Self {
-        let tokens = bpe.num_tokens().min(1 << ID_BITS);
-        let size = tokens.saturating_mul(2).next_power_of_two().max(2);
-        let mask = size - 1;
-        let shift = 64 - size.trailing_zeros();
-        let mut slots = vec![EMPTY; size];
-        let mut arena = Vec::new();
-        for id in 0..tokens {
-            let Ok(id32) = u32::try_from(id) else { break };
-            let bytes = bpe.token_bytes(id32);
-            let slot = match u32::try_from(arena.len()) {
-                Ok(start) if (bytes.len() as u64) < LONG => {
-                    arena.extend_from_slice(bytes);
-                    u64::from(start) << 32 | (bytes.len() as u64) << ID_BITS | u64::from(id32)
-                }
-                _ => LONG << ID_BITS | u64::from(id32),
-            };
-            let mut index = slot_of(bytes, shift);
-            while slots[index] != EMPTY {
-                index = (index + 1) & mask;
-            }
-            slots[index] = slot;
-        }
-        TokenTable {
-            bpe,
-            arena,
-            slots,
-            shift,
-        }
-    }
-
-    /// `true` when `bytes` are one token.
-    #[inline]
-    fn contains(&self, bytes: &[u8]) -> bool {
-        let mask = self.slots.len() - 1;
-        let mut index = slot_of(bytes, self.shift);
-        loop {
-            let slot = self.slots[index];
-            if slot == EMPTY {
-                return false;
-            }
-            let id = (slot & ((1 << ID_BITS) - 1)) as u32;
-            let len = (slot >> ID_BITS) & 0xFF;
-            if len == bytes.len() as u64 {
-                let start = (slot >> 32) as usize;
-                let token = self.arena.get(start..start + bytes.len());
-                if token.is_some_and(|token| same_bytes(token, bytes)) {
-                    return true;
-                }
-            } else if len == LONG && self.long_token_is(id, bytes) {
-                return true;
-            }
-            index = (index + 1) & mask;
-        }
-    }
-
-    /// Compares a token left out of the arena (never the case for OpenAI's encodings).
-    #[cold]
-    #[inline(never)]
-    fn long_token_is(&self, id: u32, bytes: &[u8]) -> bool {
-        self.bpe.token_bytes(id) == bytes
-    }
-}
-
-/// `a == b` for slices of equal length, without a call for short ones.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        false
-    } else if (8..=16).contains(&n) {
-        read8(a) == read8(b)
-            && read8(a.get(n - 8..).unwrap_or_default())
-                == read8(b.get(n - 8..).unwrap_or_default())
-    } else if (4..8).contains(&n) {
-        read4(a) == read4(b)
-            && read4(a.get(n - 4..).unwrap_or_default())
-                == read4(b.get(n - 4..).unwrap_or_default())
-    } else if n < 4 {
-        a.iter().zip(b).all(|(x, y)| x == y)
-    } else {
-        a == b
-    }
-}
-
-/// The slot of `bytes` in a table of `2^(64 - shift)` slots: a wyhash-style mix of
-/// (overlapping) little-endian loads, whose high bits pick the slot.
-#[inline]
-fn slot_of(bytes: &[u8], shift: u32) -> usize {
-    const K0: u64 = 0xA076_1D64_78BD_642F;
-    const K1: u64 = 0xE703_7ED1_A0B4_28DB;
-    let len = bytes.len();
-    let (a, b) = if len >= 8 {
-        let mut h = 0u64;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            h = mix(h ^ read8(chunk), K1);
-        }
-        (h, read8(bytes.get(len - 8..).unwrap_or_default()))
-    } else if len >= 4 {
-        (
-            read4(bytes),
-            read4(bytes.get(len - 4..).unwrap_or_default()),
-        )
-    } else if len > 0 {
-        let first = u64::from(bytes[0]);
-        let middle = u64::from(bytes[len / 2]);
-        let last = u64::from(bytes[len - 1]);
-        (first << 16 | middle << 8 | last, 0)
-    } else {
-        (0, 0)
-    };
-    let h = mix(a ^ K0 ^ (len as u64), b ^ K1);
-    usize::try_from(h.wrapping_mul(K0) >> shift).unwrap_or(0)
-}
-
-/// The folded 128-bit product.
-fn mix(a: u64, b: u64) -> u64 {
-    let product = u128::from(a).wrapping_mul(u128::from(b));
-    (product as u64) ^ ((product >> 64) as u64)
-}
-
-#[inline]
-fn read8(bytes: &[u8]) -> u64 {
-    bytes
-        .get(..8)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map_or(0, u64::from_le_bytes)
-}
-
-#[inline]
-fn read4(bytes: &[u8]) -> u64 {
-    bytes
-        .get(..4)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
 }
 
 // Byte classes as the split regexes see ASCII, as bits so a loop tests a set at once.
@@ -473,17 +335,252 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_token_and_every_byte_is_in_the_table() {
-        for encoder in [o200k(), cl100k()] {
-            let bpe = &encoder.tokenizer.bpe;
-            for id in 0..u32::try_from(bpe.num_tokens()).unwrap() {
-                assert!(encoder.table.contains(bpe.token_bytes(id)), "token {id}");
+    fn the_tables_hold_tiktokens_vocabulary_by_rank() {
+        let tt_o200k = tiktoken_rs::o200k_base().unwrap();
+        let tt_cl100k = tiktoken_rs::cl100k_base().unwrap();
+        for (encoder, tiktoken, count) in [
+            (o200k(), &tt_o200k, 199_998),
+            (cl100k(), &tt_cl100k, 100_256),
+        ] {
+            let mut ranks: Vec<u32> = Vec::new();
+            for (rank, bytes) in encoder.table.tokens() {
+                assert_eq!(encoder.table.rank(bytes), rank, "token {rank}");
+                assert_eq!(
+                    tiktoken.decode_bytes(&[rank]).unwrap(),
+                    bytes,
+                    "token {rank}"
+                );
+                if let [a, b] = bytes {
+                    assert_eq!(encoder.table.pair_rank(*a, *b), rank);
+                }
+                ranks.push(rank);
             }
+            ranks.sort_unstable();
+            assert_eq!(ranks, (0..count).collect::<Vec<u32>>());
             for b in 0..=255u8 {
                 assert!(encoder.table.contains(&[b]), "byte {b}");
             }
             assert!(!encoder.table.contains(b"definitely not one token"));
             assert!(!encoder.table.contains(b""));
+            assert_eq!(encoder.table.pair_rank(0xFF, 0xFE), layout::NO_RANK);
+        }
+    }
+
+    /// The pieces of `text` by our scanners, and by `bpe-openai`'s compiled regexes.
+    fn both_splits(text: &str, split: Split) -> (Vec<&str>, Vec<&str>) {
+        let (reference, first_piece): (_, fn(&str) -> usize) = match split {
+            Split::O200k => (bpe_openai::o200k_base(), unicode::first_piece_o200k),
+            Split::Cl100k => (bpe_openai::cl100k_base(), unicode::first_piece_cl100k),
+        };
+        let encoder = match split {
+            Split::O200k => o200k(),
+            Split::Cl100k => cl100k(),
+        };
+        let mut ours = Vec::new();
+        let mut pos = 0;
+        while pos < text.len() {
+            // The ASCII scanner where it decides, else the scanner for any text; checked
+            // on its own below as well.
+            let ascii = match split {
+                Split::O200k => next_piece_o200k(text.as_bytes(), pos),
+                Split::Cl100k => next_piece_cl100k(text.as_bytes(), pos),
+            };
+            let end = match ascii {
+                Some(end) if end > pos => end,
+                _ => encoder.unicode_piece_end(text, pos),
+            };
+            ours.push(&text[pos..end]);
+            pos = end;
+        }
+        let mut alone = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let len = first_piece(rest);
+            assert!(len > 0, "empty piece at {rest:?}");
+            alone.push(&rest[..len]);
+            rest = &rest[len..];
+        }
+        assert_eq!(ours, alone, "the ASCII scanner disagrees on {text:?}");
+        (ours, reference.split(text).collect())
+    }
+
+    #[track_caller]
+    fn assert_same_pieces(text: &str) {
+        for split in [Split::O200k, Split::Cl100k] {
+            let (ours, reference) = both_splits(text, split);
+            if ours != reference {
+                let at = ours.iter().zip(&reference).position(|(a, b)| a != b);
+                let at = at.unwrap_or(ours.len().min(reference.len()));
+                panic!(
+                    "{split:?} splits differently at piece {at}: ours {:?}, regex {:?}",
+                    &ours[at.saturating_sub(2)..(at + 3).min(ours.len())],
+                    &reference[at.saturating_sub(2)..(at + 3).min(reference.len())],
+                );
+            }
+        }
+    }
+
+    /// Every code point in contexts that tell every class apart, by the scanner for any
+    /// text alone (the ASCII scanner only matters next to ASCII: see the next test).
+    fn every_code_point_splits_like_the_regex(split: Split) {
+        let (reference, first_piece): (_, fn(&str) -> usize) = match split {
+            Split::O200k => (bpe_openai::o200k_base(), unicode::first_piece_o200k),
+            Split::Cl100k => (bpe_openai::cl100k_base(), unicode::first_piece_cl100k),
+        };
+        let code_points: Vec<char> = (0..=0x10_FFFF).filter_map(char::from_u32).collect();
+        for chunk in code_points.chunks(1 << 16) {
+            let mut text = String::new();
+            for &c in chunk {
+                for context in ["A{c}b{c}", " {c}'s1\n"] {
+                    for part in context.split_inclusive("{c}") {
+                        match part.strip_suffix("{c}") {
+                            Some(before) => {
+                                text.push_str(before);
+                                text.push(c);
+                            }
+                            None => text.push_str(part),
+                        }
+                    }
+                }
+            }
+            let mut expected = reference.split(&text);
+            let mut rest = &text[..];
+            while !rest.is_empty() {
+                let len = first_piece(rest);
+                let piece = &rest[..len];
+                let regex = expected.next();
+                if regex != Some(piece) {
+                    let before: String = text[..text.len() - rest.len()]
+                        .chars()
+                        .rev()
+                        .take(8)
+                        .collect();
+                    let before: String = before.chars().rev().collect();
+                    let after: String = rest.chars().take(12).collect();
+                    panic!(
+                        "{split:?}: ours {piece:?}, regex {regex:?}, \
+                         in {before:?} + {after:?}"
+                    );
+                }
+                rest = &rest[len..];
+            }
+            assert_eq!(expected.next(), None);
+        }
+    }
+
+    #[test]
+    fn every_code_point_splits_like_the_o200k_regex() {
+        every_code_point_splits_like_the_regex(Split::O200k);
+    }
+
+    #[test]
+    fn every_code_point_splits_like_the_cl100k_regex() {
+        every_code_point_splits_like_the_regex(Split::Cl100k);
+    }
+
+    /// One code point of each class (and the apostrophes) in contexts that exercise each
+    /// alternative: after and before letters of each case, apostrophes, digits, spaces and
+    /// line breaks.
+    #[test]
+    fn each_class_splits_like_the_regexes_in_every_context() {
+        let mut classes = std::collections::BTreeMap::new();
+        for c in (0..=0x10_FFFF).filter_map(char::from_u32) {
+            classes.entry(unicode::class_of(c)).or_insert(c);
+        }
+        let contexts = [
+            "{c}",
+            "a{c}",
+            "A{c}b",
+            " {c}",
+            "{c}{c}x",
+            "'{c}",
+            "{c}'s",
+            "x'{c}",
+            "1{c}2",
+            "{c}\n",
+            "{c} x",
+            "  {c}",
+            "\n{c}",
+            "\u{300}{c}",
+            "{c}\u{300}a",
+            "\u{4e2d}{c}",
+            "{c}\u{1c5}",
+            "!{c}",
+            "{c}/",
+            "'{c}{c}",
+            "{c}{c}{c}{c} ",
+            "{c}'S",
+            "{c}'\u{17f}",
+        ];
+        let mut text = String::new();
+        for c in classes
+            .values()
+            .copied()
+            .chain(['\u{17f}', '\'', ' ', '\n'])
+        {
+            for context in contexts {
+                text.push_str(&context.replace("{c}", &c.to_string()));
+                text.push('|');
+            }
+        }
+        assert_same_pieces(&text);
+    }
+
+    #[test]
+    fn tricky_texts_split_like_the_regexes() {
+        for text in [
+            "",
+            " ",
+            "  ",
+            "a",
+            "\n",
+            " \n ",
+            "x  ",
+            "x\u{3000}\u{3000}y",
+            "x \u{a0}y",
+            "\u{300}alone",
+            "e\u{301}\u{301}'S",
+            "\u{1c5}emal \u{1c4} \u{1c8}",
+            "x'\u{17f}t 'LL 'Ve '\u{17f}",
+            "\u{4e2d}\u{6587}abc\u{4e2d}",
+            "ABC\u{3042}def",
+            "\u{ff76}\u{ff80}\u{ff76}\u{ff85}",
+            "\u{661}\u{662}\u{663}\u{664}",
+            "\r\n\u{85}\u{2028}x",
+            "a/\n/b",
+            "\u{1f600}\u{200d}\u{1f600}'s",
+            "\u{2160}\u{2161}x",
+            "\t\u{b}\u{c} x",
+        ] {
+            assert_same_pieces(text);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 3_000,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5917),
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn random_texts_split_like_the_regexes(text in proptest::collection::vec(
+            proptest::sample::select(
+                "aAbZsStTrReEvVmMlLdD'' \t\n\r\u{b}\u{c}/.,!?-_09{}\"\u{1f}\
+                 \u{e9}\u{c9}\u{17f}\u{1c5}\u{aa}\u{2c6}\u{301}\u{a0}\u{85}\u{3000}\
+                 \u{4e2d}\u{30fc}\u{d55c}\u{661}\u{b2}\u{bd}\u{1f600}\u{200d}\u{fe0f}\
+                 \u{2028}\u{2160}\u{10a0}\u{2d00}\u{e01}\u{e48}\u{915}\u{94d}"
+                    .chars()
+                    .collect::<Vec<char>>(),
+            ),
+            0..40,
+        )) {
+            assert_same_pieces(&text.into_iter().collect::<String>());
+        }
+
+        #[test]
+        fn arbitrary_texts_split_like_the_regexes(text in proptest::prelude::any::<String>()) {
+            assert_same_pieces(&text);
         }
     }
 
