@@ -9,6 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 
 use super::layout::NO_RANK;
 use super::table::TokenTable;
@@ -47,14 +48,15 @@ fn count_short(table: &TokenTable, piece: &[u8]) -> usize {
             .map_or(NO_RANK, |bytes| table.rank(bytes))
     };
     loop {
-        // The lowest rank, the leftmost of equal ones.
+        // The lowest rank, the leftmost of equal ones (two passes that vectorize).
         let live = &ranks[..parts - 1];
-        let Some((i, &lowest)) = live.iter().enumerate().min_by_key(|&(_, &rank)| rank) else {
-            break;
-        };
+        let lowest = live.iter().copied().min().unwrap_or(NO_RANK);
         if lowest == NO_RANK {
             break;
         }
+        let Some(i) = live.iter().position(|&rank| rank == lowest) else {
+            break;
+        };
         // Parts `i` and `i + 1` become one, ending at `starts[i + 2]`.
         if i > 0 {
             ranks[i - 1] = rank_of(starts[i - 1], starts[i + 2]);
@@ -92,24 +94,31 @@ fn count_long(table: &TokenTable, piece: &[u8]) -> usize {
     let mut next: Vec<u32> = (1..=len32).collect();
     let mut prev: Vec<u32> = (0..len32).map(|p| p.wrapping_sub(1)).collect();
     let mut rank = vec![NO_RANK; n];
-    let mut heap = BinaryHeap::with_capacity(n);
+    let mut candidates = Vec::with_capacity(n);
     for (p, pair) in piece.windows(2).enumerate() {
         let r = table.pair_rank(pair[0], pair[1]);
         rank[p] = r;
         if r != NO_RANK {
-            heap.push(Reverse(key(r, p)));
+            candidates.push(Reverse(key(r, p)));
         }
     }
+    // Heapified at once, in linear time.
+    let mut heap = BinaryHeap::from(candidates);
     let rank_of = |from: usize, to: usize| {
         piece
             .get(from..to)
             .map_or(NO_RANK, |bytes| table.rank(bytes))
     };
     let mut parts = n;
-    while let Some(Reverse(candidate)) = heap.pop() {
+    loop {
+        let Some(mut top) = heap.peek_mut() else {
+            break;
+        };
+        let Reverse(candidate) = *top;
         let r = (candidate >> 32) as u32;
         let p = (candidate & u64::from(u32::MAX)) as usize;
         if rank.get(p) != Some(&r) {
+            PeekMut::pop(top);
             continue;
         }
         // `p` and the part `q` after it become one, ending at `end`.
@@ -125,8 +134,13 @@ fn count_long(table: &TokenTable, piece: &[u8]) -> usize {
             Some(&after_end) => rank_of(p, after_end as usize),
             None => NO_RANK,
         };
-        if rank[p] != NO_RANK {
-            heap.push(Reverse(key(rank[p], p)));
+        // The new candidate at `p` takes the place of the one just used (one sift down
+        // instead of a pop and a push).
+        if rank[p] == NO_RANK {
+            PeekMut::pop(top);
+        } else {
+            *top = Reverse(key(rank[p], p));
+            drop(top);
         }
         if let Some(&before) = prev.get(p) {
             let before = before as usize;
