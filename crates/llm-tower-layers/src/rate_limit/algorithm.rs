@@ -381,12 +381,92 @@ pub struct Gcra {
     seen: u64,
 }
 
-/// `ceil(v / r)` as nanoseconds, saturating.
-fn ceil_ns(v: u128, r: u128) -> u64 {
-    if r == 0 {
-        return u64::MAX;
+/// A time as whole nanoseconds plus `frac / rate` of a nanosecond (`frac < rate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Exact {
+    ns: u64,
+    frac: u64,
+}
+
+impl Exact {
+    const fn whole(ns: u64) -> Exact {
+        Exact { ns, frac: 0 }
     }
-    u64::try_from(v.div_ceil(r)).unwrap_or(u64::MAX)
+
+    /// `x * per / rate` nanoseconds, exactly (the whole part saturates).
+    fn of(x: u64, per: u64, rate: u64) -> Exact {
+        match x.checked_mul(per) {
+            // The usual case: one 64-bit division.
+            Some(v) => Exact {
+                ns: v / rate,
+                frac: v % rate,
+            },
+            None => {
+                let v = u128::from(x) * u128::from(per);
+                let r = u128::from(rate);
+                Exact {
+                    ns: u64::try_from(v / r).unwrap_or(u64::MAX),
+                    frac: u64::try_from(v % r).unwrap_or(0),
+                }
+            }
+        }
+    }
+
+    fn add(self, other: Exact, rate: u64) -> Exact {
+        let frac = u128::from(self.frac) + u128::from(other.frac);
+        let ns = self.ns.saturating_add(other.ns);
+        if frac >= u128::from(rate) {
+            Exact {
+                ns: ns.saturating_add(1),
+                frac: u64::try_from(frac - u128::from(rate)).unwrap_or(0),
+            }
+        } else {
+            Exact {
+                ns,
+                frac: u64::try_from(frac).unwrap_or(0),
+            }
+        }
+    }
+
+    /// `self - other`, or zero when `other` is later.
+    fn sub(self, other: Exact, rate: u64) -> Exact {
+        if self <= other {
+            return Exact::whole(0);
+        }
+        if self.frac >= other.frac {
+            Exact {
+                ns: self.ns - other.ns,
+                frac: self.frac - other.frac,
+            }
+        } else {
+            // self > other with a smaller fraction: self.ns > other.ns.
+            Exact {
+                ns: self.ns - other.ns - 1,
+                frac: rate - (other.frac - self.frac),
+            }
+        }
+    }
+
+    /// Rounded up to whole nanoseconds.
+    fn ceil(self) -> u64 {
+        self.ns.saturating_add(u64::from(self.frac > 0))
+    }
+
+    /// How many times `per / rate` ns fits in `self`: `floor((ns * rate + frac) / per)`.
+    fn units(self, per: u64, rate: u64) -> u64 {
+        let scaled = self
+            .ns
+            .checked_mul(rate)
+            .and_then(|v| v.checked_add(self.frac));
+        match scaled {
+            Some(v) => v.checked_div(per).unwrap_or(u64::MAX),
+            None => {
+                let v = u128::from(self.ns) * u128::from(rate) + u128::from(self.frac);
+                v.checked_div(u128::from(per))
+                    .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(u64::MAX))
+            }
+        }
+    }
 }
 
 impl Gcra {
@@ -411,37 +491,33 @@ impl Gcra {
         }
         let now = now.max(self.seen);
         self.seen = now;
-        let r = u128::from(rate);
-        let p = u128::from(per);
-        // Everything below is in units of 1/rate ns.
-        let tat = if u128::from(self.frac) < r {
-            u128::from(self.tat) * r + u128::from(self.frac)
+        let tat = if self.frac < rate {
+            Exact {
+                ns: self.tat,
+                frac: self.frac,
+            }
         } else {
             // The rate changed under this key: round the old time up (stricter).
-            (u128::from(self.tat) + 1).saturating_mul(r)
+            Exact::whole(self.tat.saturating_add(1))
         };
-        let now_s = u128::from(now) * r;
-        let tau = u128::from(burst) * p;
-        let new_tat = tat.max(now_s).saturating_add(u128::from(weight) * p);
-        let allowed_at = new_tat.saturating_sub(tau);
-        let wait = ceil_ns(allowed_at.saturating_sub(now_s), r);
+        let now_x = Exact::whole(now);
+        let tau = Exact::of(burst, per, rate);
+        let new_tat = tat.max(now_x).add(Exact::of(weight, per, rate), rate);
+        let allowed_at = new_tat.sub(tau, rate);
+        let wait = allowed_at.sub(now_x, rate).ceil();
         if wait > max_wait {
             return Decision::Denied {
                 retry_after: Duration::from_nanos(wait),
             };
         }
-        self.tat = u64::try_from(new_tat / r).unwrap_or(u64::MAX);
-        self.frac = u64::try_from(new_tat % r).unwrap_or(0);
-        let start = now_s.saturating_add(u128::from(wait) * r);
-        let free = start.saturating_add(tau).saturating_sub(new_tat);
-        let remaining = free
-            .checked_div(p)
-            .map_or(burst, |n| u64::try_from(n).unwrap_or(u64::MAX))
-            .min(burst);
+        self.tat = new_tat.ns;
+        self.frac = new_tat.frac;
+        let start = Exact::whole(now.saturating_add(wait));
+        let free = start.add(tau, rate).sub(new_tat, rate);
         Decision::Admitted {
             wait: Duration::from_nanos(wait),
-            remaining,
-            reset: Duration::from_nanos(ceil_ns(new_tat.saturating_sub(now_s), r)),
+            remaining: free.units(per, rate).min(burst),
+            reset: Duration::from_nanos(new_tat.sub(now_x, rate).ceil()),
         }
     }
 

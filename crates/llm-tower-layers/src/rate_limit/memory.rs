@@ -1,6 +1,5 @@
 //! The in-memory store: per-limiter sharded maps, bounded by dropping idle keys.
 
-use std::collections::HashMap as StdHashMap;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,7 +94,8 @@ impl Scope {
 /// # Clone
 /// Wrap it in an `Arc` to share; the layer does that for you.
 pub struct MemoryStore {
-    scopes: RwLock<StdHashMap<Box<str>, Arc<Scope>>>,
+    /// Scopes by limiter name (hashbrown's fast hasher: looked up on every decision).
+    scopes: RwLock<HashMap<Box<str>, Arc<Scope>>>,
     hasher: hashbrown::DefaultHashBuilder,
     ops: AtomicU64,
     next_sweep: AtomicU64,
@@ -114,7 +114,7 @@ impl MemoryStore {
     pub fn with_clock(clock: SharedClock) -> Self {
         let epoch = clock.now();
         MemoryStore {
-            scopes: RwLock::new(StdHashMap::new()),
+            scopes: RwLock::new(HashMap::new()),
             hasher: Default::default(),
             ops: AtomicU64::new(1),
             next_sweep: AtomicU64::new(0),
@@ -128,19 +128,22 @@ impl MemoryStore {
         nanos(self.clock.now().saturating_duration_since(self.epoch))
     }
 
-    fn scope(&self, name: &str) -> Arc<Scope> {
-        if let Some(s) = self
-            .scopes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
+    /// Runs `f` on the scope `name` (created on first use) under the scopes' read lock,
+    /// without cloning its `Arc` on the hot path.
+    fn with_scope<R>(&self, name: &str, f: impl FnOnce(&Scope) -> R) -> R {
         {
-            return s.clone();
+            let scopes = self.scopes.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(s) = scopes.get(name) {
+                return f(s);
+            }
         }
-        let mut w = self.scopes.write().unwrap_or_else(PoisonError::into_inner);
-        w.entry(name.into())
-            .or_insert_with(|| Arc::new(Scope::new()))
-            .clone()
+        let scope = {
+            let mut w = self.scopes.write().unwrap_or_else(PoisonError::into_inner);
+            w.entry(name.into())
+                .or_insert_with(|| Arc::new(Scope::new()))
+                .clone()
+        };
+        f(&scope)
     }
 
     /// Sweeps one shard (round-robin) if the sweep interval has passed, skipping a busy
@@ -172,25 +175,26 @@ impl MemoryStore {
     /// The clock is read under the key's shard lock, so decisions on one key see
     /// non-decreasing times (the algorithms also clamp to the latest time they saw).
     pub fn decide(&self, req: Acquire<'_>) -> Decision {
-        let scope = self.scope(req.scope);
-        let op = self.ops.fetch_add(1, Ordering::Relaxed);
-        if op.is_multiple_of(SWEEP_EVERY) {
-            self.maybe_sweep(&scope, self.now());
-        }
-        let idx = (self.hasher.hash_one(req.key) as usize) % SHARDS;
-        let Some(shard) = scope.shards.get(idx) else {
-            return Decision::TooHeavy { capacity: 0 };
-        };
-        let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = self.now();
-        let max_wait = nanos(req.max_wait);
-        if let Some(state) = map.get_mut(req.key) {
-            return state.decide(req.algorithm, now, req.weight, max_wait);
-        }
-        let mut state = KeyState::fresh(req.algorithm);
-        let d = state.decide(req.algorithm, now, req.weight, max_wait);
-        map.insert(CompactString::new(req.key), state);
-        d
+        self.with_scope(req.scope, |scope| {
+            let op = self.ops.fetch_add(1, Ordering::Relaxed);
+            if op.is_multiple_of(SWEEP_EVERY) {
+                self.maybe_sweep(scope, self.now());
+            }
+            let idx = (self.hasher.hash_one(req.key) as usize) % SHARDS;
+            let Some(shard) = scope.shards.get(idx) else {
+                return Decision::TooHeavy { capacity: 0 };
+            };
+            let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = self.now();
+            let max_wait = nanos(req.max_wait);
+            if let Some(state) = map.get_mut(req.key) {
+                return state.decide(req.algorithm, now, req.weight, max_wait);
+            }
+            let mut state = KeyState::fresh(req.algorithm);
+            let d = state.decide(req.algorithm, now, req.weight, max_wait);
+            map.insert(CompactString::new(req.key), state);
+            d
+        })
     }
 
     /// Keys currently held (idle keys not yet swept included).
