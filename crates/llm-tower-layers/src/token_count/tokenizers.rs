@@ -71,8 +71,7 @@ impl Encoding {
     /// The exact number of tokens of `text` (special tokens such as `<|endoftext|>` are
     /// counted as ordinary text, as OpenAI does for user content).
     ///
-    /// The first call per encoding loads its tables (about 50 ms in a release build); see
-    /// [`Tokenizers::warm_up`].
+    /// The tables are static data compiled into the binary: nothing is built at run time.
     pub fn count(self, text: &str) -> u64 {
         let n = self.encoder().count(text);
         u64::try_from(n).unwrap_or(u64::MAX)
@@ -114,16 +113,19 @@ fn matches_prefix(name: &str, prefix: &str) -> bool {
 /// Models are mapped to an [`Encoding`] by [`Encoding::for_model`] (`o200k_base` for
 /// GPT-4o and newer, `cl100k_base` for GPT-4, GPT-3.5 and the embedding models) and counted
 /// exactly: the counts are `tiktoken`'s (`encode_ordinary(text).len()`, special tokens
-/// counted as ordinary text). The vocabularies and the multi-token encoder come from
-/// `bpe-openai`; ASCII text is split by a hand-written scanner and whole-token pieces are
-/// found by one hash lookup, which makes counting several times faster than `tiktoken-rs`
-/// (see `benches/tokens.rs`). Every other model (Claude, Llama, Mistral, Gemini, an unknown
+/// counted as ordinary text). The vocabularies are turned into static tables at build
+/// time (from `bpe-openai`'s data); text is split into pieces by hand-written scanners
+/// (ASCII, and a table of Unicode character classes), a whole-token piece costs one hash
+/// lookup and other pieces go through tiktoken's byte-pair merge (a heap for long
+/// pieces), which makes counting several times faster than `tiktoken-rs` (see
+/// `benches/tokens.rs`). Every other model (Claude, Llama, Mistral, Gemini, an unknown
 /// name or a route alias) gets the [`Heuristic`](super::Heuristic) estimate, marked
 /// [`Estimated`](llm_tower_core::UsageSource::Estimated).
 ///
-/// The encoders are process-wide statics, built on first use (about 50 ms each in a release
-/// build; about 5 MB for `o200k_base` and 3 MB for `cl100k_base` beside `bpe-openai`'s own
-/// tables); `Tokenizers` itself holds nothing and is free to copy.
+/// The encoders are process-wide statics over data compiled into the binary: only the
+/// pages a count touches become resident (a process counting short English prompts with
+/// `o200k_base` stays under 10 MB RSS); `Tokenizers` itself holds nothing and is free to
+/// copy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tokenizers;
 
@@ -133,7 +135,7 @@ impl Tokenizers {
         Tokenizers
     }
 
-    /// Builds both encoders now, so the first request does not pay for it.
+    /// Sets up both encoders now (cheap: their tables are static data).
     pub fn warm_up() {
         for encoding in [Encoding::O200kBase, Encoding::Cl100kBase] {
             let _ = encoding.encoder();
