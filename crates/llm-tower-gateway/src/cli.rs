@@ -11,8 +11,7 @@
 //!   saying so with a `curl` example. `--listen` overrides the config's address (port 0
 //!   picks a free port; the printed line has the bound address). `--workers` sets the
 //!   number of runtime threads (default: one per core; `1` runs everything on one thread,
-//!   which has the lowest latency per request when the gateway has a core to itself but
-//!   other work shares the machine). SIGTERM or ctrl-c shuts down gracefully.
+//!   for a gateway that must stay on one core). SIGTERM or ctrl-c shuts down gracefully.
 //! - `check-config` validates a config file and prints the composed stack per route and
 //!   model; on error it prints every problem with its JSON path and exits with status 1.
 //! - `count-tokens` prints the number of tokens of the text in FILE (stdin by default)
