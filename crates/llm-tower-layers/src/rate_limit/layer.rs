@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llm_tower_core::{SharedClock, TokioClock};
+use llm_tower_core::{Error, SharedClock, TokioClock};
 use tower::Layer;
 
 use super::algorithm::Algorithm;
@@ -41,6 +41,8 @@ pub enum Mode {
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
     pub(crate) algorithm: Algorithm,
+    /// [`Algorithm::validate`]'s verdict, checked once here instead of per request.
+    pub(crate) invalid: Option<Error>,
     pub(crate) unit: Unit,
     pub(crate) mode: Mode,
     pub(crate) key: Arc<dyn KeyExtractor>,
@@ -69,6 +71,7 @@ impl RateLimitLayer {
             shared: Arc::new(Shared {
                 name: Arc::from("rate_limit"),
                 algorithm,
+                invalid: algorithm.validate().err(),
                 unit: Unit::Requests,
                 mode: Mode::Reject,
                 key: Arc::new(KeyBy::Global),
@@ -87,6 +90,7 @@ impl RateLimitLayer {
             Err(arc) => Shared {
                 name: arc.name.clone(),
                 algorithm: arc.algorithm,
+                invalid: arc.invalid.clone(),
                 unit: arc.unit,
                 mode: arc.mode,
                 key: arc.key.clone(),

@@ -85,7 +85,9 @@ where
 }
 
 async fn admit(shared: &Shared, req: &LlmRequest) -> Result<(), Error> {
-    shared.algorithm.validate()?;
+    if let Some(e) = &shared.invalid {
+        return Err(e.clone());
+    }
     let Some(key) = shared.key.extract(req) else {
         return Ok(());
     };
