@@ -568,23 +568,42 @@ async fn alert_exhausted(
     {
         return;
     }
+    deliver_alert(inner, b, caller, period_start, EXHAUSTED, spent, true);
+}
+
+/// Logs, counts and hands one alert of budget `b` to the subscriber. `refused`: the
+/// threshold was found reached by a refused reservation rather than crossed by spend.
+fn deliver_alert(
+    inner: &Inner,
+    b: &Budget,
+    caller: Option<String>,
+    period_start: u64,
+    threshold_per_mille: u16,
+    spent: Money,
+    refused: bool,
+) {
     let alert = BudgetAlert {
         budget: b.name.clone(),
         scope: b.scope.clone(),
         caller,
         period: b.period,
         period_start,
-        threshold_per_mille: EXHAUSTED,
+        threshold_per_mille,
         spent,
         limit: b.limit,
     };
-    tracing::warn!(
-        budget = %alert.budget,
-        threshold_percent = 100.0,
-        spent = %alert.spent,
-        limit = %alert.limit,
-        "budget: exhausted (a request was refused)"
-    );
+    let threshold_percent = f64::from(threshold_per_mille) / 10.0;
+    if refused {
+        tracing::warn!(
+            budget = %alert.budget, threshold_percent, spent = %alert.spent, limit = %alert.limit,
+            "budget: exhausted (a request was refused)"
+        );
+    } else {
+        tracing::warn!(
+            budget = %alert.budget, threshold_percent, spent = %alert.spent, limit = %alert.limit,
+            "budget: alert threshold crossed"
+        );
+    }
     metrics::counter!("llm_tower_budget_alerts_total", "budget" => b.name.clone()).increment(1);
     inner.alerts.on_alert(&alert);
 }
@@ -614,25 +633,15 @@ async fn settle_holds(
                         if t.as_per_mille() == EXHAUSTED && !claim_exhausted(inner, &h.key).await {
                             continue;
                         }
-                        let alert = BudgetAlert {
-                            budget: b.name.clone(),
-                            scope: b.scope.clone(),
-                            caller: h.caller.clone(),
-                            period: b.period,
-                            period_start: h.period_start,
-                            threshold_per_mille: t.as_per_mille(),
-                            spent: s.after,
-                            limit: b.limit,
-                        };
-                        tracing::warn!(
-                            budget = %alert.budget,
-                            threshold_percent = f64::from(alert.threshold_per_mille) / 10.0,
-                            spent = %alert.spent,
-                            limit = %alert.limit,
-                            "budget: alert threshold crossed"
+                        deliver_alert(
+                            inner,
+                            b,
+                            h.caller.clone(),
+                            h.period_start,
+                            t.as_per_mille(),
+                            s.after,
+                            false,
                         );
-                        metrics::counter!("llm_tower_budget_alerts_total", "budget" => b.name.clone()).increment(1);
-                        inner.alerts.on_alert(&alert);
                     }
                 }
             }
