@@ -478,8 +478,11 @@ async fn without_max_tokens_the_model_maximum_bounds_the_reservation() {
         .track_cost(tracker)
         .service(MockProvider::new());
     let no_max = LlmRequest::chat(ChatRequest::new("gpt-4o", vec![Message::user("hi")]));
+    // It can never fit, whatever is spent: a client error that says so, not a 402 to retry.
     let err = svc.clone().oneshot(no_max).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::BudgetExceeded, "{err}");
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    assert!(err.message().contains("can never fit"), "{err}");
+    assert_eq!(err.retry_after(), None);
     assert!(
         svc.oneshot(chat("gpt-4o", "hi")).await.is_ok(),
         "with max_tokens it fits"

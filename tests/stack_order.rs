@@ -121,22 +121,36 @@ async fn retries_spend_provider_quota_but_not_caller_quota_and_cost_settles_once
     assert!(e.message().contains("\"provider\""), "{e}");
 }
 
+/// A tracker with a $0.001 budget of which $0.00003 is left: less than the worst case of
+/// `req` ($0.00018), which still fits the whole limit (so it is refused with 402, not as a
+/// request that can never fit).
+async fn exhausted(scope: BudgetScope, caller: &str) -> CostTracker {
+    let t = CostTracker::builder()
+        .prices(PriceTable::new().with("gpt-4o", ModelPrice::usd("2.50", "10.00").unwrap()))
+        .budget(Budget::new("tiny", scope, Period::Total, Money::from_nanos(1_000_000)).unwrap())
+        .build()
+        .unwrap();
+    let spend =
+        LlmRequest::chat(ChatRequest::new("gpt-4o", vec![Message::user("hello")]).max_tokens(95))
+            .with_caller(caller);
+    let r = t.reserve(&spend).await.unwrap();
+    // 8 x $2.50/M + 95 x $10/M = $0.00097.
+    r.settle(
+        Some(llm_tower_core::Usage::new(
+            8,
+            95,
+            llm_tower_core::UsageSource::Provider,
+        )),
+        false,
+    )
+    .await;
+    t
+}
+
 #[tokio::test(start_paused = true)]
 async fn budget_refusal_comes_before_the_rate_limit() {
     let seen: Seen = Arc::default();
-    let tiny = CostTracker::builder()
-        .prices(PriceTable::new().with("gpt-4o", ModelPrice::usd("2.50", "10.00").unwrap()))
-        .budget(
-            Budget::new(
-                "tiny",
-                BudgetScope::Global,
-                Period::Total,
-                Money::from_nanos(1),
-            )
-            .unwrap(),
-        )
-        .build()
-        .unwrap();
+    let tiny = exhausted(BudgetScope::Global, "a").await;
     let svc = stack(tiny, 1, 10, MockProvider::new(), seen.clone());
     for _ in 0..3 {
         let e = svc.clone().oneshot(req("a")).await.unwrap_err();
@@ -162,19 +176,7 @@ fn trace_is_outermost_it_sees_the_budget_and_caller_limit_refusals() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let tiny = CostTracker::builder()
-                .prices(PriceTable::new().with("gpt-4o", ModelPrice::usd("2.50", "10.00").unwrap()))
-                .budget(
-                    Budget::new(
-                        "tiny",
-                        BudgetScope::Caller("poor".into()),
-                        Period::Total,
-                        Money::from_nanos(1),
-                    )
-                    .unwrap(),
-                )
-                .build()
-                .unwrap();
+            let tiny = exhausted(BudgetScope::Caller("poor".into()), "poor").await;
             let svc = stack(tiny, 1, 10, MockProvider::new(), Seen::default());
             let e = svc.clone().oneshot(req("poor")).await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::BudgetExceeded);

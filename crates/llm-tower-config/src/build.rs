@@ -19,7 +19,7 @@ use llm_tower_layers::timeout::TimeoutLayer;
 use llm_tower_layers::token_count::{CountTokensLayer, TokenCounter};
 use llm_tower_layers::trace::LlmTraceLayer;
 use llm_tower_providers::azure::AzureAuth;
-use llm_tower_providers::http::{HttpClient, HttpConfig};
+use llm_tower_providers::http::{BufferBudget, HttpClient, HttpConfig};
 use llm_tower_providers::mock::MockProvider;
 use llm_tower_providers::{
     Anthropic, AnthropicConfig, AzureOpenAi, AzureOpenAiConfig, OpenAi, OpenAiCompatible,
@@ -379,10 +379,14 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltS
         }
     }
 
-    // Providers.
+    // Providers: one bound on bytes buffered from upstream bodies, shared by all.
+    let upstream_buffer = BufferBudget::new(v.gateway.max_upstream_buffer_bytes);
     let mut providers = Vec::new();
     for p in &v.providers {
-        providers.push((p.name.clone(), provider(p, &clock, &counter)?));
+        providers.push((
+            p.name.clone(),
+            provider(p, &clock, &counter, &upstream_buffer)?,
+        ));
     }
 
     // One service per target.
@@ -577,13 +581,16 @@ fn provider(
     p: &ProviderSpec,
     clock: &SharedClock,
     counter: &Arc<ConfigTokenizers>,
+    upstream_buffer: &BufferBudget,
 ) -> Result<ProviderHandle, Error> {
     let http = || {
         HttpClient::with_config(
             HttpConfig::default()
                 .connect_timeout(p.connect_timeout)
                 .request_timeout(p.request_timeout)
-                .stream_idle_timeout(p.stream_idle_timeout),
+                .stream_idle_timeout(p.stream_idle_timeout)
+                .max_body_bytes(p.max_response_bytes)
+                .buffer_budget(upstream_buffer.clone()),
         )
     };
     let key = || {

@@ -124,6 +124,11 @@ pub struct RawProvider {
     /// Timeouts of this provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<RawTimeouts>,
+    /// The largest non-streamed response body accepted from this provider, in bytes
+    /// (default 32 MiB). A larger declared `content-length` fails at once (502) without
+    /// reading; a body that grows past it fails as soon as it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
     /// openai: the `OpenAI-Organization` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<String>,
@@ -552,6 +557,10 @@ pub struct RawGateway {
     /// The largest request body (default 1 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    /// A bound on the bytes buffered from all upstream response bodies at once
+    /// (default 256 MiB); a body that would pass it fails with 502.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_upstream_buffer_bytes: Option<u64>,
     /// The longest a request may take (default `"5m"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<String>,

@@ -86,6 +86,7 @@ pub(crate) struct ProviderSpec {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) stream_idle_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
     pub(crate) organization: Option<String>,
     pub(crate) project: Option<String>,
     pub(crate) api_version: Option<String>,
@@ -584,6 +585,31 @@ fn provider(
         false,
     );
 
+    let max_response_bytes = match raw.max_response_bytes.map(usize::try_from) {
+        None => llm_tower_providers::http::DEFAULT_MAX_BODY_BYTES,
+        Some(Ok(n)) if n >= 1024 => n,
+        Some(Ok(_)) => {
+            p.push(join(&path, "max_response_bytes"), "must be >= 1024");
+            0
+        }
+        Some(Err(_)) => {
+            p.push(
+                join(&path, "max_response_bytes"),
+                "too large for this platform",
+            );
+            0
+        }
+    };
+    if kind == Mock {
+        only_for(
+            p,
+            &join(&path, "max_response_bytes"),
+            raw.max_response_bytes.is_some(),
+            kind,
+            &[Openai, Azure, Anthropic, OpenaiCompatible],
+        );
+    }
+
     for (field, value) in [
         ("organization", &raw.organization),
         ("project", &raw.project),
@@ -689,6 +715,7 @@ fn provider(
         connect_timeout,
         request_timeout,
         stream_idle_timeout,
+        max_response_bytes,
         organization: raw.organization.clone(),
         project: raw.project.clone(),
         api_version: raw.api_version.clone(),
@@ -1450,6 +1477,16 @@ fn gateway(
             Ok(0) => p.push("gateway.max_body_bytes", "must be > 0"),
             Ok(n) => settings.max_body_bytes = n,
             Err(_) => p.push("gateway.max_body_bytes", "too large for this platform"),
+        }
+    }
+    if let Some(n) = g.max_upstream_buffer_bytes {
+        match usize::try_from(n) {
+            Ok(n) if n < 1024 => p.push("gateway.max_upstream_buffer_bytes", "must be >= 1024"),
+            Ok(n) => settings.max_upstream_buffer_bytes = n,
+            Err(_) => p.push(
+                "gateway.max_upstream_buffer_bytes",
+                "too large for this platform",
+            ),
         }
     }
     settings.request_timeout = duration_field(

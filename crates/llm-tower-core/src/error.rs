@@ -146,6 +146,7 @@ struct Inner {
     limits: Option<ProviderLimits>,
     attempts: u32,
     code: Option<Cow<'static, str>>,
+    param: Option<Cow<'static, str>>,
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -162,6 +163,7 @@ impl Error {
                 limits: None,
                 attempts: 0,
                 code: None,
+                param: None,
                 source: None,
             }),
         }
@@ -227,6 +229,19 @@ impl Error {
     /// The machine-readable code, when one was set.
     pub fn code(&self) -> Option<&str> {
         self.inner.code.as_deref()
+    }
+
+    /// Names the request field at fault (OpenAI's `error.param`, a JSON path such as
+    /// `max_tokens` or `messages[0].role`).
+    #[must_use]
+    pub fn with_param(mut self, param: impl Into<Cow<'static, str>>) -> Self {
+        self.inner.param = Some(param.into());
+        self
+    }
+
+    /// The request field at fault, when one was named.
+    pub fn param(&self) -> Option<&str> {
+        self.inner.param.as_deref()
     }
 
     /// Sets the time after which the request may succeed.
@@ -340,6 +355,9 @@ impl fmt::Debug for Error {
         }
         if let Some(c) = &self.inner.code {
             d.field("code", c);
+        }
+        if let Some(p) = &self.inner.param {
+            d.field("param", p);
         }
         if let Some(s) = &self.inner.source {
             d.field("source", &s.to_string());

@@ -29,7 +29,7 @@ pub use context::{CallerKey, RequestContext, RequestId};
 pub use error::{BoxError, Error, ErrorKind, LimitOrigin};
 pub use limits::{LimitState, ProviderLimits};
 pub use money::{Money, Price, PriceError};
-pub use request::{LlmRequest, Operation, RequestBody};
+pub use request::{LlmRequest, MAX_CHOICES, Operation, RequestBody};
 pub use response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta};
 pub use usage::{TokenEstimate, Usage, UsageMeter, UsageSource};
 

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use crate::chat::{ChatRequest, CompletionRequest, EmbeddingsRequest};
 use crate::context::{CallerKey, RequestContext};
+use crate::error::Error;
 
 /// The operation a request asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,7 +159,59 @@ impl LlmRequest {
             RequestBody::Embeddings(_) => Some(0),
         }
     }
+
+    /// Checks the sampling and size fields against the ranges OpenAI accepts:
+    /// `temperature` in [0, 2], `top_p` in [0, 1] (both finite), `n` in
+    /// 1..=[`MAX_CHOICES`], `max_tokens` above 0.
+    ///
+    /// # Errors
+    /// `InvalidRequest` with code `invalid_value` and [`Error::param`] naming the field.
+    pub fn check_ranges(&self) -> Result<(), Error> {
+        let (temperature, top_p, n, max_tokens) = match &self.body {
+            RequestBody::Chat(c) => (c.temperature, c.top_p, c.n, c.max_tokens),
+            RequestBody::Completion(c) => (
+                c.temperature,
+                c.top_p,
+                c.extra
+                    .get("n")
+                    .and_then(serde_json::Value::as_u64)
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+                c.max_tokens,
+            ),
+            RequestBody::Embeddings(_) => return Ok(()),
+        };
+        let bad = |param: &'static str, msg: String| {
+            Err(Error::invalid_request(format!("{param}: {msg}"))
+                .with_code("invalid_value")
+                .with_param(param))
+        };
+        if let Some(t) = temperature
+            && !(t.is_finite() && (0.0..=2.0).contains(&t))
+        {
+            return bad(
+                "temperature",
+                format!("{t} is not a number between 0 and 2"),
+            );
+        }
+        if let Some(p) = top_p
+            && !(p.is_finite() && (0.0..=1.0).contains(&p))
+        {
+            return bad("top_p", format!("{p} is not a number between 0 and 1"));
+        }
+        if let Some(n) = n
+            && !(1..=MAX_CHOICES).contains(&n)
+        {
+            return bad("n", format!("{n} is not between 1 and {MAX_CHOICES}"));
+        }
+        if max_tokens == Some(0) {
+            return bad("max_tokens", "must be at least 1".to_owned());
+        }
+        Ok(())
+    }
 }
+
+/// The most outputs (`n`) one request may ask for, as OpenAI's API allows.
+pub const MAX_CHOICES: u32 = 128;
 
 #[cfg(test)]
 mod tests {

@@ -136,8 +136,22 @@ fn count_tokens(model: &str, file: Option<&Path>) -> ExitCode {
         Some(enc) if count.is_exact() => format!("exact, {}", enc.name()),
         _ => format!("estimate: no public tokenizer for model {model:?}"),
     };
-    println!("{} tokens ({how})", count.tokens);
-    ExitCode::SUCCESS
+    write_stdout(&format!("{} tokens ({how})\n", count.tokens))
+}
+
+/// Writes to stdout; a closed pipe (`llm-tower check-config FILE | head`) ends the
+/// command quietly instead of panicking as `println!` does.
+fn write_stdout(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("llm-tower: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(feature = "config")]
@@ -164,11 +178,11 @@ async fn check_config(file: &Path) -> ExitCode {
         Err(code) => return code,
     };
     match llm_tower_config::build(&config).await {
-        Ok(built) => {
-            print!("{}", built.describe());
-            println!("ok: {} is valid", file.display());
-            ExitCode::SUCCESS
-        }
+        Ok(built) => write_stdout(&format!(
+            "{}ok: {} is valid\n",
+            built.describe(),
+            file.display()
+        )),
         Err(e) => {
             eprintln!("llm-tower: {} cannot be built: {e}", file.display());
             ExitCode::FAILURE

@@ -224,11 +224,16 @@ impl OpenAiError {
             let _ = write!(message, "{p}: ");
         }
         message.push_str(e.message());
+        let code = match (e.kind(), e.code()) {
+            (ErrorKind::InvalidRequest, Some("invalid_value")) => "invalid_value",
+            (ErrorKind::InvalidRequest, Some("budget_too_small")) => "budget_too_small",
+            _ => code,
+        };
         OpenAiError {
             status,
             message: Cow::Owned(message),
             kind,
-            param: None,
+            param: e.param().map(|p| Cow::Owned(p.to_owned())),
             code: Some(code),
             retry_after: e.retry_after().or_else(|| {
                 (e.kind() == ErrorKind::RateLimited)
@@ -453,7 +458,10 @@ impl IntoResponse for ApiError {
 pub fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> OpenAiError {
     let path = e.path().to_string();
     let inner = e.inner();
-    if path == "." || path.is_empty() {
+    if inner.is_syntax() || inner.is_eof() {
+        return invalid_json(inner);
+    }
+    if path == "." || path.is_empty() || path.contains('?') {
         let what = if inner.is_syntax() || inner.is_eof() {
             "Invalid JSON body"
         } else {
@@ -463,6 +471,22 @@ pub fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> OpenAiEr
     } else {
         OpenAiError::bad_request(format!("{path}: {inner}"), Some(Cow::Owned(path)))
     }
+}
+
+/// A 400 for a body that is not JSON: `Invalid JSON at line L, column C: reason`, with
+/// no `param` (there is no field to name).
+pub fn invalid_json(e: &serde_json::Error) -> OpenAiError {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let reason = full.strip_suffix(&suffix).unwrap_or(&full);
+    OpenAiError::bad_request(
+        format!(
+            "Invalid JSON at line {}, column {}: {reason}",
+            e.line(),
+            e.column()
+        ),
+        None,
+    )
 }
 
 #[cfg(test)]

@@ -286,10 +286,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OpenAiError> {
             match serde_path_to_error::deserialize::<_, T>(&mut de) {
                 Err(e) => Err(json_error(&e)),
                 // Valid up to its end but followed by garbage.
-                Ok(_) => Err(OpenAiError::bad_request(
-                    format!("Invalid JSON body: {first}"),
-                    None,
-                )),
+                Ok(_) => Err(crate::openai_error::invalid_json(&first)),
             }
         }
     }
@@ -379,6 +376,8 @@ async fn llm_inner(
     if !state.knows_model(req.model()) {
         return Err(OpenAiError::model_not_found(req.model()));
     }
+    req.check_ranges()
+        .map_err(|e| OpenAiError::from_error(&e))?;
     let stream = req.is_stream();
     let deadline = deadline(state, headers);
     req.ctx.caller = head.caller.take();
@@ -564,10 +563,23 @@ struct ProbeJson<'a> {
 #[derive(Serialize)]
 struct HealthJson<'a> {
     status: &'static str,
-    providers: std::collections::BTreeMap<&'a str, ProbeJson<'a>>,
+    /// Per provider; only for an admin key (or an open gateway): probe errors carry
+    /// upstream text that an anonymous caller has no business reading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    providers: Option<std::collections::BTreeMap<&'a str, ProbeJson<'a>>>,
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+/// `true` when the request may see details meant for operators: the gateway is open (no
+/// keys), or the request carries an admin key.
+fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
+    if !state.auth_required() {
+        return true;
+    }
+    matches!(authenticate(state, headers), Ok(Some(c)) if state.inner.usage_admins.contains(c.as_str()))
+}
+
+async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let detailed = is_admin(&state, &headers);
     let results = probe_results(&state).await;
     let failed = results.iter().filter(|r| !r.ok).count();
     let (status, code) = if results.is_empty() || failed == 0 {
@@ -577,16 +589,18 @@ async fn health(State(state): State<AppState>) -> Response {
     } else {
         ("unavailable", StatusCode::SERVICE_UNAVAILABLE)
     };
-    let providers = results
-        .iter()
-        .map(|r| {
-            let p = ProbeJson {
-                status: if r.ok { "ok" } else { "error" },
-                error: r.error.as_deref(),
-            };
-            (r.provider.as_str(), p)
-        })
-        .collect();
+    let providers = detailed.then(|| {
+        results
+            .iter()
+            .map(|r| {
+                let p = ProbeJson {
+                    status: if r.ok { "ok" } else { "error" },
+                    error: r.error.as_deref(),
+                };
+                (r.provider.as_str(), p)
+            })
+            .collect()
+    });
     match serde_json::to_vec(&HealthJson { status, providers }) {
         Ok(v) => json_response(code, Bytes::from(v)),
         Err(_) => OpenAiError::from_error(&Error::internal("encoding failed")).into_response(),
@@ -620,9 +634,45 @@ struct UsageJson<'a> {
     scope: &'static str,
     #[serde(flatten)]
     snapshot: &'a llm_tower_layers::cost::AnalyticsSnapshot,
-    budgets: Vec<llm_tower_layers::cost::BudgetStatus>,
+    budgets: Vec<BudgetView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     budgets_error: Option<String>,
+}
+
+/// One budget counter as `/v1/usage` shows it. A counter shared by several callers
+/// (global, model, provider) shows a non-admin caller only whether it is exhausted and when
+/// it resets: never what the others spent.
+#[derive(Serialize)]
+struct BudgetView {
+    budget: String,
+    key: String,
+    shared: bool,
+    exhausted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resets_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<llm_tower_core::Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spent: Option<llm_tower_core::Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reserved: Option<llm_tower_core::Money>,
+}
+
+impl BudgetView {
+    fn new(b: llm_tower_layers::cost::BudgetStatus, full: bool) -> BudgetView {
+        let exhausted = b.spent.saturating_add(b.reserved) >= b.limit;
+        let show = full || !b.shared;
+        BudgetView {
+            budget: b.budget,
+            key: b.key,
+            shared: b.shared,
+            exhausted,
+            resets_at: b.resets_at,
+            limit: show.then_some(b.limit),
+            spent: show.then_some(b.spent),
+            reserved: show.then_some(b.reserved),
+        }
+    }
 }
 
 async fn usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -655,8 +705,17 @@ async fn usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
         }
         _ => "all",
     };
-    let (budgets, budgets_error) = match tracker.budget_status(caller).await {
-        Ok(b) => (b, None),
+    let full = scope == "all";
+    let status = if full {
+        tracker.budget_status_all(caller).await
+    } else {
+        tracker.budget_status(caller).await
+    };
+    let (budgets, budgets_error) = match status {
+        Ok(b) => (
+            b.into_iter().map(|b| BudgetView::new(b, full)).collect(),
+            None,
+        ),
         Err(e) => (Vec::new(), Some(e.message().to_owned())),
     };
     let resp = match serde_json::to_vec(&UsageJson {

@@ -463,7 +463,7 @@ async fn rate_limited_is_429_with_retry_after_and_ratelimit_headers() {
 
 #[tokio::test]
 async fn exhausted_budget_is_402() {
-    let t = broke_tracker();
+    let t = broke_tracker().await;
     let gw = Gateway::start(state_with(
         stack(MockProvider::new(), t.clone(), generous()),
         t.clone(),

@@ -291,7 +291,7 @@ async fn config_built_limits_budgets_fallback_and_circuits_over_a_socket() {
             { "name": "alice", "key_sha256": "702f5f2b3f1cddb3f9839ecbb1851fb9d13f3ad0e68321eeec56e6597cf683c8",
               "rate_limits": [ { "name": "alice_rpm", "algorithm": "sliding_window", "limit": 3, "window": "1m", "key": "caller", "mode": "reject" } ] },
             { "name": "bob", "key_sha256": "c538804dbe223a8c059e8fec5956f575dffd6d0af9e37a8dc41cd0913a3bfa87",
-              "budget": { "period": "day", "limit_usd": "0.000001" } },
+              "budget": { "period": "day", "limit_usd": "0.00005" } },
             { "name": "carol", "key_sha256": "dfae0e900eaa8e4e2352da9da8f79cb45456f44c8f56afbe9a1cf4cabd98697d" }
           ] }
         }"#,
@@ -321,10 +321,27 @@ async fn config_built_limits_budgets_fallback_and_circuits_over_a_socket() {
     assert!((1..=60).contains(&retry), "{retry}");
     assert_eq!(r.error()["type"], "rate_limit_error");
 
-    // bob's budget cannot hold the worst case of one request: 402, nothing spent.
+    // bob's budget holds the worst case of one request ($0.000042 of $0.00005), not of a
+    // second one after the first was spent: 402, nothing more spent.
+    let r = gw.post("/v1/chat/completions", &bob, body("default")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let r = gw.post("/v1/chat/completions", &bob, body("default")).await;
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text());
     assert_eq!(r.error()["code"], "budget_exceeded");
+    assert_eq!(r.header("retry-after").map(str::is_empty), Some(false));
+    // A request that could never fit the whole budget is a 400 that says so, without
+    // Retry-After.
+    let huge = json!({"model": "default", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw.post("/v1/chat/completions", &bob, huge).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.error()["code"], "budget_too_small");
+    assert!(
+        r.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("can never fit")
+    );
+    assert_eq!(r.header("retry-after"), None);
 
     // The broken target's circuit opened after its two failures above (the first two
     // fallbacks): "solo" now fails fast with 503 instead of calling it.

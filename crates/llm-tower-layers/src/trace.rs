@@ -38,8 +38,8 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use futures_util::future::BoxFuture;
 use llm_tower_core::{
-    ChatChunk, ChatStream, Error, LlmRequest, LlmResponse, ResponseBody, SharedClock, TokioClock,
-    Usage,
+    ChatChunk, ChatStream, Error, ErrorKind, LimitOrigin, LlmRequest, LlmResponse, ResponseBody,
+    SharedClock, TokioClock, Usage,
 };
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -271,8 +271,21 @@ impl Finish {
             .increment(1);
         span.in_scope(|| match error {
             None => tracing::info!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "llm request finished"),
+            // Our own refusals (limits, budgets, bad requests) are counted in the metrics
+            // and logged at debug: under load they come by the thousand per second.
+            Some(e) if is_refusal(e) => tracing::debug!(elapsed_ms = elapsed.as_secs_f64() * 1e3, error = %e, "llm request refused"),
             Some(e) => tracing::warn!(elapsed_ms = elapsed.as_secs_f64() * 1e3, error = %e, "llm request failed"),
         });
+    }
+}
+
+/// A refusal by the stack itself (a local rate limit, a budget, an invalid request), as
+/// opposed to a failure of the provider.
+fn is_refusal(e: &Error) -> bool {
+    match e.kind() {
+        ErrorKind::RateLimited => e.origin() != Some(LimitOrigin::Provider),
+        ErrorKind::BudgetExceeded | ErrorKind::InvalidRequest => true,
+        _ => false,
     }
 }
 

@@ -191,11 +191,11 @@ async fn cost_layer_refuses_before_calling_inner_and_settles_after() {
     assert_eq!(resp.cost, Some(llm_tower_core::Money::from_nanos(40_000)));
     let s = &tracker.budget_status(None).await.unwrap()[0];
     assert_eq!((s.spent.as_nanos(), s.reserved.as_nanos()), (40_000, 0));
-    // 160,000 left; a 20,000-token output bound cannot fit: refused, inner never called.
+    // 160,000 left; a 16-token output bound (180,000 with the prompt) cannot fit: refused,
+    // inner never called.
     assert_ready_ok!(svc.poll_ready());
-    let big = LlmRequest::chat(
-        ChatRequest::new("gpt-4o", vec![Message::user("hello")]).max_tokens(20_000),
-    );
+    let big =
+        LlmRequest::chat(ChatRequest::new("gpt-4o", vec![Message::user("hello")]).max_tokens(16));
     let err = svc.call(big).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BudgetExceeded);
     assert!(handle.poll_request().is_pending());

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use http_body_util::Full;
-use llm_tower_core::{Error, ProviderLimits, ResponseMeta, SharedClock, TokioClock};
+use llm_tower_core::{Error, ErrorKind, ProviderLimits, ResponseMeta, SharedClock, TokioClock};
 use serde::de::DeserializeOwned;
 
 use crate::error_map::{self, HttpFailure};
@@ -144,18 +144,31 @@ impl Common {
         req: http::Request<Full<Bytes>>,
         deadline: &Deadline,
     ) -> Result<Success, Error> {
+        let wants_sse = req
+            .headers()
+            .get(ACCEPT)
+            .is_some_and(|v| v.as_bytes() == b"text/event-stream");
         let resp = self.http.send(req, deadline, &self.clock).await?;
         let (parts, body) = resp.into_parts();
         let limits = self.limits(&parts.headers);
         if parts.status.is_success() {
             let max = self.http.config().max_body_bytes;
             let body = BodyReader::new(body, &parts.headers, max)?;
+            if wants_sse
+                && let Some(ct) = parts.headers.get(CONTENT_TYPE)
+                && !ct
+                    .as_bytes()
+                    .get(..17)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"text/event-stream"))
+            {
+                return Err(self.not_sse(ct, body, deadline).await);
+            }
             return Ok(Success { body, limits });
         }
         // Read the error body, but never let a slow or broken one hide the status.
         let bytes = match BodyReader::new(body, &parts.headers, MAX_ERROR_BODY) {
             Ok(reader) => deadline
-                .run(&self.clock, collect_body(reader, MAX_ERROR_BODY))
+                .run(&self.clock, collect_body(reader, MAX_ERROR_BODY, None))
                 .await
                 .unwrap_or_default(),
             Err(_) => Bytes::new(),
@@ -171,6 +184,39 @@ impl Common {
         .into_error())
     }
 
+    /// The error for a streaming request answered with something other than
+    /// `text/event-stream`: names the content type and quotes the start of the body.
+    async fn not_sse(
+        &self,
+        content_type: &HeaderValue,
+        body: BodyReader,
+        deadline: &Deadline,
+    ) -> Error {
+        let ct: String = String::from_utf8_lossy(content_type.as_bytes())
+            .chars()
+            .take(80)
+            .collect();
+        let bytes = deadline
+            .run(&self.clock, collect_body(body, MAX_ERROR_BODY, None))
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let excerpt: String = text.chars().take(200).collect();
+        let more = if text.chars().nth(200).is_some() {
+            "..."
+        } else {
+            ""
+        };
+        let excerpt = self.secret.redact_in(&excerpt);
+        Error::new(
+            ErrorKind::Provider { status: 502 },
+            format!(
+                "the upstream answered {ct} to a streaming request (expected text/event-stream): {excerpt}{more}"
+            ),
+        )
+        .with_provider(self.name.clone())
+    }
+
     /// Reads a whole successful body under the deadline and parses it as JSON.
     pub async fn read_json<T: DeserializeOwned>(
         &self,
@@ -178,9 +224,12 @@ impl Common {
         deadline: &Deadline,
         what: &str,
     ) -> Result<T, Error> {
-        let max = self.http.config().max_body_bytes;
+        let cfg = self.http.config();
         let bytes = deadline
-            .run(&self.clock, collect_body(success.body, max))
+            .run(
+                &self.clock,
+                collect_body(success.body, cfg.max_body_bytes, cfg.buffer_budget.clone()),
+            )
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| error_map::invalid_body(what, &e))
     }
@@ -194,7 +243,7 @@ impl Common {
         deadline
             .run(
                 &self.clock,
-                collect_body(ok.body, self.http.config().max_body_bytes),
+                collect_body(ok.body, self.http.config().max_body_bytes, None),
             )
             .await?;
         Ok(())

@@ -200,20 +200,38 @@ pub fn tracker() -> CostTracker {
 }
 
 /// A tracker whose global budget cannot hold one chat request.
-pub fn broke_tracker() -> CostTracker {
-    CostTracker::builder()
+/// A tracker whose $0.001 monthly budget is all but spent: $0.0000388 left, less than
+/// the worst case of `chat_body` (about $0.0000414), which still fits the whole limit
+/// (so it is refused with 402, not as a request that can never fit).
+pub async fn broke_tracker() -> CostTracker {
+    let t = CostTracker::builder()
         .prices(prices())
         .budget(
             Budget::new(
                 "tiny",
                 BudgetScope::Global,
                 Period::Month,
-                Money::from_nanos(1_000),
+                Money::from_nanos(1_000_000),
             )
             .unwrap(),
         )
         .build()
-        .unwrap()
+        .unwrap();
+    let spend = LlmRequest::chat(
+        llm_tower_core::ChatRequest::new(CHAT_MODEL, vec![llm_tower_core::Message::user("hi")])
+            .max_tokens(1_600),
+    );
+    let r = t.reserve(&spend).await.unwrap();
+    r.settle(
+        Some(llm_tower_core::Usage::new(
+            8,
+            1_600,
+            llm_tower_core::UsageSource::Provider,
+        )),
+        false,
+    )
+    .await;
+    t
 }
 
 pub type Stack = BoxCloneSyncService<LlmRequest, LlmResponse, Error>;

@@ -32,16 +32,32 @@ struct Cell {
     cost: AtomicI64,
 }
 
+/// Adds `n` to a counter, stopping at `u64::MAX` instead of wrapping.
+fn saturating_add_u64(a: &AtomicU64, n: u64) {
+    if n == 0 {
+        return;
+    }
+    let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_add(n))
+    });
+}
+
 impl Cell {
     fn add(&self, r: &Record) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        saturating_add_u64(&self.requests, 1);
         if r.error {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            saturating_add_u64(&self.errors, 1);
         }
-        self.prompt.fetch_add(r.prompt_tokens, Ordering::Relaxed);
-        self.completion
-            .fetch_add(r.completion_tokens, Ordering::Relaxed);
-        self.cost.fetch_add(r.cost.as_nanos(), Ordering::Relaxed);
+        saturating_add_u64(&self.prompt, r.prompt_tokens);
+        saturating_add_u64(&self.completion, r.completion_tokens);
+        let cost = r.cost.as_nanos();
+        if cost != 0 {
+            let _ = self
+                .cost
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_add(cost))
+                });
+        }
     }
 
     fn totals(&self) -> Totals {

@@ -56,7 +56,7 @@ mod service;
 pub mod store;
 mod tracker;
 
-pub use alert::{AlertSink, BudgetAlert};
+pub use alert::{AlertKind, AlertSink, BudgetAlert};
 pub use analytics::{AnalyticsSnapshot, Totals};
 pub use budget::{Budget, BudgetAction, BudgetScope, Period, Threshold};
 pub use price::{ModelPrice, PriceTable};
@@ -64,4 +64,7 @@ pub use service::{CostStream, TrackCost, TrackCostLayer};
 pub use store::{
     BudgetStore, BudgetUsage, MemoryBudgetStore, ReservationId, ReserveOutcome, Settled,
 };
-pub use tracker::{BudgetStatus, CostTracker, CostTrackerBuilder, Reservation};
+pub use tracker::{
+    BudgetStatus, CostTracker, CostTrackerBuilder, IMPLAUSIBLE_FACTOR, IMPLAUSIBLE_SLACK,
+    Reservation,
+};

@@ -10,7 +10,7 @@ use llm_tower_core::{
     UsageSource,
 };
 
-use super::alert::{AlertSink, BudgetAlert};
+use super::alert::{AlertKind, AlertSink, BudgetAlert};
 use super::analytics::{Analytics, AnalyticsSnapshot, Record};
 use super::budget::{Budget, BudgetAction, BudgetScope};
 use super::price::{ModelPrice, PriceTable, model_candidates};
@@ -166,8 +166,15 @@ impl CostTrackerBuilder {
 pub struct BudgetStatus {
     /// The budget's name.
     pub budget: String,
-    /// The counter (scope value) within the budget.
+    /// The counter within the budget: the caller or key for per-caller budgets, the model
+    /// or provider for those scopes, `global` for a global budget.
     pub key: String,
+    /// `true` when the counter holds the spend of several callers (global, model and
+    /// provider budgets): a gateway shows a non-admin caller only whether it is exhausted
+    /// and when it resets, never the spend.
+    pub shared: bool,
+    /// When the current period ends (Unix seconds); `None` for a `total` budget.
+    pub resets_at: Option<u64>,
     /// The limit.
     pub limit: Money,
     /// Settled spend this period.
@@ -196,6 +203,10 @@ pub struct Reservation {
     prompt_tokens: u64,
     prompt_source: UsageSource,
     worst_case: Money,
+    /// The prompt tokens of the worst case (the estimate, with the margin when heuristic).
+    bound_prompt: u64,
+    /// The output tokens of the worst case (the output bound times the outputs asked for).
+    bound_output: u64,
     meter: UsageMeter,
     settled: bool,
 }
@@ -275,27 +286,51 @@ impl CostTracker {
         }
     }
 
-    /// The state of every budget counter this request would touch now.
+    /// The state of every budget counter that applies to `caller` now: the shared ones
+    /// (global, model, provider), the caller's own counter of per-caller budgets, and the
+    /// budgets of this caller's key. Another caller's key budget is never included.
     ///
     /// # Errors
     /// `Store` when the store fails.
     pub async fn budget_status(&self, caller: Option<&str>) -> Result<Vec<BudgetStatus>, Error> {
+        self.status(caller, false).await
+    }
+
+    /// Like [`budget_status`](Self::budget_status), plus the budgets of every other
+    /// caller's key (for an operator's view).
+    ///
+    /// # Errors
+    /// `Store` when the store fails.
+    pub async fn budget_status_all(
+        &self,
+        caller: Option<&str>,
+    ) -> Result<Vec<BudgetStatus>, Error> {
+        self.status(caller, true).await
+    }
+
+    async fn status(&self, caller: Option<&str>, all: bool) -> Result<Vec<BudgetStatus>, Error> {
         let now = self.inner.clock.unix_secs();
         let mut out = Vec::new();
         for b in &self.inner.budgets {
-            let key = match &b.scope {
-                BudgetScope::Global => String::new(),
-                BudgetScope::EachCaller => caller.unwrap_or("anonymous").to_owned(),
-                BudgetScope::Caller(k) | BudgetScope::Model(k) | BudgetScope::Provider(k) => {
-                    k.clone()
-                }
+            let (key, shared) = match &b.scope {
+                BudgetScope::Global => (String::new(), true),
+                BudgetScope::EachCaller => (caller.unwrap_or("anonymous").to_owned(), false),
+                BudgetScope::Caller(k) if all || caller == Some(k.as_str()) => (k.clone(), false),
+                BudgetScope::Caller(_) => continue,
+                BudgetScope::Model(k) | BudgetScope::Provider(k) => (k.clone(), true),
             };
-            let (period_id, _, _) = b.period.window(now);
+            let (period_id, _, period_end) = b.period.window(now);
             let store_key = format!("{}:{}:{}:{}", b.name, key, b.period.as_str(), period_id);
             let BudgetUsage { spent, reserved } = self.inner.store.usage(&store_key).await?;
             out.push(BudgetStatus {
                 budget: b.name.clone(),
-                key,
+                key: if key.is_empty() {
+                    "global".to_owned()
+                } else {
+                    key
+                },
+                shared,
+                resets_at: (period_end != u64::MAX).then_some(period_end),
                 limit: b.limit,
                 spent,
                 reserved,
@@ -334,9 +369,19 @@ impl CostTracker {
             let margin = u64::try_from(margin.div_ceil(100)).unwrap_or(u64::MAX);
             prompt_tokens.saturating_add(margin)
         };
+        let model_max = price.and_then(|p| p.max_output_tokens);
+        if let (Some(asked), Some(cap)) = (req.max_output_tokens(), model_max)
+            && asked > cap
+        {
+            return Err(Error::invalid_request(format!(
+                "max_tokens: {asked} is above the largest output of model {model:?} ({cap} tokens)"
+            ))
+            .with_code("invalid_value")
+            .with_param("max_tokens"));
+        }
         let max_out = req
             .max_output_tokens()
-            .or(price.and_then(|p| p.max_output_tokens))
+            .or(model_max)
             .unwrap_or(inner.default_max_output);
         // `max_tokens` bounds each output: `n` choices (times the prompts of a legacy
         // completion) may each produce that much.
@@ -352,6 +397,8 @@ impl CostTracker {
             prompt_tokens,
             prompt_source,
             worst_case,
+            bound_prompt: margin_prompt,
+            bound_output: max_out,
             meter: req.ctx.meter.clone().unwrap_or_default(),
             settled: false,
         };
@@ -381,6 +428,20 @@ impl CostTracker {
             } else {
                 Money::MAX
             };
+            let scope_name = describe_scope(&b.scope, &scope_value);
+            if worst_case > limit {
+                // No amount of waiting makes room: a client error, not a 402 to retry.
+                reservation.release().await;
+                return Err(Error::invalid_request(format!(
+                    "this request may cost up to ${worst_case}, more than the whole limit \
+                     (${}) of budget {:?} ({} {scope_name}), so it can never fit; \
+                     lower max_tokens (or n)",
+                    b.limit,
+                    b.name,
+                    b.period.as_str(),
+                ))
+                .with_code("budget_too_small"));
+            }
             match inner
                 .store
                 .reserve(&key, worst_case, limit, inner.reservation_ttl)
@@ -408,7 +469,7 @@ impl CostTracker {
                         error: true,
                     });
                     let left = b.limit.saturating_sub(spent).saturating_sub(reserved);
-                    tracing::info!(
+                    tracing::debug!(
                         budget = %b.name,
                         gen_ai.request.model = model,
                         worst_case = %worst_case,
@@ -416,22 +477,29 @@ impl CostTracker {
                         "budget: request refused"
                     );
                     metrics::counter!("llm_tower_budget_refusals_total", "budget" => b.name.clone()).increment(1);
-                    let mut err = Error::budget_exceeded(format!(
-                        "budget {:?} ({} {}) has ${} left of ${} (${} spent, ${} held by requests in flight); \
-                         this request may cost up to ${}",
-                        b.name,
-                        b.period.as_str(),
-                        if scope_value.is_empty() {
-                            "global".to_owned()
-                        } else {
-                            scope_value
-                        },
-                        left,
-                        b.limit,
-                        spent,
-                        reserved,
-                        worst_case
-                    ));
+                    // A counter shared by several callers (global, model, provider) never
+                    // tells one caller what the others spent.
+                    let shared = matches!(
+                        b.scope,
+                        BudgetScope::Global | BudgetScope::Model(_) | BudgetScope::Provider(_)
+                    );
+                    let msg = if shared {
+                        format!(
+                            "budget {:?} ({} {scope_name}) has no room for this request \
+                             (it may cost up to ${worst_case})",
+                            b.name,
+                            b.period.as_str(),
+                        )
+                    } else {
+                        format!(
+                            "budget {:?} ({} {scope_name}) has ${left} left of ${} (${spent} spent, \
+                             ${reserved} held by requests in flight); this request may cost up to ${worst_case}",
+                            b.name,
+                            b.period.as_str(),
+                            b.limit,
+                        )
+                    };
+                    let mut err = Error::budget_exceeded(msg);
                     if period_end != u64::MAX {
                         err = err
                             .with_retry_after(Duration::from_secs(period_end.saturating_sub(now)));
@@ -461,6 +529,48 @@ impl Reservation {
         if self.provider.is_none() {
             self.provider = provider.cloned();
         }
+    }
+
+    /// `usage` if it can be real for this request, else `usage` clamped to the worst case
+    /// the reservation held (logged and counted in `llm_tower_implausible_usage_total`).
+    ///
+    /// Usage cannot be real when a count is above `u32::MAX`, or far above the worst case:
+    /// more than [`IMPLAUSIBLE_FACTOR`] times the prompt estimate (or the output bound) plus
+    /// [`IMPLAUSIBLE_SLACK`] tokens. The slack and factor leave room for a heuristic prompt
+    /// estimate that is off (images, unknown tokenizers); a hostile or broken upstream that
+    /// reports 2^63 tokens cannot poison a budget or wrap the analytics.
+    pub fn plausible_usage(&self, usage: Usage) -> Usage {
+        let bound = |worst: u64| {
+            worst
+                .saturating_mul(IMPLAUSIBLE_FACTOR)
+                .saturating_add(IMPLAUSIBLE_SLACK)
+                .min(u64::from(u32::MAX))
+        };
+        if usage.prompt_tokens <= bound(self.bound_prompt)
+            && usage.completion_tokens <= bound(self.bound_output)
+            && usage.cached_prompt_tokens <= usage.prompt_tokens
+        {
+            return usage;
+        }
+        let provider = self.provider.as_deref().unwrap_or("unknown");
+        tracing::warn!(
+            gen_ai.request.model = %self.model,
+            gen_ai.provider.name = provider,
+            reported_prompt_tokens = usage.prompt_tokens,
+            reported_completion_tokens = usage.completion_tokens,
+            worst_case_prompt_tokens = self.bound_prompt,
+            worst_case_completion_tokens = self.bound_output,
+            "cost: the provider reported usage that cannot be real; settled at the reserved worst case"
+        );
+        metrics::counter!("llm_tower_implausible_usage_total", "gen_ai.provider.name" => provider.to_owned())
+            .increment(1);
+        let prompt = usage.prompt_tokens.min(self.bound_prompt);
+        Usage::new(
+            prompt,
+            usage.completion_tokens.min(self.bound_output),
+            usage.source,
+        )
+        .with_cached(usage.cached_prompt_tokens.min(prompt))
     }
 
     /// The meter whose output tokens settle the reservation if it is dropped.
@@ -535,6 +645,23 @@ fn model_budget_target<'a>(budgets: &'a [Budget], model: &str) -> Option<&'a str
     })
 }
 
+/// Reported usage above this many times the reservation's worst case (plus
+/// [`IMPLAUSIBLE_SLACK`]) is treated as impossible; see [`Reservation::plausible_usage`].
+pub const IMPLAUSIBLE_FACTOR: u64 = 4;
+/// Tokens of slack above [`IMPLAUSIBLE_FACTOR`] times the worst case.
+pub const IMPLAUSIBLE_SLACK: u64 = 65_536;
+
+/// How a budget counter is named in messages: `global`, `caller "alice"`,
+/// `model "gpt-4o"`, `provider "openai"`.
+fn describe_scope(scope: &BudgetScope, value: &str) -> String {
+    match scope {
+        BudgetScope::Global => "global".to_owned(),
+        BudgetScope::EachCaller | BudgetScope::Caller(_) => format!("caller {value:?}"),
+        BudgetScope::Model(_) => format!("model {value:?}"),
+        BudgetScope::Provider(_) => format!("provider {value:?}"),
+    }
+}
+
 /// The per-mille of a budget's "exhausted" alert.
 const EXHAUSTED: u16 = 1000;
 
@@ -583,6 +710,11 @@ fn deliver_alert(
     refused: bool,
 ) {
     let alert = BudgetAlert {
+        kind: if refused {
+            AlertKind::Refused
+        } else {
+            AlertKind::Crossed
+        },
         budget: b.name.clone(),
         scope: b.scope.clone(),
         caller,
@@ -596,7 +728,7 @@ fn deliver_alert(
     if refused {
         tracing::warn!(
             budget = %alert.budget, threshold_percent, spent = %alert.spent, limit = %alert.limit,
-            "budget: exhausted (a request was refused)"
+            "budget: refused: a request would exceed the limit"
         );
     } else {
         tracing::warn!(
@@ -615,6 +747,7 @@ async fn settle_holds(
     error: bool,
 ) -> Option<Money> {
     let inner = &r.tracker.inner;
+    let usage = usage.map(|u| r.plausible_usage(u));
     let cost = match (r.price, &usage) {
         (Some(p), Some(u)) => Some(p.cost(u)),
         (Some(_), None) => Some(Money::ZERO),
@@ -683,6 +816,8 @@ impl Drop for Reservation {
             prompt_tokens: self.prompt_tokens,
             prompt_source: self.prompt_source,
             worst_case: self.worst_case,
+            bound_prompt: self.bound_prompt,
+            bound_output: self.bound_output,
             meter: self.meter.clone(),
             settled: true,
         };

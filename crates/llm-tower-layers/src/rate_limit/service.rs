@@ -139,7 +139,9 @@ async fn admit(shared: &Shared, req: &LlmRequest) -> Result<(), Error> {
             Ok(())
         }
         Decision::Denied { retry_after } => {
-            tracing::info!(
+            // Counted in `llm_tower_rate_limited_total`; at debug, since under load
+            // refusals come by the thousand per second.
+            tracing::debug!(
                 limiter,
                 key = %key,
                 weight,
@@ -164,7 +166,11 @@ async fn admit(shared: &Shared, req: &LlmRequest) -> Result<(), Error> {
                 },
             };
             Err(Error::rate_limited(
-                format!("rate limit {limiter:?} reached for key {key:?}"),
+                if key.is_empty() {
+                    format!("rate limit {limiter:?} reached (global: shared by every caller)")
+                } else {
+                    format!("rate limit {limiter:?} reached for key {key:?}")
+                },
                 Some(retry_after),
             )
             .with_limits(limits))

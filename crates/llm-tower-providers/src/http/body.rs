@@ -3,13 +3,15 @@
 use std::io::Write;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use flate2::write::GzDecoder;
 use http::HeaderMap;
-use http::header::CONTENT_ENCODING;
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use http_body::Body;
 use hyper::body::Incoming;
 use llm_tower_core::{Error, ErrorKind};
+
+use super::{BudgetHold, BufferBudget};
 
 /// Decoded output is handed out in pieces of about this size, so one small compressed
 /// frame never inflates into a large buffer at once.
@@ -72,6 +74,8 @@ pub(crate) struct BodyReader {
     body: Incoming,
     gzip: Option<Gunzip>,
     finished: bool,
+    /// The `content-length` the upstream declared (of the encoded body).
+    declared_len: Option<u64>,
 }
 
 fn transport(msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
@@ -108,10 +112,15 @@ impl BodyReader {
                 return Err(transport(format!("unsupported content-encoding {name:?}")));
             }
         };
+        let declared_len = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         Ok(BodyReader {
             body,
             gzip,
             finished: false,
+            declared_len,
         })
     }
 
@@ -170,18 +179,49 @@ impl BodyReader {
 }
 
 /// Reads a whole body, failing with `Transport` beyond `max` decoded bytes.
-pub(crate) async fn collect_body(mut reader: BodyReader, max: usize) -> Result<Bytes, Error> {
+///
+/// A declared `content-length` above `max` fails at once, before a byte is read. The
+/// buffer never grows past `max` (nor past what the shared `budget` allows while it is
+/// being filled).
+pub(crate) async fn collect_body(
+    mut reader: BodyReader,
+    max: usize,
+    budget: Option<BufferBudget>,
+) -> Result<Bytes, Error> {
+    if let Some(n) = reader.declared_len
+        && n > max as u64
+    {
+        return Err(too_large(max, Some(n)));
+    }
+    let mut hold = BudgetHold::new(budget);
     let mut first: Option<Bytes> = None;
-    let mut buf = BytesMut::new();
+    let mut buf: Vec<u8> = Vec::new();
+    // An identity body of known length is read into one buffer of exactly that size.
+    if reader.gzip.is_none()
+        && let Some(n) = reader.declared_len.and_then(|n| usize::try_from(n).ok())
+        && n > 0
+    {
+        hold.grow_to(n)?;
+        buf.reserve_exact(n);
+    }
     while let Some(chunk) = std::future::poll_fn(|cx| reader.poll_chunk(cx)).await {
         let chunk = chunk?;
         let len = first.as_ref().map_or(0, Bytes::len) + buf.len() + chunk.len();
         if len > max {
-            return Err(transport(format!("response body larger than {max} bytes")));
+            return Err(too_large(max, None));
         }
-        if first.is_none() && buf.is_empty() {
+        if first.is_none() && buf.is_empty() && buf.capacity() == 0 {
+            hold.grow_to(len)?;
             first = Some(chunk);
         } else {
+            if buf.capacity() - buf.len() < len - buf.len() {
+                // Grow by doubling, but never past the cap.
+                let want = len.max(buf.capacity().saturating_mul(2)).min(max);
+                hold.grow_to(want)?;
+                buf.reserve_exact(want - buf.len());
+            } else {
+                hold.grow_to(len)?;
+            }
             if let Some(f) = first.take() {
                 buf.extend_from_slice(&f);
             }
@@ -190,6 +230,19 @@ pub(crate) async fn collect_body(mut reader: BodyReader, max: usize) -> Result<B
     }
     Ok(match first {
         Some(f) => f,
-        None => buf.freeze(),
+        None => Bytes::from(buf),
     })
+}
+
+fn too_large(max: usize, declared: Option<u64>) -> Error {
+    let msg = match declared {
+        Some(n) => format!(
+            "upstream response body declares {n} bytes, above the limit of {max} bytes \
+             (max_response_bytes)"
+        ),
+        None => format!(
+            "upstream response body is larger than the limit of {max} bytes (max_response_bytes)"
+        ),
+    };
+    Error::new(ErrorKind::Transport, msg)
 }

@@ -9,6 +9,7 @@ pub(crate) mod stream;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,11 +19,15 @@ use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use llm_tower_core::{Error, SharedClock};
+use llm_tower_core::{Error, ErrorKind, SharedClock};
 
 use crate::error_map;
 
 pub(crate) use body::{BodyReader, collect_body};
+
+/// The default largest response body: 32 MiB, far above any chat completion and room for
+/// a large batch of base64 embeddings.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// Settings of the shared [`HttpClient`].
 ///
@@ -49,10 +54,16 @@ pub struct HttpConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per host (default 32).
     pub pool_max_idle_per_host: usize,
-    /// Largest response body accepted, after decompression (default 256 MiB). A gzip body,
-    /// streamed or not, fails with `Transport` as soon as its decoded size passes it; a
-    /// stream's events are also bounded by the SSE decoder's event size.
+    /// Largest response body accepted, after decompression (default
+    /// [`DEFAULT_MAX_BODY_BYTES`], 32 MiB). A non-streamed body that declares a larger
+    /// `content-length` fails with `Transport` before a byte is read, and the buffer never
+    /// grows past it; a gzip body, streamed or not, fails as soon as its decoded size passes
+    /// it; a stream's events are also bounded by the SSE decoder's event size.
     pub max_body_bytes: usize,
+    /// A bound on the bytes buffered from upstream bodies at once, shared by every client
+    /// built with a clone of it (default none: each body is bounded only by
+    /// `max_body_bytes`).
+    pub buffer_budget: Option<BufferBudget>,
     /// The `user-agent` header.
     pub user_agent: String,
 }
@@ -65,7 +76,8 @@ impl Default for HttpConfig {
             stream_idle_timeout: Duration::from_secs(120),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
-            max_body_bytes: 256 * 1024 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            buffer_budget: None,
             user_agent: concat!("llm-tower/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
@@ -114,11 +126,145 @@ impl HttpConfig {
         self
     }
 
+    /// Shares a bound on the bytes buffered from upstream bodies at once.
+    #[must_use]
+    pub fn buffer_budget(mut self, budget: BufferBudget) -> Self {
+        self.buffer_budget = Some(budget);
+        self
+    }
+
     /// Sets the `user-agent` header.
     #[must_use]
     pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
         self.user_agent = ua.into();
         self
+    }
+}
+
+/// A bound on the bytes that all clients sharing it buffer from upstream bodies at once.
+///
+/// Every [`HttpClient`] built with the same budget (see [`HttpConfig::buffer_budget`])
+/// takes room from it while it collects a non-streamed response body and gives it back
+/// when the body is parsed or dropped. A body that would push the total past the bound
+/// fails with `Transport` instead of growing, so a few hostile upstreams answering huge
+/// bodies at once cannot take the process's memory.
+///
+/// ```
+/// use llm_tower_providers::http::BufferBudget;
+///
+/// let budget = BufferBudget::new(64 * 1024 * 1024);
+/// assert_eq!(budget.limit(), 64 * 1024 * 1024);
+/// assert_eq!(budget.in_use(), 0);
+/// ```
+#[derive(Clone)]
+pub struct BufferBudget {
+    inner: Arc<BudgetInner>,
+}
+
+struct BudgetInner {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl fmt::Debug for BufferBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferBudget")
+            .field("limit", &self.inner.limit)
+            .field("in_use", &self.in_use())
+            .finish()
+    }
+}
+
+impl PartialEq for BufferBudget {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for BufferBudget {}
+
+impl BufferBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> BufferBudget {
+        BufferBudget {
+            inner: Arc::new(BudgetInner {
+                limit,
+                used: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The bound in bytes.
+    pub fn limit(&self) -> usize {
+        self.inner.limit
+    }
+
+    /// Bytes taken right now.
+    pub fn in_use(&self) -> usize {
+        self.inner.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` more bytes, or `false` when that would pass the limit.
+    fn try_take(&self, n: usize) -> bool {
+        let limit = self.inner.limit;
+        self.inner
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        let _ = self
+            .inner
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(n))
+            });
+    }
+}
+
+/// Room taken from a [`BufferBudget`], given back on drop.
+pub(crate) struct BudgetHold {
+    budget: Option<BufferBudget>,
+    held: usize,
+}
+
+impl BudgetHold {
+    pub(crate) fn new(budget: Option<BufferBudget>) -> BudgetHold {
+        BudgetHold { budget, held: 0 }
+    }
+
+    /// Makes sure at least `total` bytes are held.
+    pub(crate) fn grow_to(&mut self, total: usize) -> Result<(), Error> {
+        let Some(b) = &self.budget else {
+            return Ok(());
+        };
+        if total <= self.held {
+            return Ok(());
+        }
+        let more = total - self.held;
+        if !b.try_take(more) {
+            return Err(Error::new(
+                ErrorKind::Transport,
+                format!(
+                    "upstream response bodies buffered at once would pass the gateway-wide \
+                     bound of {} bytes (max_upstream_buffer_bytes); try again later",
+                    b.limit()
+                ),
+            ));
+        }
+        self.held = total;
+        Ok(())
+    }
+}
+
+impl Drop for BudgetHold {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give_back(self.held);
+        }
     }
 }
 
