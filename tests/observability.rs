@@ -136,3 +136,46 @@ fn spans_events_and_metrics_use_gen_ai_names() {
         );
     }
 }
+
+#[test]
+fn refusals_are_not_logged_at_warn() {
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let svc = ServiceBuilder::new()
+                .llm_trace()
+                .llm_rate_limit(
+                    RateLimitLayer::new(
+                        Algorithm::sliding_window(1, Duration::from_secs(60)).unwrap(),
+                    )
+                    .name("quiet"),
+                )
+                .service(MockProvider::new());
+            let req = || LlmRequest::chat(ChatRequest::new("gpt-4o", vec![Message::user("hi")]));
+            svc.clone().oneshot(req()).await.unwrap();
+            for _ in 0..5 {
+                let e = svc.clone().oneshot(req()).await.unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::RateLimited);
+                assert!(
+                    e.message().contains("(global: shared by every caller)"),
+                    "{e}"
+                );
+            }
+        });
+    });
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains("WARN"), "{text}");
+    assert!(!text.contains("refused"), "{text}");
+    assert!(text.contains("llm request finished"), "{text}");
+}

@@ -558,7 +558,7 @@ pub struct RawGateway {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
     /// A bound on the bytes buffered from all upstream response bodies at once
-    /// (default 256 MiB); a body that would pass it fails with 502.
+    /// (default 64 MiB); a body that would pass it fails with 502.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_upstream_buffer_bytes: Option<u64>,
     /// The longest a request may take (default `"5m"`).

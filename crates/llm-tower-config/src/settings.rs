@@ -7,8 +7,8 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 /// The default largest request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-/// The default bound on bytes buffered from upstream bodies at once: 256 MiB.
-pub const DEFAULT_MAX_UPSTREAM_BUFFER_BYTES: usize = 256 * 1024 * 1024;
+/// The default bound on bytes buffered from upstream bodies at once: 64 MiB.
+pub const DEFAULT_MAX_UPSTREAM_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -28,7 +28,7 @@ pub struct GatewaySettings {
     /// The largest request body in bytes (default 1 MiB).
     pub max_body_bytes: usize,
     /// The bound on bytes buffered from all upstream response bodies at once (default
-    /// 256 MiB), shared by every provider the config builds.
+    /// 64 MiB), shared by every provider the config builds.
     pub max_upstream_buffer_bytes: usize,
     /// The longest a request may take, streams included (default 5 minutes).
     pub request_timeout: Duration,

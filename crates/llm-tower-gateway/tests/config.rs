@@ -354,3 +354,32 @@ async fn config_built_limits_budgets_fallback_and_circuits_over_a_socket() {
         r.text()
     );
 }
+
+#[tokio::test]
+async fn check_config_into_a_closed_pipe_exits_quietly() {
+    // `llm-tower check-config FILE | head -0`: stdout is closed before the report is
+    // written. The write fails with a broken pipe; the command must not panic.
+    let dir = std::env::temp_dir().join(format!("llm-tower-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ok.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({
+            "providers": { "mock": { "type": "mock", "models": { "m": {} } } }
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["check-config", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    std::fs::remove_dir_all(&dir).ok();
+}

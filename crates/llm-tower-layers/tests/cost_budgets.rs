@@ -226,6 +226,15 @@ async fn a_refusal_delivers_the_exhausted_alert_once_per_period() {
         "exhausted once, not per refusal"
     );
     let exhausted = alerts.lock().unwrap()[2].clone();
+    assert_eq!(
+        exhausted.kind,
+        llm_tower_layers::cost::AlertKind::Refused,
+        "a refusal at 95 % is not a crossing"
+    );
+    assert_eq!(
+        alerts.lock().unwrap()[1].kind,
+        llm_tower_layers::cost::AlertKind::Crossed
+    );
     assert_eq!(exhausted.spent, Money::parse_usd("0.95").unwrap());
     assert_eq!(exhausted.limit, Money::from_usd(1));
     // A settlement that later crosses the limit does not deliver it a second time.
@@ -345,4 +354,55 @@ async fn a_provider_budget_applies_when_the_request_names_the_provider() {
             .await
             .is_ok()
     );
+}
+
+#[tokio::test]
+async fn impossible_usage_settles_at_the_worst_case_and_never_wraps() {
+    let t = CostTracker::builder()
+        .prices(prices())
+        .budget(
+            Budget::new(
+                "month",
+                BudgetScope::Global,
+                Period::Month,
+                Money::from_usd(5),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let req = chat(None); // "hello", max_tokens 100
+    let mut costs = Vec::new();
+    for usage in [
+        Usage::new(1 << 63, u64::MAX, UsageSource::Provider),
+        Usage::new(u64::MAX, u64::MAX, UsageSource::Provider),
+        Usage::new(5, u64::from(u32::MAX) + 1, UsageSource::Provider),
+    ] {
+        let r = t.reserve(&req).await.unwrap();
+        let worst = r.worst_case();
+        let cost = r.settle(Some(usage), false).await.unwrap();
+        assert!(cost <= worst, "{cost} > {worst}");
+        assert!(cost > Money::ZERO);
+        costs.push(cost);
+    }
+    let snap = t.snapshot();
+    assert_eq!(snap.total.requests, 3);
+    assert_eq!(snap.total.completion_tokens, 300, "{snap:?}");
+    assert!(snap.total.prompt_tokens < 100, "{snap:?}");
+    let total: Money = costs.iter().fold(Money::ZERO, |a, c| a + *c);
+    assert_eq!(snap.total.cost, total);
+    let status = t.budget_status(None).await.unwrap();
+    assert_eq!(
+        status[0].spent, total,
+        "one hostile answer cannot poison the budget"
+    );
+    // The budget still admits requests.
+    assert!(t.reserve(&req).await.is_ok());
+    // Plausible usage (within the worst case) is settled as reported.
+    let r = t.reserve(&req).await.unwrap();
+    let cost = r
+        .settle(Some(Usage::new(3, 50, UsageSource::Provider)), false)
+        .await
+        .unwrap();
+    assert_eq!(cost, Money::from_nanos(3 * 2_500 + 50 * 10_000));
 }

@@ -194,45 +194,57 @@ pub(crate) async fn collect_body(
         return Err(too_large(max, Some(n)));
     }
     let mut hold = BudgetHold::new(budget);
+    // A body that comes in one piece (the usual case) is handed out as it is. Otherwise
+    // the pieces are copied into segments of at most SEGMENT bytes and joined once at the
+    // end: the buffer never reallocates while it grows, and the transport's read buffers
+    // are not kept alive by the pieces, so the memory held is close to the body's size.
     let mut first: Option<Bytes> = None;
-    let mut buf: Vec<u8> = Vec::new();
-    // An identity body of known length is read into one buffer of exactly that size.
-    if reader.gzip.is_none()
-        && let Some(n) = reader.declared_len.and_then(|n| usize::try_from(n).ok())
-        && n > 0
-    {
-        hold.grow_to(n)?;
-        buf.reserve_exact(n);
-    }
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    let mut len = 0usize;
     while let Some(chunk) = std::future::poll_fn(|cx| reader.poll_chunk(cx)).await {
         let chunk = chunk?;
-        let len = first.as_ref().map_or(0, Bytes::len) + buf.len() + chunk.len();
+        len = len.saturating_add(chunk.len());
         if len > max {
             return Err(too_large(max, None));
         }
-        if first.is_none() && buf.is_empty() && buf.capacity() == 0 {
-            hold.grow_to(len)?;
+        hold.grow_to(len)?;
+        if segments.is_empty() && first.is_none() {
             first = Some(chunk);
-        } else {
-            if buf.capacity() - buf.len() < len - buf.len() {
-                // Grow by doubling, but never past the cap.
-                let want = len.max(buf.capacity().saturating_mul(2)).min(max);
-                hold.grow_to(want)?;
-                buf.reserve_exact(want - buf.len());
-            } else {
-                hold.grow_to(len)?;
+            continue;
+        }
+        for piece in first.take().iter().chain(std::iter::once(&chunk)) {
+            let mut rest: &[u8] = piece;
+            while !rest.is_empty() {
+                let room = segments
+                    .last()
+                    .map_or(0, |s| s.capacity().saturating_sub(s.len()));
+                if room == 0 {
+                    segments.push(Vec::with_capacity(SEGMENT));
+                    continue;
+                }
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                if let Some(seg) = segments.last_mut() {
+                    seg.extend_from_slice(now);
+                }
+                rest = later;
             }
-            if let Some(f) = first.take() {
-                buf.extend_from_slice(&f);
-            }
-            buf.extend_from_slice(&chunk);
         }
     }
-    Ok(match first {
-        Some(f) => f,
-        None => Bytes::from(buf),
-    })
+    if let Some(f) = first {
+        return Ok(f);
+    }
+    if segments.len() == 1 {
+        return Ok(segments.pop().map(Bytes::from).unwrap_or_default());
+    }
+    let mut out = Vec::with_capacity(len);
+    for seg in segments.drain(..) {
+        out.extend_from_slice(&seg);
+    }
+    Ok(Bytes::from(out))
 }
+
+/// The size of the segments a many-piece body is copied into.
+const SEGMENT: usize = 1024 * 1024;
 
 fn too_large(max: usize, declared: Option<u64>) -> Error {
     let msg = match declared {
