@@ -564,9 +564,26 @@ pub struct RawGateway {
     /// The longest a request may take (default `"5m"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<String>,
-    /// Time to read a request's headers (default `"10s"`).
+    /// Time to read a request's headers (default `"10s"`); for a new connection it runs
+    /// from the accept, covering the first byte and the HTTP/2 preface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_read_timeout: Option<String>,
+    /// A connection with no request in flight for this long is closed (default `"60s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    /// How often HTTP/2 connections are pinged (default `"20s"`; `"0s"` sends no pings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_keep_alive_interval: Option<String>,
+    /// How long an HTTP/2 ping may go unanswered before the connection is closed
+    /// (default `"20s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_keep_alive_timeout: Option<String>,
+    /// The most client connections open at once, at least 1 (default: half of the
+    /// descriptor limit `ulimit -n` left after a reserve of 64, so each connection can
+    /// also hold an upstream socket). Beyond it new connections wait in the listen backlog
+    /// and idle ones are closed to make room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
     /// Time given to requests in flight at shutdown (default `"30s"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_grace: Option<String>,
@@ -753,6 +770,9 @@ interp_fields!(RawGateway {
     keys,
     request_timeout,
     header_read_timeout,
+    idle_timeout,
+    http2_keep_alive_interval,
+    http2_keep_alive_timeout,
     shutdown_grace
 });
 interp_fields!(RawGatewayKey {

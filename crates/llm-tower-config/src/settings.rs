@@ -32,8 +32,18 @@ pub struct GatewaySettings {
     pub max_upstream_buffer_bytes: usize,
     /// The longest a request may take, streams included (default 5 minutes).
     pub request_timeout: Duration,
-    /// Time allowed to read a request's headers (default 10 s).
+    /// Time allowed to read a request's headers (default 10 s), from the accept for a
+    /// connection's first request.
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (default 60 s).
+    pub idle_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval (default 20 s; `None`: no pings).
+    pub http2_keep_alive_interval: Option<Duration>,
+    /// How long an HTTP/2 ping may go unanswered (default 20 s).
+    pub http2_keep_alive_timeout: Duration,
+    /// The most client connections open at once; `None` (the default) lets the gateway
+    /// size it from the process's descriptor limit.
+    pub max_connections: Option<usize>,
     /// Time given to requests in flight at shutdown (default 30 s).
     pub shutdown_grace: Duration,
     /// Log format (default human).
@@ -50,6 +60,10 @@ impl Default for GatewaySettings {
             max_upstream_buffer_bytes: DEFAULT_MAX_UPSTREAM_BUFFER_BYTES,
             request_timeout: Duration::from_secs(300),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            http2_keep_alive_interval: Some(Duration::from_secs(20)),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            max_connections: None,
             shutdown_grace: Duration::from_secs(30),
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),

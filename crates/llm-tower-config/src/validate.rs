@@ -1503,6 +1503,35 @@ fn gateway(
         settings.header_read_timeout,
         false,
     );
+    settings.idle_timeout = duration_field(
+        p,
+        "gateway.idle_timeout",
+        g.idle_timeout.as_ref(),
+        settings.idle_timeout,
+        false,
+    );
+    let interval = duration_field(
+        p,
+        "gateway.http2_keep_alive_interval",
+        g.http2_keep_alive_interval.as_ref(),
+        settings.http2_keep_alive_interval.unwrap_or_default(),
+        true,
+    );
+    settings.http2_keep_alive_interval = (!interval.is_zero()).then_some(interval);
+    settings.http2_keep_alive_timeout = duration_field(
+        p,
+        "gateway.http2_keep_alive_timeout",
+        g.http2_keep_alive_timeout.as_ref(),
+        settings.http2_keep_alive_timeout,
+        false,
+    );
+    if let Some(n) = g.max_connections {
+        match usize::try_from(n) {
+            Ok(0) => p.push("gateway.max_connections", "must be >= 1"),
+            Ok(n) => settings.max_connections = Some(n),
+            Err(_) => p.push("gateway.max_connections", "too large for this platform"),
+        }
+    }
     settings.shutdown_grace = duration_field(
         p,
         "gateway.shutdown_grace",

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use llm_tower_config::{Config, ConfigError, DEFAULT_CONFIG_JSON, LogFormat, build};
 use serde_json::{Value, json};
@@ -451,10 +452,39 @@ fn missing_api_key_and_bad_durations() {
 }
 
 #[test]
+fn connection_limits_are_read() {
+    let c = load(&base()).unwrap();
+    assert_eq!(c.gateway().max_connections, None);
+    assert_eq!(c.gateway().idle_timeout, Duration::from_secs(60));
+    assert_eq!(
+        c.gateway().http2_keep_alive_interval,
+        Some(Duration::from_secs(20))
+    );
+    let mut v = base();
+    v["gateway"] = json!({
+        "max_connections": 200,
+        "idle_timeout": "30s",
+        "http2_keep_alive_interval": "0s",
+        "http2_keep_alive_timeout": "5s"
+    });
+    let c = load(&v).unwrap();
+    assert_eq!(c.gateway().max_connections, Some(200));
+    assert_eq!(c.gateway().idle_timeout, Duration::from_secs(30));
+    assert_eq!(c.gateway().http2_keep_alive_interval, None);
+    assert_eq!(c.gateway().http2_keep_alive_timeout, Duration::from_secs(5));
+}
+
+#[test]
 fn gateway_and_logging_rules() {
     let mut v = base();
-    v["gateway"] =
-        json!({ "listen": "localhost:http", "max_body_bytes": 0, "request_timeout": "0s" });
+    v["gateway"] = json!({
+        "listen": "localhost:http",
+        "max_body_bytes": 0,
+        "request_timeout": "0s",
+        "idle_timeout": "0s",
+        "http2_keep_alive_timeout": "soon",
+        "max_connections": 0
+    });
     v["logging"] = json!({ "level": "loud" });
     assert_problem(
         &v,
@@ -462,6 +492,13 @@ fn gateway_and_logging_rules() {
     );
     assert_problem(&v, "gateway.max_body_bytes: must be > 0");
     assert_problem(&v, "gateway.request_timeout: must be > 0");
+    assert_problem(&v, "gateway.idle_timeout: must be > 0");
+    assert_problem(&v, "gateway.max_connections: must be >= 1");
+    assert!(
+        problems(&v)
+            .iter()
+            .any(|p| p.starts_with("gateway.http2_keep_alive_timeout: "))
+    );
     assert!(
         problems(&v)
             .iter()

@@ -255,7 +255,7 @@ async fn serve(config_file: Option<PathBuf>, listen: Option<SocketAddr>) -> Exit
         }
     })
     .await;
-    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+    let listener = match crate::server::bind(settings.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("llm-tower: cannot listen on {}: {e}", settings.listen);

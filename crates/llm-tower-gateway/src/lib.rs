@@ -18,5 +18,5 @@ pub mod wire;
 pub use app::{AppState, AppStateBuilder, HealthFuture, LlmService, ModelInfo, ProviderHealth};
 pub use auth::{Authenticator, NoKeys, StaticKeys};
 pub use routes::{REQUEST_ID, TIMEOUT_HEADER};
-pub use server::{ConnectionInfo, ServeOptions, Shutdown, serve};
+pub use server::{ConnectionInfo, ServeOptions, Shutdown, bind, serve};
 pub use settings::{LogFormat, Settings};

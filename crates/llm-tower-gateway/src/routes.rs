@@ -41,7 +41,8 @@ pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-llm-tower-time
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// The gateway's router over `state`.
+/// The gateway's router over `state`. Every response it gives carries `x-request-id`
+/// ([`RequestIdLayer`]): `/health`, `/metrics`, 404 and 405 included.
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route(
@@ -66,6 +67,7 @@ pub(crate) fn router(state: AppState) -> Router {
                 )
             },
         )))
+        .layer(RequestIdLayer)
         .with_state(state)
 }
 
@@ -75,6 +77,81 @@ fn route(name: &'static str, m: MethodRouter<AppState>) -> MethodRouter<AppState
 
 async fn method_not_allowed(req: Request) -> Response {
     OpenAiError::method_not_allowed(req.method(), req.uri().path()).into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// `x-request-id` on every response.
+
+/// Puts `x-request-id` on every response that has none yet: the client's (when usable,
+/// see [`given_request_id`]) or a new one. The LLM routes set their own (the id the stack
+/// saw); this covers the rest: `/health`, `/metrics`, `/v1/models`, 404, 405.
+#[derive(Clone, Copy)]
+struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = EnsureRequestId<S>;
+
+    fn layer(&self, inner: S) -> EnsureRequestId<S> {
+        EnsureRequestId { inner }
+    }
+}
+
+#[derive(Clone)]
+struct EnsureRequestId<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for EnsureRequestId<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RequestIdFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let given = given_request_id(req.headers()).map(|(_, h)| h);
+        RequestIdFuture {
+            inner: self.inner.call(req),
+            given,
+        }
+    }
+}
+
+pin_project! {
+    struct RequestIdFuture<F> {
+        #[pin]
+        inner: F,
+        given: Option<HeaderValue>,
+    }
+}
+
+impl<F, E> Future for RequestIdFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut resp = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(resp)) => resp,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+        };
+        if !resp.headers().contains_key(REQUEST_ID) {
+            let id = this
+                .given
+                .take()
+                .unwrap_or_else(|| id_header(&RequestId::generate()));
+            resp.headers_mut().insert(REQUEST_ID, id);
+        }
+        Poll::Ready(Ok(resp))
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,7 +4,14 @@
 //! - `llm_tower_gateway_requests_total{route,status}`: HTTP requests answered,
 //! - `llm_tower_gateway_request_duration_seconds{route}`: time to the response headers,
 //! - `llm_tower_gateway_overhead_seconds{route}`: time spent in the gateway outside the
-//!   provider call (time to the response headers minus `ResponseMeta::latency`).
+//!   provider call (time to the response headers minus `ResponseMeta::latency`),
+//! - `llm_tower_gateway_open_connections`: client connections open now,
+//! - `llm_tower_gateway_connections_closed_total{reason}`: connections the server closed
+//!   itself: `no_request` (no complete request head within `header_read_timeout`),
+//!   `idle` (no request in flight for `idle_timeout`), `shed` (idle when the connection
+//!   limit was reached),
+//! - `llm_tower_gateway_accept_errors_total{reason}`: failed accepts: `descriptors`
+//!   (`EMFILE`/`ENFILE`), `aborted` (the client left first), `other`.
 //!
 //! Metric names with dots (`gen_ai.client.operation.duration`) are exported with
 //! underscores, as Prometheus requires.
@@ -24,6 +31,12 @@ pub const REQUESTS_TOTAL: &str = "llm_tower_gateway_requests_total";
 pub const REQUEST_DURATION: &str = "llm_tower_gateway_request_duration_seconds";
 /// `llm_tower_gateway_overhead_seconds`.
 pub const OVERHEAD: &str = "llm_tower_gateway_overhead_seconds";
+/// `llm_tower_gateway_open_connections`.
+pub const OPEN_CONNECTIONS: &str = "llm_tower_gateway_open_connections";
+/// `llm_tower_gateway_connections_closed_total`.
+pub const CONNECTIONS_CLOSED: &str = "llm_tower_gateway_connections_closed_total";
+/// `llm_tower_gateway_accept_errors_total`.
+pub const ACCEPT_ERRORS: &str = "llm_tower_gateway_accept_errors_total";
 
 static PROMETHEUS: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 

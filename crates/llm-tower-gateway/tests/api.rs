@@ -391,6 +391,46 @@ async fn unknown_route_and_wrong_method() {
 }
 
 #[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let gw = Gateway::start(default_state()).await;
+    let a = auth(ALICE);
+    let cases: [(http::Method, &str, StatusCode); 6] = [
+        (http::Method::GET, "/health", StatusCode::OK),
+        (http::Method::GET, "/metrics", StatusCode::OK),
+        (http::Method::GET, "/v1/models", StatusCode::OK),
+        (http::Method::GET, "/v2/nothing", StatusCode::NOT_FOUND),
+        (
+            http::Method::GET,
+            "/v1/chat/completions",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            http::Method::DELETE,
+            "/health",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ];
+    for (method, path, status) in cases {
+        let r = gw.send(method.clone(), path, &h(&a), None).await;
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
+        let id = r.header("x-request-id").unwrap_or_default();
+        assert!(!id.is_empty(), "{method} {path}: no x-request-id");
+        if !status.is_success() {
+            r.error();
+        }
+        // The client's id is echoed.
+        let mut hs = h(&a);
+        hs.push(("x-request-id", "given-7"));
+        let r = gw.send(method.clone(), path, &hs, None).await;
+        assert_eq!(r.header("x-request-id"), Some("given-7"), "{method} {path}");
+    }
+    // Two requests without an id get different ones.
+    let one = gw.get("/health", &[]).await;
+    let two = gw.get("/health", &[]).await;
+    assert_ne!(one.header("x-request-id"), two.header("x-request-id"));
+}
+
+#[tokio::test]
 async fn body_over_the_limit_is_413() {
     let t = tracker();
     let mut settings = Settings::default();

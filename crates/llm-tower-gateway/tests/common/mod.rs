@@ -17,7 +17,6 @@ use llm_tower_layers::cost::{Budget, BudgetScope, CostTracker, ModelPrice, Perio
 use llm_tower_layers::rate_limit::{Algorithm, KeyBy, RateLimitLayer};
 use llm_tower_layers::retry::RetryLayer;
 use llm_tower_providers::mock::MockProvider;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
@@ -43,7 +42,7 @@ impl Gateway {
     }
 
     pub async fn start_router(router: axum::Router, options: ServeOptions) -> Gateway {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = llm_tower_gateway::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, router, options, async move {
