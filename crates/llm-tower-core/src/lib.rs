@@ -28,7 +28,7 @@ pub use clock::{Clock, ManualClock, SharedClock, TokioClock};
 pub use context::{CallerKey, RequestContext, RequestId};
 pub use error::{BoxError, Error, ErrorKind, LimitOrigin};
 pub use limits::{LimitState, ProviderLimits};
-pub use money::{Money, Price, PriceError};
+pub use money::{Money, MoneyParseError, Price, PriceError};
 pub use request::{LlmRequest, Operation, RequestBody};
 pub use response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta};
 pub use usage::{TokenEstimate, Usage, UsageMeter, UsageSource};
