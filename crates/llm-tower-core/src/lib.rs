@@ -30,7 +30,7 @@ pub use error::{BoxError, Error, ErrorKind, LimitOrigin};
 pub use limits::{LimitState, ProviderLimits};
 pub use money::{Money, MoneyParseError, Price, PriceError};
 pub use request::{LlmRequest, Operation, RequestBody};
-pub use response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta};
+pub use response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta, StreamCost};
 pub use usage::{TokenEstimate, Usage, UsageMeter, UsageSource};
 
 /// The result type of the stack.

@@ -478,6 +478,12 @@ impl Reservation {
         Usage::new(self.prompt_tokens, self.meter.completion_tokens(), source)
     }
 
+    /// What `usage` costs on the reserved model, when it has a price: the amount
+    /// [`settle`](Self::settle) would record for it.
+    pub fn cost_of(&self, usage: &Usage) -> Option<Money> {
+        self.price.map(|p| p.cost(usage))
+    }
+
     /// Counts the output of a non-streamed body (when the provider reported no usage).
     pub fn count_body(&self, body: &ResponseBody) -> Usage {
         let out = self.tracker.inner.counter.count_output(&self.model, body);

@@ -46,7 +46,8 @@
 //! chunk on token boundaries, so in practice this matches counting the whole text. If the
 //! stream ends without any chunk carrying usage, one more chunk follows with the same `id`,
 //! `model` and `created` as the last chunk, no choices, and the usage (prompt estimate and
-//! counted output).
+//! counted output), plus the cost a cost layer inside settled for it
+//! ([`ChatChunk::cost`](llm_tower_core::ChatChunk::cost)).
 //!
 //! # Errors
 //!
