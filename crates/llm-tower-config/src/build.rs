@@ -314,7 +314,10 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltS
         .prices(prices)
         .clock(clock.clone())
         .counter(counter_dyn.clone())
-        .alerts(sink);
+        .alerts(sink)
+        // Only a caller's own sink receives alerts for sure (the broadcast may have no
+        // subscriber): without one, the tracker logs them at WARN.
+        .warn_on_alerts(options.alerts.is_none());
     for b in &v.budgets {
         tb = tb.budget(b.clone());
     }

@@ -22,6 +22,9 @@ struct Inner {
     budgets: Vec<Budget>,
     store: Arc<dyn BudgetStore>,
     alerts: Arc<dyn AlertSink>,
+    /// Log alerts at WARN (else DEBUG): by default only when no sink was given, so an
+    /// alert is neither reported twice nor unseen.
+    warn_alerts: bool,
     clock: SharedClock,
     counter: Arc<dyn TokenCounter>,
     analytics: Analytics,
@@ -53,6 +56,8 @@ pub struct CostTrackerBuilder {
     budgets: Vec<Budget>,
     store: Option<Arc<dyn BudgetStore>>,
     alerts: Arc<dyn AlertSink>,
+    alerts_subscribed: bool,
+    warn_alerts: Option<bool>,
     clock: SharedClock,
     counter: Option<Arc<dyn TokenCounter>>,
     reservation_ttl: Duration,
@@ -90,10 +95,21 @@ impl CostTrackerBuilder {
         self
     }
 
-    /// Who receives budget alerts.
+    /// Who receives budget alerts. With a sink, the tracker logs each alert at DEBUG
+    /// only; without one, at WARN.
     #[must_use]
     pub fn alerts(mut self, sink: impl AlertSink) -> Self {
         self.alerts = Arc::new(sink);
+        self.alerts_subscribed = true;
+        self
+    }
+
+    /// Whether the tracker logs each alert at WARN (`true`) or at DEBUG. Default: WARN
+    /// without a sink, DEBUG with one (the sink is where alerts go; logging them at WARN
+    /// too would report each twice).
+    #[must_use]
+    pub fn warn_on_alerts(mut self, warn: bool) -> Self {
+        self.warn_alerts = Some(warn);
         self
     }
 
@@ -150,6 +166,7 @@ impl CostTrackerBuilder {
                     .store
                     .unwrap_or_else(|| Arc::new(MemoryBudgetStore::new())),
                 alerts: self.alerts,
+                warn_alerts: self.warn_alerts.unwrap_or(!self.alerts_subscribed),
                 clock: self.clock,
                 counter: self.counter.unwrap_or_else(|| Arc::new(Tokenizers::new())),
                 analytics: Analytics::default(),
@@ -218,6 +235,8 @@ impl CostTracker {
             budgets: Vec::new(),
             store: None,
             alerts: Arc::new(()),
+            alerts_subscribed: false,
+            warn_alerts: None,
             clock: TokioClock::shared(),
             counter: None,
             reservation_ttl: Duration::from_secs(600),
@@ -599,15 +618,20 @@ fn deliver_alert(
         limit: b.limit,
     };
     let threshold_percent = f64::from(threshold_per_mille) / 10.0;
-    if refused {
-        tracing::warn!(
+    let message = if refused {
+        "budget: exhausted (a request was refused)"
+    } else {
+        "budget: alert threshold crossed"
+    };
+    if !inner.warn_alerts {
+        tracing::debug!(
             budget = %alert.budget, threshold_percent, spent = %alert.spent, limit = %alert.limit,
-            "budget: exhausted (a request was refused)"
+            "{message}"
         );
     } else {
         tracing::warn!(
             budget = %alert.budget, threshold_percent, spent = %alert.spent, limit = %alert.limit,
-            "budget: alert threshold crossed"
+            "{message}"
         );
     }
     metrics::counter!("llm_tower_budget_alerts_total", "budget" => b.name.clone()).increment(1);
