@@ -123,9 +123,11 @@ async fn describe_and_models_of_the_default_config() {
         d.contains("budget \"daily\": global, day, $5, block, alerts at 50%/80%/100%"),
         "{d}"
     );
+    assert!(!d.contains("gateway"), "{d}");
+    let g = stack.describe_gateway();
     assert!(
-        d.contains("gateway: listen 127.0.0.1:8080, open (no keys)"),
-        "{d}"
+        g.starts_with("gateway: listen 127.0.0.1:8080, open (no keys), max body "),
+        "{g}"
     );
     let models: Vec<(String, String)> = stack
         .models()
@@ -490,4 +492,33 @@ async fn a_built_redis_store_lets_budget_counters_expire() {
 
 fn resp_del(addr: &str, key: &str) -> String {
     resp(addr, &["DEL", key]).unwrap()
+}
+
+#[test]
+fn build_blocking_needs_no_runtime() {
+    // A plain test thread: no tokio runtime anywhere.
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let config: Config = json!({ "providers": { "mock": mock(json!({})) } })
+        .to_string()
+        .parse()
+        .unwrap();
+    let stack = llm_tower_config::build_blocking(&config).unwrap();
+    assert!(stack.describe().contains("model \"mock/m\""));
+
+    // A Redis store connects on first use, so building with one needs no runtime either.
+    {
+        let config: Config = json!({
+            "providers": { "mock": mock(json!({})) },
+            "store": { "type": "redis", "url": "redis://127.0.0.1:1/" }
+        })
+        .to_string()
+        .parse()
+        .unwrap();
+        let stack = llm_tower_config::build_blocking(&config).unwrap();
+        assert!(
+            stack.describe().starts_with("store: redis"),
+            "{}",
+            stack.describe()
+        );
+    }
 }

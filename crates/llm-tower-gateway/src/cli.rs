@@ -165,7 +165,7 @@ async fn check_config(file: &Path) -> ExitCode {
     };
     match llm_tower_config::build(&config).await {
         Ok(built) => {
-            print!("{}", built.describe());
+            print!("{}{}", built.describe_gateway(), built.describe());
             println!("ok: {} is valid", file.display());
             ExitCode::SUCCESS
         }
