@@ -43,8 +43,7 @@
 //! the cost too ([`ChatChunk::cost`]), and [`LlmResponse::stream_cost`] holds it once the
 //! stream has ended, failed or been dropped.
 //!
-//! The layer order and what each layer reads and writes are documented in
-//! [`layers`](llm_tower_layers).
+//! The layer order and what each layer reads and writes are documented in [`layers`].
 //!
 //! # Cargo features
 //!
