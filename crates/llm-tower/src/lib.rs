@@ -89,3 +89,8 @@ pub mod prelude {
     #[cfg(feature = "providers")]
     pub use llm_tower_providers::mock::MockProvider;
 }
+
+// The README's programs compile as written (`cargo test --doc` with the features they use).
+#[cfg(all(doctest, feature = "config"))]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
