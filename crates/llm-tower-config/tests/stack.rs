@@ -90,11 +90,18 @@ async fn default_config_streams_and_settles_at_the_end() {
             .streaming(),
     );
     let resp = call(&stack, req).await.unwrap();
+    // The cost layer sits inside the router; its handle reaches the caller.
+    let handle = resp
+        .stream_cost()
+        .expect("stream cost handle through the router");
     let mut stream = resp.into_stream().unwrap();
     let mut usage = None;
+    let mut chunk_cost = None;
     while let Some(chunk) = stream.next().await {
-        if let Some(u) = chunk.unwrap().usage {
+        let chunk = chunk.unwrap();
+        if let Some(u) = chunk.usage {
             usage = Some(u);
+            chunk_cost = chunk.cost;
         }
     }
     drop(stream);
@@ -104,6 +111,8 @@ async fn default_config_streams_and_settles_at_the_end() {
     assert_eq!(snap.total.requests, 1);
     assert_eq!(snap.total.completion_tokens, usage.completion_tokens);
     assert!(snap.total.cost > Money::ZERO);
+    assert_eq!(chunk_cost, Some(snap.total.cost));
+    assert_eq!(handle.get(), Some(snap.total.cost));
 }
 
 #[tokio::test]
