@@ -27,24 +27,21 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderName, Request};
-use llm_tower::layers::builder::ServiceBuilderExt;
+use llm_tower::layers::builder::{BoxLlmService, ServiceBuilderExt};
 use llm_tower::layers::cost::{CostTracker, ModelPrice, PriceTable};
 use llm_tower::layers::rate_limit::{Algorithm, KeyBy, RateLimitLayer};
 use llm_tower::layers::retry::RetryLayer;
 use llm_tower::providers::mock::MockProvider;
-use llm_tower::{CallerKey, ChatRequest, Error, LlmRequest, LlmResponse, Message};
+use llm_tower::{CallerKey, ChatRequest, Error, LlmRequest, Message};
 use llm_tower_gateway::http_limit::HttpRateLimitLayer;
 use llm_tower_gateway::key::Header;
 use llm_tower_gateway::openai_error::ApiError;
-use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
-
-/// The LLM stack the handlers call.
-type Llm = BoxCloneSyncService<LlmRequest, LlmResponse, Error>;
 
 #[derive(Clone)]
 struct AppState {
-    llm: Llm,
+    /// The LLM stack the handlers call.
+    llm: BoxLlmService,
     tracker: CostTracker,
 }
 
@@ -92,19 +89,18 @@ fn app() -> Result<Router, Error> {
     let tracker = CostTracker::builder()
         .prices(PriceTable::new().with("gpt-4o-mini", ModelPrice::usd("0.15", "0.60")?))
         .build()?;
-    let llm = BoxCloneSyncService::new(
-        ServiceBuilder::new()
-            .llm_trace()
-            .count_tokens()
-            .track_cost(tracker.clone())
-            .llm_rate_limit(
-                RateLimitLayer::new(Algorithm::sliding_window(100, Duration::from_secs(60))?)
-                    .name("llm_per_user")
-                    .key(KeyBy::Caller),
-            )
-            .llm_retry(RetryLayer::new().max_retries(2))
-            .service(MockProvider::new()),
-    );
+    let llm = ServiceBuilder::new()
+        .llm_trace()
+        .count_tokens()
+        .track_cost(tracker.clone())
+        .llm_rate_limit(
+            RateLimitLayer::new(Algorithm::sliding_window(100, Duration::from_secs(60))?)
+                .name("llm_per_user")
+                .key(KeyBy::Caller),
+        )
+        .llm_retry(RetryLayer::new().max_retries(2))
+        .boxed_llm()
+        .service(MockProvider::new());
     // The app's own routes: 3 requests per minute per `x-api-user`.
     let per_user = HttpRateLimitLayer::new(Algorithm::sliding_window(3, Duration::from_secs(60))?)
         .name("http_per_user")

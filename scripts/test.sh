@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, and every test of the workspace (unit, doc,
+# The whole test suite: formatting, lints (every feature, and the facade's layers-only
+# build), docs without warnings, and every test of the workspace (unit, doc, README,
 # property, whole-stack, gateway over real sockets, Redis multi-instance and fault tests).
 # Starts a local Redis on 127.0.0.1:6379 if none answers (installing redis-server with
 # apt-get if it is missing) and exports REDIS_URL for the tests that need it.
@@ -38,5 +39,11 @@ export LLM_TOWER_REQUIRE_REDIS=1
 echo "test.sh: REDIS_URL=$REDIS_URL"
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+# Every feature on, so the facade's examples and tests that declare required-features
+# build and run; then the facade with the layers only, and the config without Redis.
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+cargo clippy -p llm-tower --no-default-features --all-targets --locked -- -D warnings
+cargo clippy -p llm-tower-config --no-default-features --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+cargo test --workspace --all-features --locked
+cargo test -p llm-tower-config --no-default-features --test config --locked

@@ -113,6 +113,25 @@ fn spans_events_and_metrics_use_gen_ai_names() {
     ] {
         assert!(logs.contains(needle), "missing {needle:?} in logs:\n{logs}");
     }
+    // The provider is recorded once per span (not "" first, then the provider).
+    let finished: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("llm request finished"))
+        .collect();
+    assert!(!finished.is_empty());
+    for line in &finished {
+        assert_eq!(line.matches("gen_ai.provider.name").count(), 1, "{line}");
+        assert!(line.contains("gen_ai.provider.name=\"mock\""), "{line}");
+    }
+    // The alert went to the sink the test gave: the library logs it at DEBUG, not WARN.
+    let alert = logs
+        .lines()
+        .find(|l| l.contains("budget: alert threshold crossed"))
+        .unwrap();
+    assert!(
+        alert.contains("DEBUG") && !alert.contains("WARN"),
+        "{alert}"
+    );
 
     let metrics: Vec<(String, DebugValue)> = snapshotter
         .snapshot()

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use llm_tower::config::{Config, build};
 use llm_tower::layers::cost::BudgetStore;
 use llm_tower::layers::rate_limit::RateLimitStore;
 use llm_tower::prelude::*;
 use llm_tower::redis::{RedisBudgetStore, RedisConfig, RedisRateLimitStore};
-use llm_tower_config::{Config, build};
 use tower::{ServiceBuilder, ServiceExt};
 
 fn redis_url(test: &str) -> Option<String> {

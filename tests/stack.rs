@@ -531,7 +531,7 @@ async fn timeout_layer_catches_a_stalled_provider() {
 #[tokio::test]
 async fn a_config_with_an_out_of_range_retry_budget_builds_without_panicking() {
     let mut raw: serde_json::Value = serde_json::from_str(
-        &llm_tower_config::Config::embedded_default()
+        &llm_tower::config::Config::embedded_default()
             .unwrap()
             .to_json_pretty(),
     )
@@ -543,7 +543,7 @@ async fn a_config_with_an_out_of_range_retry_budget_builds_without_panicking() {
         .or_insert_with(|| serde_json::json!({}));
     retry["budget_min_per_second"] = serde_json::json!(u32::MAX);
     retry["budget_percent"] = serde_json::json!(1000);
-    let config = llm_tower_config::Config::from_str(&raw.to_string()).unwrap();
-    let stack = llm_tower_config::build(&config).await.unwrap();
+    let config = llm_tower::config::Config::from_str(&raw.to_string()).unwrap();
+    let stack = llm_tower::config::build(&config).await.unwrap();
     let _ = stack.service();
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llm_tower_core::{CallerKey, Error, LlmRequest, SharedClock, TokioClock};
+use llm_tower_layers::builder::BoxLlmService;
 use llm_tower_layers::cost::{
     AlertSink, Budget, BudgetAction, BudgetAlert, BudgetScope, BudgetStore, CostTracker,
     ModelPrice, PriceTable, TrackCostLayer,
@@ -25,6 +26,7 @@ use llm_tower_providers::{
     Anthropic, AnthropicConfig, AzureOpenAi, AzureOpenAiConfig, OpenAi, OpenAiCompatible,
     OpenAiCompatibleConfig, OpenAiConfig,
 };
+#[cfg(feature = "redis")]
 use llm_tower_redis::{RedisBudgetStore, RedisConnection, RedisRateLimitStore};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast;
@@ -155,6 +157,7 @@ pub struct BuiltStack {
     admins: Arc<[CallerKey]>,
     providers: Arc<[(String, ProviderHandle)]>,
     description: Arc<str>,
+    gateway_description: Arc<str>,
     gateway: GatewaySettings,
     alerts: broadcast::Sender<BudgetAlert>,
 }
@@ -171,7 +174,7 @@ impl fmt::Debug for BuiltStack {
 
 impl BuiltStack {
     /// The whole stack as one service (`Clone + Send + Sync`; clones share all state).
-    pub fn service(&self) -> BoxCloneSyncService<LlmRequest, llm_tower_core::LlmResponse, Error> {
+    pub fn service(&self) -> BoxLlmService {
         self.service.clone()
     }
 
@@ -226,10 +229,17 @@ impl BuiltStack {
         futures_util::future::join_all(probes).await
     }
 
-    /// A human-readable listing of the composed stack per route and model
-    /// (`llm-tower check-config`).
+    /// A human-readable listing of the composed stack: the store, the budgets, and the
+    /// layers per route and model (`llm-tower check-config`). The gateway's own settings
+    /// are in [`describe_gateway`](Self::describe_gateway).
     pub fn describe(&self) -> String {
         self.description.to_string()
+    }
+
+    /// One line on the gateway's server settings and keys (listen address, auth, body
+    /// limit, request timeout); nothing a library user's stack reads.
+    pub fn describe_gateway(&self) -> String {
+        self.gateway_description.to_string()
     }
 
     /// The gateway's server settings.
@@ -244,6 +254,10 @@ impl BuiltStack {
 }
 
 /// Builds the whole stack of a config with the defaults ([`BuildOptions::new`]).
+///
+/// Nothing in the build waits for I/O (providers and Redis connect on first use), so
+/// [`build_blocking`] does the same without an async runtime; this `async` form stays for
+/// callers that already have one.
 ///
 /// ```text
 /// trace -> count_tokens -> resolve -> rate_limit (scope caller, config order)
@@ -261,7 +275,7 @@ impl BuiltStack {
 /// `Config` when a provider cannot be built (for example an API key a header cannot carry),
 /// or the Redis store configuration is refused.
 pub async fn build(config: &Config) -> Result<BuiltStack, Error> {
-    build_with(config, BuildOptions::new()).await
+    build_blocking_with(config, BuildOptions::new())
 }
 
 /// [`build`] with options (a manual clock for tests, an alert sink).
@@ -269,6 +283,41 @@ pub async fn build(config: &Config) -> Result<BuiltStack, Error> {
 /// # Errors
 /// As [`build`].
 pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltStack, Error> {
+    build_blocking_with(config, options)
+}
+
+/// [`build`] for programs without an async runtime: the same stack, built without one.
+///
+/// The build makes no connection (providers and Redis connect on first use), so it does
+/// not block either; it needs no runtime, and works inside one as well. Calling the
+/// service needs a runtime: use `llm_tower::sync::BlockingClient` (facade crate) from
+/// plain threads.
+///
+/// ```
+/// use llm_tower_config::{Config, build_blocking};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config: Config = r#"{
+///     "providers": { "mock": { "type": "mock", "models": { "gpt-4o-mini": {
+///         "price": { "input": "0.15", "output": "0.60" } } } } },
+///     "budgets": [ { "name": "daily", "scope": "global", "period": "day", "limit_usd": "5" } ]
+/// }"#.parse()?;
+/// let stack = build_blocking(&config)?;
+/// print!("{}", stack.describe());
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// As [`build`].
+pub fn build_blocking(config: &Config) -> Result<BuiltStack, Error> {
+    build_blocking_with(config, BuildOptions::new())
+}
+
+/// [`build_blocking`] with options (a manual clock for tests, an alert sink).
+///
+/// # Errors
+/// As [`build`].
+pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<BuiltStack, Error> {
     let v: &Validated = &config.validated;
     let clock = options.clock.clone();
     let catalog = Arc::new(v.catalog.clone());
@@ -282,6 +331,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltS
     );
     let (rl_store, budget_store): Stores = match &v.store {
         StoreSpec::Memory => (None, None),
+        #[cfg(feature = "redis")]
         StoreSpec::Redis(spec) => {
             let conn = RedisConnection::new(&spec.config)?;
             // Counters expire by their period unless a retention is configured.
@@ -314,13 +364,17 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltS
         .prices(prices)
         .clock(clock.clone())
         .counter(counter_dyn.clone())
-        .alerts(sink);
+        .alerts(sink)
+        // Only a caller's own sink receives alerts for sure (the broadcast may have no
+        // subscriber): without one, the tracker logs them at WARN.
+        .warn_on_alerts(options.alerts.is_none());
     for b in &v.budgets {
         tb = tb.budget(b.clone());
     }
     if let Some(store) = &budget_store {
         tb = tb.store(store.clone());
     }
+    #[cfg(feature = "redis")]
     if let StoreSpec::Redis(spec) = &v.store
         && let Some(ttl) = spec.reservation_ttl
     {
@@ -541,6 +595,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<BuiltS
         admins: admins.into(),
         providers: providers.into(),
         description: description.into(),
+        gateway_description: describe_gateway(v).into(),
         gateway: v.gateway.clone(),
         alerts: alerts_tx,
     })
@@ -771,10 +826,28 @@ fn describe_scope(s: &BudgetScope) -> String {
     }
 }
 
+/// The gateway's server settings and keys, one line (`llm-tower check-config`).
+fn describe_gateway(v: &Validated) -> String {
+    let g = &v.gateway;
+    let auth = if v.keys.is_empty() {
+        "open (no keys)".to_owned()
+    } else {
+        let names: Vec<&str> = v.keys.iter().map(|k| k.name.as_str()).collect();
+        format!("{} key(s): {}", names.len(), names.join(", "))
+    };
+    format!(
+        "gateway: listen {}, {auth}, max body {} bytes, request timeout {}\n",
+        g.listen,
+        g.max_body_bytes,
+        format_duration(g.request_timeout)
+    )
+}
+
 fn describe(v: &Validated, catalog: &Catalog, outer: &[String], targets: &[String]) -> String {
     let mut out = String::new();
     let store = match &v.store {
         StoreSpec::Memory => "memory".to_owned(),
+        #[cfg(feature = "redis")]
         StoreSpec::Redis(spec) => format!(
             "redis {} (prefix {}, on error {})",
             spec.config.redacted_url(),
@@ -783,20 +856,6 @@ fn describe(v: &Validated, catalog: &Catalog, outer: &[String], targets: &[Strin
         ),
     };
     let _ = writeln!(out, "store: {store}");
-    let g = &v.gateway;
-    let auth = if v.keys.is_empty() {
-        "open (no keys)".to_owned()
-    } else {
-        let names: Vec<&str> = v.keys.iter().map(|k| k.name.as_str()).collect();
-        format!("{} key(s): {}", names.len(), names.join(", "))
-    };
-    let _ = writeln!(
-        out,
-        "gateway: listen {}, {auth}, max body {} bytes, request timeout {}",
-        g.listen,
-        g.max_body_bytes,
-        format_duration(g.request_timeout)
-    );
     if v.budgets.is_empty() {
         let _ = writeln!(out, "budgets: none");
     }

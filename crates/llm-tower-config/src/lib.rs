@@ -73,8 +73,14 @@
 //!
 //! [`BuiltStack::describe`] prints this per route and model.
 //!
+//! # Without an async runtime
+//! [`build_blocking`] builds the same stack as [`build`] from plain threads (nothing in the
+//! build awaits: providers and Redis connect on first use).
+//!
 //! # Cargo features
-//! None.
+//! | feature | default | what |
+//! |---|---|---|
+//! | `redis` | yes | the `redis` store (`store.type: "redis"`, through `llm-tower-redis`); without it such a config is refused at `store.type` |
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -91,7 +97,10 @@ mod router;
 mod settings;
 mod validate;
 
-pub use build::{BuildOptions, BuiltStack, ModelEntry, ProviderHealth, build, build_with};
+pub use build::{
+    BuildOptions, BuiltStack, ModelEntry, ProviderHealth, build, build_blocking,
+    build_blocking_with, build_with,
+};
 pub use circuit::{CircuitBreaker, CircuitBreakerLayer, CircuitState};
 pub use config::{Config, DEFAULT_CONFIG_JSON, parse_raw};
 pub use counter::ConfigTokenizers;

@@ -13,17 +13,22 @@ use llm_tower_layers::token_count::Encoding;
 use llm_tower_providers::Secret;
 use llm_tower_providers::mock::{Failure, FailurePlan, Reply};
 use llm_tower_providers::openai::MaxTokensField;
+#[cfg(feature = "redis")]
 use llm_tower_redis::{FailurePolicy, RedisConfig};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, Resolution};
-use crate::duration::{format_duration, parse_duration};
+#[cfg(feature = "redis")]
+use crate::duration::format_duration;
+use crate::duration::parse_duration;
 use crate::env::{has_reference, single_reference};
 use crate::error::{ConfigError, Problems, index, join};
+#[cfg(feature = "redis")]
+use crate::raw::RawOnError;
 use crate::raw::{
     ProviderKind, RawAction, RawAlgorithm, RawBudget, RawConfig, RawGatewayKey, RawKey,
     RawKeyBudget, RawLogFormat, RawMaxTokensField, RawMockFailureKind, RawMode, RawModel,
-    RawOnError, RawPeriod, RawProvider, RawRateLimit, RawReply, RawScope, RawStoreKind, RawUnit,
+    RawPeriod, RawProvider, RawRateLimit, RawReply, RawScope, RawStoreKind, RawUnit,
 };
 use crate::settings::{GatewaySettings, LogFormat};
 
@@ -156,10 +161,12 @@ impl std::fmt::Debug for KeySpec {
 #[derive(Debug, Clone)]
 pub(crate) enum StoreSpec {
     Memory,
+    #[cfg(feature = "redis")]
     Redis(RedisStoreSpec),
 }
 
 /// A Redis store: the connection, and how budgets use it.
+#[cfg(feature = "redis")]
 #[derive(Debug, Clone)]
 pub(crate) struct RedisStoreSpec {
     pub(crate) config: RedisConfig,
@@ -308,6 +315,7 @@ pub(crate) fn validate(
         &mut budget_names,
     );
     budgets.extend(key_budgets);
+    #[cfg(feature = "redis")]
     check_budget_retention(&mut p, &store, &budgets);
 
     p.into_result(Validated {
@@ -1266,58 +1274,68 @@ fn store(p: &mut Problems, raw: &RawConfig) -> StoreSpec {
             }
             StoreSpec::Memory
         }
-        RawStoreKind::Redis => {
-            let Some(url) = &s.url else {
-                p.push(
-                    "store.url",
-                    "required for type redis (e.g. \"redis://127.0.0.1:6379/\")",
-                );
-                return StoreSpec::Memory;
-            };
-            let mut cfg = RedisConfig::new(url.expose());
-            if let Some(prefix) = &s.prefix {
-                cfg = cfg.prefix(prefix.clone());
-            }
-            if let Some(on_error) = s.on_error {
-                cfg = cfg.failure_policy(match on_error {
-                    RawOnError::FailClosed => FailurePolicy::FailClosed,
-                    RawOnError::FailOpenLocal => FailurePolicy::FailOpenLocal,
-                });
-            }
-            if let Some(ms) = s.timeout_ms {
-                if ms == 0 {
-                    p.push("store.timeout_ms", "must be > 0");
-                }
-                cfg = cfg.timeout(Duration::from_millis(ms));
-            }
-            if let Some(ms) = s.reconnect_interval_ms {
-                if ms == 0 {
-                    p.push("store.reconnect_interval_ms", "must be > 0");
-                }
-                cfg = cfg.reconnect_interval(Duration::from_millis(ms));
-            }
-            if let Err(e) = cfg.validate() {
-                // The redis crate's messages show the URL with its password redacted.
-                p.push("store", e.message().to_owned());
-            }
-            StoreSpec::Redis(RedisStoreSpec {
-                config: cfg,
-                budget_retention: optional_duration(
-                    p,
-                    "store.budget_retention",
-                    s.budget_retention.as_ref(),
-                ),
-                reservation_ttl: optional_duration(
-                    p,
-                    "store.reservation_ttl",
-                    s.reservation_ttl.as_ref(),
-                ),
-            })
-        }
+        RawStoreKind::Redis => redis_store(p, s),
     }
 }
 
+/// `store.type: "redis"` without the `redis` feature: refused.
+#[cfg(not(feature = "redis"))]
+fn redis_store(p: &mut Problems, _s: &crate::raw::RawStore) -> StoreSpec {
+    p.push(
+        "store.type",
+        "\"redis\" needs the `redis` cargo feature (of llm-tower, or of llm-tower-config)",
+    );
+    StoreSpec::Memory
+}
+
+#[cfg(feature = "redis")]
+fn redis_store(p: &mut Problems, s: &crate::raw::RawStore) -> StoreSpec {
+    let Some(url) = &s.url else {
+        p.push(
+            "store.url",
+            "required for type redis (e.g. \"redis://127.0.0.1:6379/\")",
+        );
+        return StoreSpec::Memory;
+    };
+    let mut cfg = RedisConfig::new(url.expose());
+    if let Some(prefix) = &s.prefix {
+        cfg = cfg.prefix(prefix.clone());
+    }
+    if let Some(on_error) = s.on_error {
+        cfg = cfg.failure_policy(match on_error {
+            RawOnError::FailClosed => FailurePolicy::FailClosed,
+            RawOnError::FailOpenLocal => FailurePolicy::FailOpenLocal,
+        });
+    }
+    if let Some(ms) = s.timeout_ms {
+        if ms == 0 {
+            p.push("store.timeout_ms", "must be > 0");
+        }
+        cfg = cfg.timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = s.reconnect_interval_ms {
+        if ms == 0 {
+            p.push("store.reconnect_interval_ms", "must be > 0");
+        }
+        cfg = cfg.reconnect_interval(Duration::from_millis(ms));
+    }
+    if let Err(e) = cfg.validate() {
+        // The redis crate's messages show the URL with its password redacted.
+        p.push("store", e.message().to_owned());
+    }
+    StoreSpec::Redis(RedisStoreSpec {
+        config: cfg,
+        budget_retention: optional_duration(
+            p,
+            "store.budget_retention",
+            s.budget_retention.as_ref(),
+        ),
+        reservation_ttl: optional_duration(p, "store.reservation_ttl", s.reservation_ttl.as_ref()),
+    })
+}
+
 /// A duration that must be > 0 when given.
+#[cfg(feature = "redis")]
 fn optional_duration(p: &mut Problems, path: &str, value: Option<&String>) -> Option<Duration> {
     match parse_duration(value?) {
         Ok(d) if d.is_zero() => {
@@ -1333,6 +1351,7 @@ fn optional_duration(p: &mut Problems, path: &str, value: Option<&String>) -> Op
 }
 
 /// A budget counter must outlive its period, or its budget would start over early.
+#[cfg(feature = "redis")]
 fn check_budget_retention(p: &mut Problems, store: &StoreSpec, budgets: &[Budget]) {
     let StoreSpec::Redis(RedisStoreSpec {
         budget_retention: Some(retention),

@@ -506,6 +506,18 @@ fn gateway_and_logging_rules() {
     );
 }
 
+#[cfg(not(feature = "redis"))]
+#[test]
+fn a_redis_store_needs_the_redis_feature() {
+    let mut v = base();
+    v["store"] = json!({ "type": "redis", "url": "redis://127.0.0.1:6379/" });
+    assert_problem(
+        &v,
+        "store.type: \"redis\" needs the `redis` cargo feature (of llm-tower, or of llm-tower-config)",
+    );
+}
+
+#[cfg(feature = "redis")]
 #[test]
 fn redis_store_is_validated() {
     let mut v = base();
@@ -525,6 +537,7 @@ fn redis_store_is_validated() {
     load(&v).unwrap();
 }
 
+#[cfg(feature = "redis")]
 #[test]
 fn redis_budget_retention_and_reservation_ttl_are_validated() {
     let mut v = base();

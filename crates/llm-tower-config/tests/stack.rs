@@ -90,11 +90,18 @@ async fn default_config_streams_and_settles_at_the_end() {
             .streaming(),
     );
     let resp = call(&stack, req).await.unwrap();
+    // The cost layer sits inside the router; its handle reaches the caller.
+    let handle = resp
+        .stream_cost()
+        .expect("stream cost handle through the router");
     let mut stream = resp.into_stream().unwrap();
     let mut usage = None;
+    let mut chunk_cost = None;
     while let Some(chunk) = stream.next().await {
-        if let Some(u) = chunk.unwrap().usage {
+        let chunk = chunk.unwrap();
+        if let Some(u) = chunk.usage {
             usage = Some(u);
+            chunk_cost = chunk.cost;
         }
     }
     drop(stream);
@@ -104,6 +111,8 @@ async fn default_config_streams_and_settles_at_the_end() {
     assert_eq!(snap.total.requests, 1);
     assert_eq!(snap.total.completion_tokens, usage.completion_tokens);
     assert!(snap.total.cost > Money::ZERO);
+    assert_eq!(chunk_cost, Some(snap.total.cost));
+    assert_eq!(handle.get(), Some(snap.total.cost));
 }
 
 #[tokio::test]
@@ -123,9 +132,11 @@ async fn describe_and_models_of_the_default_config() {
         d.contains("budget \"daily\": global, day, $5, block, alerts at 50%/80%/100%"),
         "{d}"
     );
+    assert!(!d.contains("gateway"), "{d}");
+    let g = stack.describe_gateway();
     assert!(
-        d.contains("gateway: listen 127.0.0.1:8080, open (no keys)"),
-        "{d}"
+        g.starts_with("gateway: listen 127.0.0.1:8080, open (no keys), max body "),
+        "{g}"
     );
     let models: Vec<(String, String)> = stack
         .models()
@@ -490,4 +501,33 @@ async fn a_built_redis_store_lets_budget_counters_expire() {
 
 fn resp_del(addr: &str, key: &str) -> String {
     resp(addr, &["DEL", key]).unwrap()
+}
+
+#[test]
+fn build_blocking_needs_no_runtime() {
+    // A plain test thread: no tokio runtime anywhere.
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let config: Config = json!({ "providers": { "mock": mock(json!({})) } })
+        .to_string()
+        .parse()
+        .unwrap();
+    let stack = llm_tower_config::build_blocking(&config).unwrap();
+    assert!(stack.describe().contains("model \"mock/m\""));
+
+    // A Redis store connects on first use, so building with one needs no runtime either.
+    {
+        let config: Config = json!({
+            "providers": { "mock": mock(json!({})) },
+            "store": { "type": "redis", "url": "redis://127.0.0.1:1/" }
+        })
+        .to_string()
+        .parse()
+        .unwrap();
+        let stack = llm_tower_config::build_blocking(&config).unwrap();
+        assert!(
+            stack.describe().starts_with("store: redis"),
+            "{}",
+            stack.describe()
+        );
+    }
 }

@@ -43,6 +43,7 @@ use crate::usage::Usage;
 ///     created: 1_700_000_000,
 ///     choices: vec![ChunkChoice { index: 0, delta, finish_reason: finish.map(Into::into) }],
 ///     usage: None,
+///     cost: None,
 /// };
 /// let args = |index: u32, id: Option<&str>, name: Option<&str>, arguments: &str| Delta {
 ///     tool_calls: vec![ToolCallDelta {
@@ -268,6 +269,7 @@ impl<'a> Extend<&'a ChatChunk> for ChatStreamAccumulator {
 ///         finish_reason: None,
 ///     }],
 ///     usage: None,
+///     cost: None,
 /// };
 /// let stream: ChatStream = Box::pin(futures_util::stream::iter(vec![
 ///     Ok(text("Hel")),
@@ -303,6 +305,7 @@ mod tests {
             created: 1_700_000_000,
             choices,
             usage: None,
+            cost: None,
         }
     }
 

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::money::Money;
 use crate::usage::Usage;
 
 /// Who wrote a message.
@@ -399,6 +400,13 @@ pub struct ChatChunk {
     /// Usage of the whole request, in the last chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What the whole request cost, in the chunk that carries [`usage`](Self::usage),
+    /// when a cost layer priced it. Providers leave it `None`; the cost layer fills it (and
+    /// the token-count layer copies it into the usage chunk it appends). The same amount
+    /// is in [`ResponseMeta::stream_cost`](crate::ResponseMeta::stream_cost) once the
+    /// stream has ended, failed or been dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Money>,
 }
 
 impl ChatChunk {

@@ -399,6 +399,21 @@ impl Error {
     }
 }
 
+impl From<crate::money::MoneyParseError> for Error {
+    /// A money string that does not parse is a `Config` error (amounts come from
+    /// configuration: budgets, prices, limits).
+    fn from(e: crate::money::MoneyParseError) -> Error {
+        Error::config(e.to_string()).with_source(e)
+    }
+}
+
+impl From<crate::money::PriceError> for Error {
+    /// An invalid price is a `Config` error.
+    fn from(e: crate::money::PriceError) -> Error {
+        Error::config(format!("invalid price: {e}")).with_source(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +463,25 @@ mod tests {
         assert_eq!(Error::from_boxed(e).kind(), ErrorKind::BudgetExceeded);
         let e: BoxError = "boom".into();
         assert_eq!(Error::from_boxed(e).kind(), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn money_and_price_errors_convert_with_question_mark() {
+        fn budget() -> Result<crate::Money, Error> {
+            Ok("0.0002".parse::<crate::Money>()? + crate::Money::from_usd_str("1.5")?)
+        }
+        fn bad_money() -> Result<crate::Money, Error> {
+            Ok("two dollars".parse::<crate::Money>()?)
+        }
+        fn bad_price() -> Result<crate::Price, Error> {
+            Ok(crate::Price::parse_per_million("-1")?)
+        }
+        assert_eq!(budget().unwrap().as_nanos(), 1_500_200_000);
+        let e = bad_money().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("invalid USD amount"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(bad_price().unwrap_err().kind(), ErrorKind::Config);
     }
 
     #[test]

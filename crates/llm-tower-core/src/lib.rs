@@ -28,9 +28,9 @@ pub use clock::{Clock, ManualClock, SharedClock, TokioClock};
 pub use context::{CallerKey, RequestContext, RequestId};
 pub use error::{BoxError, Error, ErrorKind, LimitOrigin};
 pub use limits::{LimitState, ProviderLimits};
-pub use money::{Money, Price, PriceError};
+pub use money::{Money, MoneyParseError, Price, PriceError};
 pub use request::{LlmRequest, MAX_CHOICES, Operation, RequestBody};
-pub use response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta};
+pub use response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta, StreamCost};
 pub use usage::{TokenEstimate, Usage, UsageMeter, UsageSource};
 
 /// The result type of the stack.

@@ -30,9 +30,33 @@ impl Money {
         Money(nanos)
     }
 
-    /// Money from whole dollars (saturating).
+    /// Money from whole dollars (saturating). For amounts below a dollar use
+    /// [`Money::from_usd_str`] (`"0.0002"`) or [`Money::from_nanos`].
     pub const fn from_usd(usd: i64) -> Self {
         Money(usd.saturating_mul(NANOS_PER_USD))
+    }
+
+    /// Money from a decimal string of USD, exact to the nano-USD: `"0.0002"`, `"12.50"`.
+    ///
+    /// The same as `s.parse::<Money>()` and [`Money::parse_usd`]; the error converts into
+    /// [`Error`](crate::Error) with `?`.
+    ///
+    /// ```
+    /// use llm_tower_core::Money;
+    ///
+    /// # fn main() -> Result<(), llm_tower_core::Error> {
+    /// let per_call = Money::from_usd_str("0.0002")?;
+    /// assert_eq!(per_call.as_nanos(), 200_000);
+    /// let limit: Money = "5.25".parse()?;
+    /// assert_eq!(limit, Money::from_usd(5) + Money::from_usd_str("0.25")?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`MoneyParseError`] when the string is not a plain decimal number, has more than
+    /// nine fractional digits, or does not fit.
+    pub fn from_usd_str(s: &str) -> Result<Money, MoneyParseError> {
+        Money::parse_usd(s)
     }
 
     /// The amount in nano-USD.
@@ -325,6 +349,9 @@ mod tests {
         assert_eq!(Money::from_nanos(150).to_string(), "0.00000015");
         assert_eq!(Money::from_usd(2).to_string(), "2");
         assert_eq!(Money::from_nanos(-1_500_000_000).to_string(), "-1.5");
+        assert_eq!(Money::from_usd_str("0.0002").unwrap().as_nanos(), 200_000);
+        assert_eq!(Money::from_usd_str("$0.5").unwrap().as_nanos(), 500_000_000);
+        assert!(Money::from_usd_str("0.2 USD").is_err());
     }
 
     #[test]

@@ -179,7 +179,9 @@ async fn check_config(file: &Path) -> ExitCode {
     };
     match llm_tower_config::build(&config).await {
         Ok(built) => write_stdout(&format!(
-            "{}ok: {} is valid\n",
+            "{}{}ok: {} is valid
+",
+            built.describe_gateway(),
             built.describe(),
             file.display()
         )),

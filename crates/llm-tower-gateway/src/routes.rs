@@ -511,6 +511,7 @@ fn one_piece_stream(
         created: c.created,
         choices,
         usage,
+        cost: None,
     };
     let deltas = c
         .choices

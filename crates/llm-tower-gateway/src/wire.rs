@@ -442,6 +442,7 @@ mod tests {
             created: 1,
             choices: vec![],
             usage: None,
+            cost: None,
         };
         let v = serde_json::to_value(ChunkWire {
             chunk: &chunk,
@@ -456,5 +457,25 @@ mod tests {
         })
         .unwrap();
         assert!(v.get("usage").is_none());
+    }
+
+    #[test]
+    fn chunk_cost_stays_off_the_wire() {
+        // The cost layer prices the usage chunk; OpenAI clients must not see the field.
+        let chunk = ChatChunk {
+            id: "c".into(),
+            model: "m".into(),
+            created: 1,
+            choices: vec![],
+            usage: Some(Usage::new(3, 2, llm_tower_core::UsageSource::Provider)),
+            cost: Some(llm_tower_core::Money::from_nanos(42)),
+        };
+        let v = serde_json::to_value(ChunkWire {
+            chunk: &chunk,
+            include_usage: true,
+        })
+        .unwrap();
+        assert_eq!(v["usage"]["total_tokens"], 5, "{v}");
+        assert!(!v.to_string().contains("cost"), "{v}");
     }
 }

@@ -39,6 +39,7 @@ fn chunk(text: &str, finish: Option<&str>) -> ChatChunk {
             finish_reason: finish.map(str::to_owned),
         }],
         usage: None,
+        cost: None,
     }
 }
 

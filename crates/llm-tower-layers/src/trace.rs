@@ -18,8 +18,8 @@
 //!   `llm_tower_budget_alerts_total`, `llm_tower_budget_refusals_total`,
 //!   `llm_tower_cost_nano_usd_total`.
 //!
-//! For a stream the span and the duration end with the stream, and usage is taken from its
-//! last chunk.
+//! For a stream the span and the duration end with the stream, and usage and cost are
+//! taken from the chunk that carries the usage.
 //!
 //! # Label cardinality
 //! The model a request names becomes a metric label. Where callers are untrusted (a
@@ -156,7 +156,7 @@ where
             "gen_ai.client",
             gen_ai.operation.name = labels.operation,
             gen_ai.request.model = %requested,
-            gen_ai.provider.name = req.ctx.provider.as_deref().unwrap_or(""),
+            gen_ai.provider.name = Empty,
             gen_ai.response.model = Empty,
             gen_ai.usage.input_tokens = Empty,
             gen_ai.usage.output_tokens = Empty,
@@ -167,6 +167,12 @@ where
             llm_tower.outcome = Empty,
             error.type = Empty,
         );
+        // The provider is recorded once: the one the request names (a router sets it),
+        // else the one that answered.
+        let provider_known = req.ctx.provider.is_some();
+        if let Some(p) = &req.ctx.provider {
+            span.record("gen_ai.provider.name", &**p);
+        }
         let clock = self.clock.clone();
         let start = clock.now();
         let fut = self.inner.call(req).instrument(span.clone());
@@ -177,7 +183,7 @@ where
                     if let Some(m) = &resp.meta.model {
                         span.record("gen_ai.response.model", m.as_str());
                     }
-                    if let Some(p) = &resp.meta.provider {
+                    if !provider_known && let Some(p) = &resp.meta.provider {
                         span.record("gen_ai.provider.name", &**p);
                     }
                     if resp.meta.attempts > 0 {
@@ -319,6 +325,9 @@ impl Stream for TraceStream {
                 if let Some(u) = chunk.usage
                     && let Some(f) = this.state.take()
                 {
+                    if let Some(c) = chunk.cost {
+                        f.span.record("llm_tower.cost_usd", c.to_usd_f64());
+                    }
                     f.done(Some(&u), Outcome::Success, None);
                 }
             }

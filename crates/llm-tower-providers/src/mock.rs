@@ -541,6 +541,7 @@ impl MockProvider {
             created: resp.created,
             choices,
             usage,
+            cost: None,
         };
         let mut chunks = Vec::new();
         chunks.push(base(

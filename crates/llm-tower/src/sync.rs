@@ -1,13 +1,19 @@
 //! A blocking client over any llm-tower stack, for programs without an async runtime.
 //!
 //! ```
+//! # #[cfg(feature = "providers")] {
 //! use llm_tower::prelude::*;
 //! use llm_tower::sync::BlockingClient;
 //!
 //! let client = BlockingClient::new(MockProvider::new()).unwrap();
 //! let answer = client.chat(ChatRequest::new("gpt-4o-mini", vec![Message::user("Hi")])).unwrap();
 //! assert!(!answer.text().is_empty());
+//! # }
 //! ```
+//!
+//! With the `config` feature, [`BlockingClient::from_config`] builds the stack of a JSON
+//! config; `llm_tower::config::build_blocking` gives the built stack itself (its cost
+//! tracker, models, ...), and `BlockingClient::new(stack.service())` a client over it.
 //!
 //! The client owns a single-threaded tokio runtime and drives each call on it. Creating
 //! or calling it from inside an async runtime fails with an `Internal` error (it would
@@ -18,16 +24,17 @@ use std::fmt;
 
 use futures_util::StreamExt;
 use llm_tower_core::{
-    ChatChunk, ChatRequest, ChatResponse, ChatStream, Error, LlmRequest, LlmResponse, ResponseBody,
+    ChatChunk, ChatRequest, ChatResponse, ChatStream, Error, LlmRequest, LlmResponse, Money,
+    ResponseBody, StreamCost,
 };
-use tower::util::BoxCloneSyncService;
+use llm_tower_layers::builder::{BoxLlmService, LlmServiceExt};
 use tower::{Service, ServiceExt};
 
 /// A blocking client over a stack.
 pub struct BlockingClient {
     /// Always `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
-    service: BoxCloneSyncService<LlmRequest, LlmResponse, Error>,
+    service: BoxLlmService,
 }
 
 impl Drop for BlockingClient {
@@ -77,8 +84,34 @@ impl BlockingClient {
             .map_err(|e| Error::internal(format!("could not start a runtime: {e}")))?;
         Ok(BlockingClient {
             runtime: Some(runtime),
-            service: BoxCloneSyncService::new(service),
+            service: service.boxed_llm(),
         })
+    }
+
+    /// A client over the stack a JSON config builds (`llm_tower::config::build_blocking`).
+    ///
+    /// ```
+    /// use llm_tower::config::Config;
+    /// use llm_tower::prelude::*;
+    /// use llm_tower::sync::BlockingClient;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config: Config = r#"{ "providers": { "mock": { "type": "mock",
+    ///     "models": { "gpt-4o-mini": { "price": { "input": "0.15", "output": "0.60" } } } } } }"#
+    ///     .parse()?;
+    /// let client = BlockingClient::from_config(&config)?;
+    /// let answer = client.chat(ChatRequest::new("gpt-4o-mini", vec![Message::user("Hi")]))?;
+    /// assert!(!answer.text().is_empty());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`BlockingClient::new`], and `Config` when the stack cannot be built.
+    #[cfg(feature = "config")]
+    pub fn from_config(config: &llm_tower_config::Config) -> Result<Self, Error> {
+        not_in_async()?;
+        let stack = llm_tower_config::build_blocking(config)?;
+        BlockingClient::new(stack.service())
     }
 
     fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
@@ -116,17 +149,20 @@ impl BlockingClient {
         }
     }
 
-    /// Sends a streamed chat request; iterate the result for chunks.
+    /// Sends a streamed chat request; iterate the result for chunks, then read
+    /// [`BlockingStream::cost`].
     ///
     /// # Errors
     /// As [`BlockingClient::call`].
     pub fn stream(&self, mut req: ChatRequest) -> Result<BlockingStream<'_>, Error> {
         req.stream = true;
         let resp = self.call(LlmRequest::chat(req))?;
+        let cost = resp.stream_cost();
         match resp.body {
             ResponseBody::Stream(stream) => Ok(BlockingStream {
                 client: self,
                 stream,
+                cost,
             }),
             other => Err(Error::internal(format!("expected a stream, got {other:?}"))),
         }
@@ -137,6 +173,21 @@ impl BlockingClient {
 pub struct BlockingStream<'a> {
     client: &'a BlockingClient,
     stream: ChatStream,
+    cost: Option<StreamCost>,
+}
+
+impl BlockingStream<'_> {
+    /// What the request cost, once the stream has ended (or failed): `None` before, or
+    /// without a cost layer in the stack, or when the model has no price.
+    pub fn cost(&self) -> Option<Money> {
+        self.cost.as_ref().and_then(StreamCost::get)
+    }
+
+    /// The cost handle itself, which outlives the stream (it is also settled when the
+    /// stream is dropped before its end).
+    pub fn cost_handle(&self) -> Option<StreamCost> {
+        self.cost.clone()
+    }
 }
 
 impl fmt::Debug for BlockingStream<'_> {
@@ -156,7 +207,7 @@ impl Iterator for BlockingStream<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "providers"))]
 mod tests {
     use super::*;
     use llm_tower_core::Message;
@@ -219,12 +270,13 @@ mod tests {
         let req = || ChatRequest::new("gpt-4o", vec![Message::user("hi")]).max_tokens(16);
         let c = client.chat(req()).unwrap();
         assert!(!c.text().is_empty());
-        let streamed: String = client
-            .stream(req())
-            .unwrap()
-            .map(|c| c.unwrap().text())
-            .collect();
+        let mut stream = client.stream(req()).unwrap();
+        assert_eq!(stream.cost(), None, "not settled before the end");
+        let streamed: String = stream.by_ref().map(|c| c.unwrap().text()).collect();
         assert_eq!(streamed, c.text());
+        let stream_cost = stream.cost().expect("settled at the end");
+        assert!(stream_cost > Money::ZERO);
+        drop(stream);
         let resp = client.call(LlmRequest::chat(req())).unwrap();
         assert!(resp.usage.is_some() && resp.cost.is_some());
         let e = client.chat(req()).unwrap_err();

@@ -29,6 +29,14 @@
 //! When a request sets no `max_tokens`, the model's `max_output_tokens` from the price
 //! table bounds the reservation.
 //!
+//! # The cost of a stream
+//! A streamed response has no `cost` when it is returned. The chunk that carries the
+//! usage carries its cost ([`ChatChunk::cost`](llm_tower_core::ChatChunk::cost); when
+//! the provider sends no usage, the token-count layer's appended usage chunk does), and
+//! [`ResponseMeta::stream_cost`](llm_tower_core::ResponseMeta::stream_cost) is a
+//! [`StreamCost`](llm_tower_core::StreamCost) handle that holds the settled amount once
+//! the stream has ended, failed or been dropped.
+//!
 //! # Alerts
 //! Each threshold of a budget fires once per period: the settlement whose atomic update
 //! moves spend across it sends one [`BudgetAlert`] to the [`AlertSink`].

@@ -6,7 +6,9 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use futures_util::future::BoxFuture;
-use llm_tower_core::{ChatChunk, ChatStream, Error, LlmRequest, LlmResponse, ResponseBody, Usage};
+use llm_tower_core::{
+    ChatChunk, ChatStream, Error, LlmRequest, LlmResponse, ResponseBody, StreamCost, Usage,
+};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -108,11 +110,14 @@ where
                         ResponseBody::Stream(Box::pin(futures_util::stream::empty())),
                     ) {
                         ResponseBody::Stream(stream) => {
+                            let cost = StreamCost::new();
+                            resp.meta.stream_cost = Some(cost.clone());
                             resp.body = ResponseBody::Stream(Box::pin(CostStream {
                                 inner: stream,
                                 reservation: Some(reservation),
                                 provider_usage: None,
                                 local_count,
+                                cost,
                             }));
                         }
                         body => {
@@ -141,22 +146,37 @@ where
 
 pin_project! {
     /// A stream that settles its reservation when it ends, fails or is dropped.
+    ///
+    /// The chunk that carries the provider's usage gets its cost ([`ChatChunk::cost`]),
+    /// and the settled cost goes into the response's [`StreamCost`]
+    /// ([`ResponseMeta::stream_cost`](llm_tower_core::ResponseMeta::stream_cost)). A drop
+    /// settles with the provider's usage when a chunk carried it, else with the output
+    /// counted so far.
     pub struct CostStream {
         #[pin]
         inner: ChatStream,
         reservation: Option<Reservation>,
         provider_usage: Option<Usage>,
         local_count: bool,
+        cost: StreamCost,
+    }
+
+    impl PinnedDrop for CostStream {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(r) = this.reservation.take() {
+                let usage = this.provider_usage.unwrap_or_else(|| r.counted_usage());
+                finish(r, usage, false, this.cost);
+            }
+        }
     }
 }
 
-impl CostStream {
-    fn finish(reservation: Option<Reservation>, usage: Usage, error: bool) {
-        if let Some(r) = reservation {
-            let fut = r.settle(Some(usage), error);
-            spawn_or_run(fut);
-        }
-    }
+/// Settles `r` with `usage`: the cost is known at once (price x usage) and goes into the
+/// handle; the store update runs now, or on the runtime when it has to wait.
+fn finish(r: Reservation, usage: Usage, error: bool, cost: &StreamCost) {
+    cost.settle(r.cost_of(&usage));
+    spawn_or_run(r.settle(Some(usage), error));
 }
 
 fn spawn_or_run<F: std::future::Future<Output = Option<llm_tower_core::Money>> + Send + 'static>(
@@ -176,31 +196,34 @@ impl Stream for CostStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
-        let item = match this.inner.poll_next(cx) {
+        let mut item = match this.inner.poll_next(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(item) => item,
         };
-        match &item {
+        match &mut item {
             Some(Ok(chunk)) => {
-                if let Some(u) = chunk.usage {
-                    *this.provider_usage = Some(u);
-                }
-                if *this.local_count
-                    && let Some(r) = this.reservation.as_ref()
-                {
-                    r.count_chunk(chunk);
+                if let Some(r) = this.reservation.as_ref() {
+                    if let Some(u) = chunk.usage {
+                        *this.provider_usage = Some(u);
+                        if let Some(c) = r.cost_of(&u) {
+                            chunk.cost = Some(c);
+                        }
+                    }
+                    if *this.local_count {
+                        r.count_chunk(chunk);
+                    }
                 }
             }
             Some(Err(_)) => {
                 if let Some(r) = this.reservation.take() {
                     let usage = this.provider_usage.unwrap_or_else(|| r.counted_usage());
-                    CostStream::finish(Some(r), usage, true);
+                    finish(r, usage, true, this.cost);
                 }
             }
             None => {
                 if let Some(r) = this.reservation.take() {
                     let usage = this.provider_usage.unwrap_or_else(|| r.counted_usage());
-                    CostStream::finish(Some(r), usage, false);
+                    finish(r, usage, false, this.cost);
                 }
             }
         }

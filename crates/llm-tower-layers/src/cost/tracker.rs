@@ -22,6 +22,9 @@ struct Inner {
     budgets: Vec<Budget>,
     store: Arc<dyn BudgetStore>,
     alerts: Arc<dyn AlertSink>,
+    /// Log alerts at WARN (else DEBUG): by default only when no sink was given, so an
+    /// alert is neither reported twice nor unseen.
+    warn_alerts: bool,
     clock: SharedClock,
     counter: Arc<dyn TokenCounter>,
     analytics: Analytics,
@@ -53,6 +56,8 @@ pub struct CostTrackerBuilder {
     budgets: Vec<Budget>,
     store: Option<Arc<dyn BudgetStore>>,
     alerts: Arc<dyn AlertSink>,
+    alerts_subscribed: bool,
+    warn_alerts: Option<bool>,
     clock: SharedClock,
     counter: Option<Arc<dyn TokenCounter>>,
     reservation_ttl: Duration,
@@ -90,10 +95,21 @@ impl CostTrackerBuilder {
         self
     }
 
-    /// Who receives budget alerts.
+    /// Who receives budget alerts. With a sink, the tracker logs each alert at DEBUG
+    /// only; without one, at WARN.
     #[must_use]
     pub fn alerts(mut self, sink: impl AlertSink) -> Self {
         self.alerts = Arc::new(sink);
+        self.alerts_subscribed = true;
+        self
+    }
+
+    /// Whether the tracker logs each alert at WARN (`true`) or at DEBUG. Default: WARN
+    /// without a sink, DEBUG with one (the sink is where alerts go; logging them at WARN
+    /// too would report each twice).
+    #[must_use]
+    pub fn warn_on_alerts(mut self, warn: bool) -> Self {
+        self.warn_alerts = Some(warn);
         self
     }
 
@@ -150,6 +166,7 @@ impl CostTrackerBuilder {
                     .store
                     .unwrap_or_else(|| Arc::new(MemoryBudgetStore::new())),
                 alerts: self.alerts,
+                warn_alerts: self.warn_alerts.unwrap_or(!self.alerts_subscribed),
                 clock: self.clock,
                 counter: self.counter.unwrap_or_else(|| Arc::new(Tokenizers::new())),
                 analytics: Analytics::default(),
@@ -229,6 +246,8 @@ impl CostTracker {
             budgets: Vec::new(),
             store: None,
             alerts: Arc::new(()),
+            alerts_subscribed: false,
+            warn_alerts: None,
             clock: TokioClock::shared(),
             counter: None,
             reservation_ttl: Duration::from_secs(600),
@@ -540,18 +559,9 @@ impl Reservation {
     /// estimate that is off (images, unknown tokenizers); a hostile or broken upstream that
     /// reports 2^63 tokens cannot poison a budget or wrap the analytics.
     pub fn plausible_usage(&self, usage: Usage) -> Usage {
-        let bound = |worst: u64| {
-            worst
-                .saturating_mul(IMPLAUSIBLE_FACTOR)
-                .saturating_add(IMPLAUSIBLE_SLACK)
-                .min(u64::from(u32::MAX))
-        };
-        if usage.prompt_tokens <= bound(self.bound_prompt)
-            && usage.completion_tokens <= bound(self.bound_output)
-            && usage.cached_prompt_tokens <= usage.prompt_tokens
-        {
+        let Some(clamped) = self.clamp_usage(usage) else {
             return usage;
-        }
+        };
         let provider = self.provider.as_deref().unwrap_or("unknown");
         tracing::warn!(
             gen_ai.request.model = %self.model,
@@ -564,13 +574,33 @@ impl Reservation {
         );
         metrics::counter!("llm_tower_implausible_usage_total", "gen_ai.provider.name" => provider.to_owned())
             .increment(1);
+        clamped
+    }
+
+    /// `None` when `usage` can be real for this request, else `usage` clamped to the
+    /// worst case (no log, no metric: see [`plausible_usage`](Self::plausible_usage)).
+    fn clamp_usage(&self, usage: Usage) -> Option<Usage> {
+        let bound = |worst: u64| {
+            worst
+                .saturating_mul(IMPLAUSIBLE_FACTOR)
+                .saturating_add(IMPLAUSIBLE_SLACK)
+                .min(u64::from(u32::MAX))
+        };
+        if usage.prompt_tokens <= bound(self.bound_prompt)
+            && usage.completion_tokens <= bound(self.bound_output)
+            && usage.cached_prompt_tokens <= usage.prompt_tokens
+        {
+            return None;
+        }
         let prompt = usage.prompt_tokens.min(self.bound_prompt);
-        Usage::new(
-            prompt,
-            usage.completion_tokens.min(self.bound_output),
-            usage.source,
+        Some(
+            Usage::new(
+                prompt,
+                usage.completion_tokens.min(self.bound_output),
+                usage.source,
+            )
+            .with_cached(usage.cached_prompt_tokens.min(prompt)),
         )
-        .with_cached(usage.cached_prompt_tokens.min(prompt))
     }
 
     /// The meter whose output tokens settle the reservation if it is dropped.
@@ -586,6 +616,13 @@ impl Reservation {
             UsageSource::Estimated
         };
         Usage::new(self.prompt_tokens, self.meter.completion_tokens(), source)
+    }
+
+    /// What `usage` costs on the reserved model, when it has a price: the amount
+    /// [`settle`](Self::settle) would record for it.
+    pub fn cost_of(&self, usage: &Usage) -> Option<Money> {
+        let usage = self.clamp_usage(*usage).unwrap_or(*usage);
+        self.price.map(|p| p.cost(&usage))
     }
 
     /// Counts the output of a non-streamed body (when the provider reported no usage).
@@ -725,15 +762,20 @@ fn deliver_alert(
         limit: b.limit,
     };
     let threshold_percent = f64::from(threshold_per_mille) / 10.0;
-    if refused {
-        tracing::warn!(
+    let message = if refused {
+        "budget: refused: a request would exceed the limit"
+    } else {
+        "budget: alert threshold crossed"
+    };
+    if !inner.warn_alerts {
+        tracing::debug!(
             budget = %alert.budget, threshold_percent, spent = %alert.spent, limit = %alert.limit,
-            "budget: refused: a request would exceed the limit"
+            "{message}"
         );
     } else {
         tracing::warn!(
             budget = %alert.budget, threshold_percent, spent = %alert.spent, limit = %alert.limit,
-            "budget: alert threshold crossed"
+            "{message}"
         );
     }
     metrics::counter!("llm_tower_budget_alerts_total", "budget" => b.name.clone()).increment(1);

@@ -67,12 +67,13 @@ static CL100K: LazyLock<ExactEncoder> = LazyLock::new(|| ExactEncoder {
     ),
 });
 
-/// The `o200k_base` encoder, built on first use.
+/// The `o200k_base` encoder (its tables are static data; the first call only sets up
+/// pointers into them).
 pub(crate) fn o200k() -> &'static ExactEncoder {
     &O200K
 }
 
-/// The `cl100k_base` encoder, built on first use.
+/// The `cl100k_base` encoder (static tables, like [`o200k`]).
 pub(crate) fn cl100k() -> &'static ExactEncoder {
     &CL100K
 }

@@ -82,7 +82,8 @@ impl AfterCall {
             ResponseBody::Stream(stream) => {
                 let model = answered.map_or(self.model, str::to_owned);
                 let counted =
-                    CountedStream::new(stream, self.counter, model, self.prompt, self.meter);
+                    CountedStream::new(stream, self.counter, model, self.prompt, self.meter)
+                        .with_cost(meta.stream_cost.clone());
                 (ResponseBody::Stream(Box::pin(counted)), usage)
             }
             body => {

@@ -46,7 +46,8 @@
 //! chunk on token boundaries, so in practice this matches counting the whole text. If the
 //! stream ends without any chunk carrying usage, one more chunk follows with the same `id`,
 //! `model` and `created` as the last chunk, no choices, and the usage (prompt estimate and
-//! counted output).
+//! counted output), plus the cost a cost layer inside settled for it
+//! ([`ChatChunk::cost`](llm_tower_core::ChatChunk::cost)).
 //!
 //! # Errors
 //!
@@ -58,9 +59,11 @@
 //!
 //! The layer and the service hold the counter in an [`Arc`](std::sync::Arc) that all
 //! clones share; counting is stateless, so sharing it is free. Each request gets its own
-//! meter. [`Tokenizers`]' encoders are process-wide statics built on first use (about
-//! 100 ms for both in a release build, and a few MB each); call [`Tokenizers::warm_up`] at
-//! startup to build them before the first request.
+//! meter. [`Tokenizers`]' vocabularies are static tables that `build.rs` compiles into the
+//! binary: nothing is built or loaded at run time, and the first count only pages in the
+//! part of the tables it touches (about a millisecond; a few MB resident once warm).
+//! [`Tokenizers::warm_up`] sets both encoders up at startup, if even that should not fall
+//! on the first request.
 //!
 //! # Example
 //!

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
-use llm_tower_core::{ChatChunk, Error, UsageMeter};
+use llm_tower_core::{ChatChunk, Error, StreamCost, UsageMeter};
 use pin_project_lite::pin_project;
 
 use super::counter::{TokenCount, TokenCounter};
@@ -40,6 +40,9 @@ pin_project! {
         meter: UsageMeter,
         // Id, model and creation time of the last chunk seen, for the usage chunk.
         last: ChatChunk,
+        // The cost layer's handle (inside this layer): settled when the inner stream
+        // ends, so the appended usage chunk can carry the cost.
+        cost: Option<StreamCost>,
         state: State,
     }
 }
@@ -58,6 +61,7 @@ impl<St> CountedStream<St> {
             created: 0,
             choices: Vec::new(),
             usage: None,
+            cost: None,
         };
         CountedStream {
             inner,
@@ -67,8 +71,15 @@ impl<St> CountedStream<St> {
             completion: TokenCount::exact(0),
             meter,
             last,
+            cost: None,
             state: State::Counting,
         }
+    }
+
+    /// The stream's cost handle, whose amount the appended usage chunk carries.
+    pub(crate) fn with_cost(mut self, cost: Option<StreamCost>) -> Self {
+        self.cost = cost;
+        self
     }
 }
 
@@ -119,9 +130,12 @@ where
                             created: 0,
                             choices: Vec::new(),
                             usage: None,
+                            cost: None,
                         },
                     );
                     chunk.usage = Some(usage_of(*this.prompt, *this.completion));
+                    // A cost layer inside has settled on the end it just saw.
+                    chunk.cost = this.cost.as_ref().and_then(StreamCost::get);
                     Poll::Ready(Some(Ok(chunk)))
                 } else {
                     Poll::Ready(None)

@@ -467,6 +467,7 @@ fn chunk(model: &str, text: Option<&str>, usage: Option<Usage>) -> ChatChunk {
             .into_iter()
             .collect(),
         usage,
+        cost: None,
     }
 }
 

@@ -61,6 +61,7 @@ impl AnthropicStreamParser {
                 finish_reason,
             }],
             usage: None,
+            cost: None,
         }
     }
 
@@ -203,6 +204,7 @@ impl StreamParser for AnthropicStreamParser {
                         self.cache_creation,
                         self.output_tokens,
                     )),
+                    cost: None,
                 });
                 return Ok(Flow::Done);
             }

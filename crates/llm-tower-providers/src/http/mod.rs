@@ -301,6 +301,10 @@ impl HttpClient {
 
     /// A client with the given settings.
     ///
+    /// TLS uses the process-wide rustls `CryptoProvider` when the application installed
+    /// one (`CryptoProvider::install_default`, for example aws-lc-rs for post-quantum key
+    /// exchange), else *ring*, the provider this crate builds.
+    ///
     /// # Errors
     ///
     /// `Config` if the TLS configuration cannot be built.
@@ -310,7 +314,7 @@ impl HttpClient {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crypto_provider();
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::config(format!("TLS configuration: {e}")))?
@@ -424,6 +428,24 @@ impl Deadline {
             biased;
             r = fut => r,
             () = sleep => Err(self.error()),
+        }
+    }
+}
+
+/// The application's process-wide rustls provider, else *ring*.
+///
+/// rustls 0.23.48 deprecates `crypto::ring::default_provider` because *ring* has no
+/// post-quantum key exchange. Its replacement, aws-lc-rs, needs a C toolchain (cmake) to
+/// build, so this crate keeps *ring* as its fallback and takes whatever provider the
+/// application installed first: installing aws-lc-rs's provider is how an application
+/// gets post-quantum key exchange here.
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    match rustls::crypto::CryptoProvider::get_default() {
+        Some(installed) => installed.clone(),
+        None => {
+            #[allow(deprecated)]
+            let ring = rustls::crypto::ring::default_provider();
+            Arc::new(ring)
         }
     }
 }

@@ -241,6 +241,7 @@ pub(crate) fn chunk(w: wire::ChatCompletionChunk, fallback_created: u64) -> Opti
         },
         choices,
         usage,
+        cost: None,
     })
 }
 
