@@ -8,9 +8,11 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::{Map, Value};
+
 use crate::chat::{
     ChatChoice, ChatChunk, ChatResponse, Content, FinishReason, FunctionCall, Message, Role,
-    ToolCall, ToolCallDelta,
+    ThinkingBlock, ToolCall, ToolCallDelta,
 };
 use crate::error::Error;
 use crate::response::ChatStream;
@@ -28,6 +30,12 @@ use crate::usage::Usage;
 /// - The usage is the one of the usage chunk (the last chunk that carries one); it is
 ///   returned apart because [`ChatResponse`] has no usage field.
 ///
+/// - Refusal and reasoning text are concatenated like the content; completed thinking
+///   blocks are kept in order with their signatures; the `content` arrays of `logprobs`
+///   are concatenated.
+/// - Fields the provider sent beyond the modelled ones (`system_fingerprint`,
+///   `service_tier`, ...) come from the first chunk that carries them.
+///
 /// A choice that called tools and sent no text gets `content: None`, as in a non-streamed
 /// response.
 ///
@@ -37,13 +45,9 @@ use crate::usage::Usage;
 ///     ToolCallDelta, Usage, UsageSource,
 /// };
 ///
-/// let chunk = |delta: Delta, finish: Option<&str>| ChatChunk {
-///     id: "chatcmpl-1".into(),
-///     model: "gpt-4o-mini".into(),
-///     created: 1_700_000_000,
-///     choices: vec![ChunkChoice { index: 0, delta, finish_reason: finish.map(Into::into) }],
-///     usage: None,
-///     cost: None,
+/// let chunk = |delta: Delta, finish: Option<&str>| {
+///     ChatChunk::new("chatcmpl-1", "gpt-4o-mini", 1_700_000_000)
+///         .with_choice(ChunkChoice::new(0, delta, finish.map(Into::into)))
 /// };
 /// let args = |index: u32, id: Option<&str>, name: Option<&str>, arguments: &str| Delta {
 ///     tool_calls: vec![ToolCallDelta {
@@ -89,14 +93,46 @@ pub struct ChatStreamAccumulator {
     choices: BTreeMap<u32, ChoiceAcc>,
     usage: Option<Usage>,
     chunks: usize,
+    extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct ChoiceAcc {
     role: Option<Role>,
     text: String,
+    refusal: Option<String>,
+    reasoning: Option<String>,
+    thinking: Vec<ThinkingBlock>,
+    logprobs: Option<Value>,
     tool_calls: BTreeMap<u32, ToolCallAcc>,
     finish_reason: Option<FinishReason>,
+}
+
+/// Appends `more` to an optional string.
+fn append(slot: &mut Option<String>, more: Option<&String>) {
+    if let Some(m) = more {
+        slot.get_or_insert_with(String::new).push_str(m);
+    }
+}
+
+/// Concatenates the `content` (and `refusal`) arrays of two `logprobs` objects.
+fn merge_logprobs(slot: &mut Option<Value>, more: &Value) {
+    let Some(acc) = slot else {
+        *slot = Some(more.clone());
+        return;
+    };
+    for key in ["content", "refusal"] {
+        if let Some(Value::Array(add)) = more.get(key) {
+            match acc.get_mut(key) {
+                Some(Value::Array(have)) => have.extend(add.iter().cloned()),
+                _ => {
+                    if let Value::Object(o) = acc {
+                        o.insert(key.to_owned(), Value::Array(add.clone()));
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -137,6 +173,7 @@ impl ToolCallAcc {
                 name: self.name.unwrap_or_default(),
                 arguments: self.arguments,
             },
+            extra: Map::new(),
         }
     }
 }
@@ -162,6 +199,11 @@ impl ChatStreamAccumulator {
         if chunk.usage.is_some() {
             self.usage = chunk.usage;
         }
+        for (k, v) in &chunk.extra {
+            if !self.extra.contains_key(k) && !v.is_null() {
+                self.extra.insert(k.clone(), v.clone());
+            }
+        }
         for c in &chunk.choices {
             let acc = self.choices.entry(c.index).or_default();
             if acc.role.is_none() {
@@ -169,6 +211,12 @@ impl ChatStreamAccumulator {
             }
             if let Some(t) = &c.delta.content {
                 acc.text.push_str(t);
+            }
+            append(&mut acc.refusal, c.delta.refusal.as_ref());
+            append(&mut acc.reasoning, c.delta.reasoning_content.as_ref());
+            acc.thinking.extend(c.delta.thinking_blocks.iter().cloned());
+            if let Some(l) = &c.logprobs {
+                merge_logprobs(&mut acc.logprobs, l);
             }
             for d in &c.delta.tool_calls {
                 acc.tool_calls.entry(d.index).or_default().push(d);
@@ -200,31 +248,43 @@ impl ChatStreamAccumulator {
                     .into_values()
                     .map(ToolCallAcc::finish)
                     .collect();
-                let content = if c.text.is_empty() && !tool_calls.is_empty() {
-                    None
-                } else {
-                    Some(Content::Text(c.text))
-                };
-                ChatChoice {
-                    index,
-                    message: Message {
-                        role: c.role.unwrap_or(Role::Assistant),
-                        content,
-                        name: None,
-                        tool_calls,
-                        tool_call_id: None,
-                    },
-                    finish_reason: c.finish_reason,
-                }
+                let content =
+                    if c.text.is_empty() && (!tool_calls.is_empty() || c.refusal.is_some()) {
+                        None
+                    } else {
+                        Some(Content::Text(c.text))
+                    };
+                let mut message = Message::empty(c.role.unwrap_or(Role::Assistant));
+                message.content = content;
+                message.tool_calls = tool_calls;
+                message.refusal = c.refusal;
+                message.reasoning_content = c.reasoning;
+                message.thinking_blocks = c.thinking;
+                let mut choice = ChatChoice::new(index, message, c.finish_reason);
+                choice.logprobs = c.logprobs;
+                choice
             })
             .collect();
+        let mut extra = self.extra;
+        let system_fingerprint = match extra.remove("system_fingerprint") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        let service_tier = match extra.remove("service_tier") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        // Stream-only fields have no place in a whole response.
+        extra.remove("obfuscation");
         (
             ChatResponse {
                 id: self.id,
                 model: self.model,
                 created: self.created,
                 choices,
-                system_fingerprint: None,
+                system_fingerprint,
+                service_tier,
+                extra,
             },
             self.usage,
         )
@@ -259,17 +319,12 @@ impl<'a> Extend<&'a ChatChunk> for ChatStreamAccumulator {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), llm_tower_core::Error> {
-/// let text = |t: &str| ChatChunk {
-///     id: "c".into(),
-///     model: "m".into(),
-///     created: 1,
-///     choices: vec![ChunkChoice {
-///         index: 0,
-///         delta: Delta { content: Some(t.into()), ..Delta::default() },
-///         finish_reason: None,
-///     }],
-///     usage: None,
-///     cost: None,
+/// let text = |t: &str| {
+///     ChatChunk::new("c", "m", 1).with_choice(ChunkChoice::new(
+///         0,
+///         Delta { content: Some(t.into()), ..Delta::default() },
+///         None,
+///     ))
 /// };
 /// let stream: ChatStream = Box::pin(futures_util::stream::iter(vec![
 ///     Ok(text("Hel")),
@@ -299,22 +354,13 @@ mod tests {
     use crate::usage::UsageSource;
 
     fn chunk(choices: Vec<ChunkChoice>) -> ChatChunk {
-        ChatChunk {
-            id: "chatcmpl-9".into(),
-            model: "gpt-4o-2024-08-06".into(),
-            created: 1_700_000_000,
-            choices,
-            usage: None,
-            cost: None,
-        }
+        let mut c = ChatChunk::new("chatcmpl-9", "gpt-4o-2024-08-06", 1_700_000_000);
+        c.choices = choices;
+        c
     }
 
     fn choice(index: u32, delta: Delta, finish: Option<&str>) -> ChunkChoice {
-        ChunkChoice {
-            index,
-            delta,
-            finish_reason: finish.map(Into::into),
-        }
+        ChunkChoice::new(index, delta, finish.map(Into::into))
     }
 
     fn text(index: u32, t: &str) -> ChunkChoice {
@@ -372,6 +418,9 @@ mod tests {
     fn two_parallel_tool_calls_interleaved() {
         let mut acc = ChatStreamAccumulator::new();
         let role = Delta {
+            reasoning_content: None,
+            refusal: None,
+            thinking_blocks: Vec::new(),
             role: Some(Role::Assistant),
             content: None,
             tool_calls: Vec::new(),
@@ -408,6 +457,7 @@ mod tests {
             c.message.tool_calls,
             vec![
                 ToolCall {
+                    extra: Default::default(),
                     id: "call_weather".into(),
                     kind: "function".into(),
                     function: FunctionCall {
@@ -416,6 +466,7 @@ mod tests {
                     },
                 },
                 ToolCall {
+                    extra: Default::default(),
                     id: "call_time".into(),
                     kind: "function".into(),
                     function: FunctionCall {

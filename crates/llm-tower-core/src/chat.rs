@@ -1,8 +1,19 @@
 //! Request and response bodies in the OpenAI-compatible shape that every provider maps to.
 //!
 //! The serde representation is OpenAI's wire format, so the gateway can parse a request
-//! body straight into these types. Fields a provider understands but we do not model land
-//! in `extra` and pass through untouched.
+//! body straight into these types. Nothing is lost on the way: fields a provider
+//! understands but we do not model land in an `extra` map at every level (request,
+//! message, content part, tool, response, choice, chunk) and pass through untouched;
+//! content parts and tools of types we do not know are kept as raw JSON.
+//!
+//! Beyond OpenAI's own fields, the shape carries what other providers send back, in the
+//! names OpenAI-compatible servers use for them:
+//! - `reasoning_content`: reasoning text (DeepSeek, vLLM, and the text of Anthropic's
+//!   thinking), on messages and stream deltas;
+//! - `thinking_blocks`: Anthropic's `thinking` and `redacted_thinking` blocks with their
+//!   signatures, which must be sent back unchanged on the next turn;
+//! - `cache_control` (Anthropic prompt caching) in the `extra` map of a system or user
+//!   message, a content part or a tool.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -57,7 +68,7 @@ impl Content {
             Content::Parts(parts) => {
                 let mut s = String::new();
                 for p in parts {
-                    if let ContentPart::Text { text } = p {
+                    if let ContentPart::Text { text, .. } = p {
                         s.push_str(text);
                     }
                 }
@@ -80,19 +91,195 @@ impl From<String> for Content {
 }
 
 /// One part of a multi-part message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+///
+/// Serialized as OpenAI's tagged object (`{"type": "text", "text": ...}`); fields beyond
+/// the modelled ones (such as Anthropic's `cache_control`) are kept in `extra`, and a part
+/// of a type not modelled here is kept whole as [`ContentPart::Other`].
+#[derive(Debug, Clone, PartialEq)]
 pub enum ContentPart {
     /// A text part.
     Text {
         /// The text.
         text: String,
+        /// Other fields of the part (`cache_control`, ...).
+        extra: Map<String, Value>,
     },
     /// An image by URL (`https://` or a `data:` URL).
     ImageUrl {
         /// The image.
         image_url: ImageUrl,
+        /// Other fields of the part.
+        extra: Map<String, Value>,
     },
+    /// Audio input (`{"type": "input_audio", "input_audio": {"data", "format"}}`).
+    InputAudio {
+        /// The audio.
+        input_audio: InputAudio,
+        /// Other fields of the part.
+        extra: Map<String, Value>,
+    },
+    /// A file: a PDF or another document (`{"type": "file", "file": {...}}`).
+    File {
+        /// The file.
+        file: FileData,
+        /// Other fields of the part.
+        extra: Map<String, Value>,
+    },
+    /// A part of another type, kept as it came.
+    Other(Value),
+}
+
+impl ContentPart {
+    /// A text part.
+    pub fn text(text: impl Into<String>) -> Self {
+        ContentPart::Text {
+            text: text.into(),
+            extra: Map::new(),
+        }
+    }
+
+    /// An image part by URL.
+    pub fn image_url(url: impl Into<String>) -> Self {
+        ContentPart::ImageUrl {
+            image_url: ImageUrl {
+                url: url.into(),
+                detail: None,
+            },
+            extra: Map::new(),
+        }
+    }
+
+    /// The part's `type`.
+    pub fn kind(&self) -> &str {
+        match self {
+            ContentPart::Text { .. } => "text",
+            ContentPart::ImageUrl { .. } => "image_url",
+            ContentPart::InputAudio { .. } => "input_audio",
+            ContentPart::File { .. } => "file",
+            ContentPart::Other(v) => v.get("type").and_then(Value::as_str).unwrap_or(""),
+        }
+    }
+
+    /// The part's other fields (`cache_control`, ...); `None` for [`ContentPart::Other`].
+    pub fn extra(&self) -> Option<&Map<String, Value>> {
+        match self {
+            ContentPart::Text { extra, .. }
+            | ContentPart::ImageUrl { extra, .. }
+            | ContentPart::InputAudio { extra, .. }
+            | ContentPart::File { extra, .. } => Some(extra),
+            ContentPart::Other(_) => None,
+        }
+    }
+
+    /// Mutable access to the part's other fields; `None` for [`ContentPart::Other`].
+    pub fn extra_mut(&mut self) -> Option<&mut Map<String, Value>> {
+        match self {
+            ContentPart::Text { extra, .. }
+            | ContentPart::ImageUrl { extra, .. }
+            | ContentPart::InputAudio { extra, .. }
+            | ContentPart::File { extra, .. } => Some(extra),
+            ContentPart::Other(_) => None,
+        }
+    }
+}
+
+impl Serialize for ContentPart {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (kind, field, value, extra): (&str, &str, Value, &Map<String, Value>) = match self {
+            ContentPart::Other(v) => return v.serialize(serializer),
+            ContentPart::Text { text, extra } => {
+                ("text", "text", Value::String(text.clone()), extra)
+            }
+            ContentPart::ImageUrl { image_url, extra } => (
+                "image_url",
+                "image_url",
+                serde_json::to_value(image_url).map_err(serde::ser::Error::custom)?,
+                extra,
+            ),
+            ContentPart::InputAudio { input_audio, extra } => (
+                "input_audio",
+                "input_audio",
+                serde_json::to_value(input_audio).map_err(serde::ser::Error::custom)?,
+                extra,
+            ),
+            ContentPart::File { file, extra } => (
+                "file",
+                "file",
+                serde_json::to_value(file).map_err(serde::ser::Error::custom)?,
+                extra,
+            ),
+        };
+        let mut map = serializer.serialize_map(Some(2 + extra.len()))?;
+        map.serialize_entry("type", kind)?;
+        map.serialize_entry(field, &value)?;
+        for (k, v) in extra {
+            if k != "type" && k != field {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentPart {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = Value::deserialize(deserializer)?;
+        let Value::Object(mut map) = value else {
+            return Err(D::Error::custom("a content part must be an object"));
+        };
+        let kind = match map.get("type") {
+            Some(Value::String(k)) => k.clone(),
+            Some(_) => {
+                return Err(D::Error::custom(
+                    "`type` of a content part must be a string",
+                ));
+            }
+            None => return Err(D::Error::missing_field("type")),
+        };
+        let mut take = |field: &'static str| {
+            map.remove(field)
+                .ok_or_else(|| D::Error::missing_field(field))
+        };
+        let part = match kind.as_str() {
+            "text" => match take("text")? {
+                Value::String(text) => ContentPart::Text {
+                    text,
+                    extra: Map::new(),
+                },
+                _ => return Err(D::Error::custom("`text` of a text part must be a string")),
+            },
+            "image_url" => ContentPart::ImageUrl {
+                image_url: serde_json::from_value(take("image_url")?).map_err(D::Error::custom)?,
+                extra: Map::new(),
+            },
+            "input_audio" => ContentPart::InputAudio {
+                input_audio: serde_json::from_value(take("input_audio")?)
+                    .map_err(D::Error::custom)?,
+                extra: Map::new(),
+            },
+            "file" => ContentPart::File {
+                file: serde_json::from_value(take("file")?).map_err(D::Error::custom)?,
+                extra: Map::new(),
+            },
+            _ => return Ok(ContentPart::Other(Value::Object(map))),
+        };
+        map.remove("type");
+        Ok(match part {
+            ContentPart::Text { text, .. } => ContentPart::Text { text, extra: map },
+            ContentPart::ImageUrl { image_url, .. } => ContentPart::ImageUrl {
+                image_url,
+                extra: map,
+            },
+            ContentPart::InputAudio { input_audio, .. } => ContentPart::InputAudio {
+                input_audio,
+                extra: map,
+            },
+            ContentPart::File { file, .. } => ContentPart::File { file, extra: map },
+            other => other,
+        })
+    }
 }
 
 /// An image reference.
@@ -103,6 +290,55 @@ pub struct ImageUrl {
     /// `low`, `high` or `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// Audio input: base64 data and its format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputAudio {
+    /// Base64 of the audio.
+    pub data: String,
+    /// `wav`, `mp3`, ...
+    pub format: String,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A file sent with a message: an uploaded file's id, or the file's data inline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileData {
+    /// An uploaded file's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    /// The file as a `data:` URL (`data:application/pdf;base64,...`) or base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_data: Option<String>,
+    /// The file's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A reasoning block of Anthropic's extended thinking, kept with its signature so it can be
+/// sent back unchanged on the next turn (the API verifies it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ThinkingBlock {
+    /// Visible thinking.
+    Thinking {
+        /// The thinking text.
+        thinking: String,
+        /// The signature of the block (empty while a stream has not delivered it).
+        #[serde(default)]
+        signature: String,
+    },
+    /// Thinking the provider encrypted.
+    RedactedThinking {
+        /// The encrypted data.
+        data: String,
+    },
 }
 
 /// A chat message.
@@ -122,16 +358,42 @@ pub struct Message {
     /// For a tool message: the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// A refusal by the model (OpenAI), apart from the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// Reasoning text (DeepSeek's and vLLM's `reasoning_content`; the text of Anthropic's
+    /// thinking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// Anthropic thinking blocks with their signatures, in order; an assistant message
+    /// sends them back before its text and tool calls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thinking_blocks: Vec<ThinkingBlock>,
+    /// Other fields of the message (`annotations`, `audio`, `cache_control`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 impl Message {
-    fn plain(role: Role, text: impl Into<String>) -> Self {
+    /// A message of `role` with no content.
+    pub fn empty(role: Role) -> Self {
         Message {
             role,
-            content: Some(Content::Text(text.into())),
+            content: None,
             name: None,
             tool_calls: Vec::new(),
             tool_call_id: None,
+            refusal: None,
+            reasoning_content: None,
+            thinking_blocks: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+
+    fn plain(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            content: Some(Content::Text(text.into())),
+            ..Message::empty(role)
         }
     }
 
@@ -163,14 +425,43 @@ impl Message {
     }
 }
 
-/// A tool the model may call.
+/// A tool the model may call: a function, or a tool of another type (`custom`, a
+/// provider's built-in tool) whose fields are kept in `extra`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tool {
-    /// Always `function` today.
+    /// `function`, `custom`, ...
     #[serde(rename = "type", default = "function_type")]
     pub kind: String,
-    /// The function.
-    pub function: FunctionDef,
+    /// The function, for a `function` tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionDef>,
+    /// Other fields (`custom: {...}`, `cache_control`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Tool {
+    /// A function tool.
+    pub fn function(function: FunctionDef) -> Self {
+        Tool {
+            kind: function_type(),
+            function: Some(function),
+            extra: Map::new(),
+        }
+    }
+
+    /// The tool's name: the function's, or `name` inside the tool type's own object
+    /// (`{"type": "custom", "custom": {"name": ...}}`), or a top-level `name`.
+    pub fn name(&self) -> Option<&str> {
+        if let Some(f) = &self.function {
+            return Some(&f.name);
+        }
+        self.extra
+            .get(&self.kind)
+            .and_then(|v| v.get("name"))
+            .or_else(|| self.extra.get("name"))
+            .and_then(Value::as_str)
+    }
 }
 
 fn function_type() -> String {
@@ -191,6 +482,22 @@ pub struct FunctionDef {
     /// OpenAI structured-output strictness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl FunctionDef {
+    /// A function with a name and nothing else.
+    pub fn new(name: impl Into<String>) -> Self {
+        FunctionDef {
+            name: name.into(),
+            description: None,
+            parameters: None,
+            strict: None,
+            extra: Map::new(),
+        }
+    }
 }
 
 /// A call of a tool by the model.
@@ -198,20 +505,50 @@ pub struct FunctionDef {
 pub struct ToolCall {
     /// The call's id, echoed by the tool result.
     pub id: String,
-    /// Always `function` today.
+    /// `function`, or another tool type (`custom`), whose fields are in `extra`.
     #[serde(rename = "type", default = "function_type")]
     pub kind: String,
-    /// Name and JSON arguments.
+    /// Name and JSON arguments (empty for a call of another type).
+    #[serde(default, skip_serializing_if = "FunctionCall::is_empty")]
     pub function: FunctionCall,
+    /// Other fields (`custom: {"name", "input"}`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ToolCall {
+    /// A function call.
+    pub fn function(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        arguments: impl Into<String>,
+    ) -> Self {
+        ToolCall {
+            id: id.into(),
+            kind: function_type(),
+            function: FunctionCall {
+                name: name.into(),
+                arguments: arguments.into(),
+            },
+            extra: Map::new(),
+        }
+    }
 }
 
 /// The function part of a tool call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FunctionCall {
     /// The function's name.
     pub name: String,
     /// The arguments, a JSON document as a string.
     pub arguments: String,
+}
+
+impl FunctionCall {
+    /// `true` when both name and arguments are empty.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_empty() && self.arguments.is_empty()
+    }
 }
 
 /// Whether and which tool the model must call: `"none"`, `"auto"`, `"required"` or an object.
@@ -267,10 +604,10 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// Nucleus sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
     /// Number of choices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
@@ -279,10 +616,10 @@ pub struct ChatRequest {
     pub stop: Option<Stop>,
     /// Presence penalty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub presence_penalty: Option<f32>,
+    pub presence_penalty: Option<f64>,
     /// Frequency penalty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency_penalty: Option<f32>,
+    pub frequency_penalty: Option<f64>,
     /// Seed for sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
@@ -362,6 +699,12 @@ pub struct ChatResponse {
     /// Backend fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
+    /// The service tier that served the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<String>,
+    /// Other fields the provider sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 impl ChatResponse {
@@ -384,6 +727,25 @@ pub struct ChatChoice {
     /// `stop`, `length`, `tool_calls`, `content_filter`.
     #[serde(default)]
     pub finish_reason: Option<FinishReason>,
+    /// Log probabilities, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Value>,
+    /// Other fields of the choice.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatChoice {
+    /// A choice with a message and a finish reason.
+    pub fn new(index: u32, message: Message, finish_reason: Option<FinishReason>) -> Self {
+        ChatChoice {
+            index,
+            message,
+            finish_reason,
+            logprobs: None,
+            extra: Map::new(),
+        }
+    }
 }
 
 /// One chunk of a streamed chat completion.
@@ -407,9 +769,32 @@ pub struct ChatChunk {
     /// stream has ended, failed or been dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Money>,
+    /// Other fields the provider sent (`system_fingerprint`, `service_tier`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 impl ChatChunk {
+    /// A chunk with no choices, usage or cost.
+    pub fn new(id: impl Into<String>, model: impl Into<String>, created: u64) -> Self {
+        ChatChunk {
+            id: id.into(),
+            model: model.into(),
+            created,
+            choices: Vec::new(),
+            usage: None,
+            cost: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// Adds a choice's delta.
+    #[must_use]
+    pub fn with_choice(mut self, choice: ChunkChoice) -> Self {
+        self.choices.push(choice);
+        self
+    }
+
     /// All delta text of the chunk.
     pub fn text(&self) -> String {
         let mut s = String::new();
@@ -432,6 +817,21 @@ pub struct ChunkChoice {
     /// Set in the choice's last chunk.
     #[serde(default)]
     pub finish_reason: Option<FinishReason>,
+    /// Log probabilities of this chunk's tokens, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Value>,
+}
+
+impl ChunkChoice {
+    /// A choice's delta.
+    pub fn new(index: u32, delta: Delta, finish_reason: Option<FinishReason>) -> Self {
+        ChunkChoice {
+            index,
+            delta,
+            finish_reason,
+            logprobs: None,
+        }
+    }
 }
 
 /// What a chunk adds to a choice.
@@ -446,6 +846,16 @@ pub struct Delta {
     /// New or continued tool calls.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallDelta>,
+    /// New refusal text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// New reasoning text (of the current thinking block, for Anthropic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// Thinking blocks completed in this chunk, whole, with their signatures (their text
+    /// came before as `reasoning_content`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thinking_blocks: Vec<ThinkingBlock>,
 }
 
 /// A piece of a tool call in a stream.
@@ -507,10 +917,10 @@ pub struct CompletionRequest {
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// Nucleus sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
     /// Stop sequences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Stop>,

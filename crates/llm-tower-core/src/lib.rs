@@ -20,9 +20,9 @@ pub use accumulate::{ChatStreamAccumulator, collect_chat_stream};
 pub use chat::{
     ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, CompletionChoice,
     CompletionRequest, CompletionResponse, Content, ContentPart, Delta, Embedding, EmbeddingInput,
-    EmbeddingVector, EmbeddingsRequest, EmbeddingsResponse, FunctionCall, FunctionCallDelta,
-    FunctionDef, ImageUrl, Message, Prompt, Role, Stop, StreamOptions, Tool, ToolCall,
-    ToolCallDelta,
+    EmbeddingVector, EmbeddingsRequest, EmbeddingsResponse, FileData, FunctionCall,
+    FunctionCallDelta, FunctionDef, ImageUrl, InputAudio, Message, Prompt, Role, Stop,
+    StreamOptions, ThinkingBlock, Tool, ToolCall, ToolCallDelta,
 };
 pub use clock::{Clock, ManualClock, SharedClock, TokioClock};
 pub use context::{CallerKey, RequestContext, RequestId};

@@ -19,15 +19,36 @@ pub enum UsageSource {
 }
 
 /// Tokens used by one request.
+///
+/// `prompt_tokens` counts every input token, whatever it is billed at: the cached reads and
+/// cache writes below are parts of it (Anthropic reports them apart from `input_tokens`;
+/// the Anthropic provider adds them up). Likewise `reasoning_tokens` and
+/// `audio_completion_tokens` are parts of `completion_tokens`, as OpenAI reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
-    /// Input tokens, including cached ones.
+    /// Input tokens, including cached reads and cache writes.
     pub prompt_tokens: u64,
-    /// Output tokens.
+    /// Output tokens, including reasoning tokens.
     pub completion_tokens: u64,
-    /// Input tokens served from the provider's prompt cache (a subset of `prompt_tokens`).
+    /// Input tokens read from the provider's prompt cache (part of `prompt_tokens`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cached_prompt_tokens: u64,
+    /// Input tokens written to a prompt cache kept 5 minutes (Anthropic's default cache
+    /// write; part of `prompt_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_5m_tokens: u64,
+    /// Input tokens written to a prompt cache kept 1 hour (part of `prompt_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_1h_tokens: u64,
+    /// Output tokens spent on reasoning (part of `completion_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
+    /// Audio input tokens (part of `prompt_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub audio_prompt_tokens: u64,
+    /// Audio output tokens (part of `completion_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub audio_completion_tokens: u64,
     /// `prompt_tokens + completion_tokens`.
     pub total_tokens: u64,
     /// Where the numbers came from.
@@ -45,9 +66,9 @@ impl Usage {
         Usage {
             prompt_tokens,
             completion_tokens,
-            cached_prompt_tokens: 0,
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
             source,
+            ..Usage::default()
         }
     }
 
@@ -56,6 +77,39 @@ impl Usage {
     pub fn with_cached(mut self, cached: u64) -> Self {
         self.cached_prompt_tokens = cached.min(self.prompt_tokens);
         self
+    }
+
+    /// Sets the parts of the prompt written to a prompt cache (5-minute and 1-hour).
+    #[must_use]
+    pub fn with_cache_writes(mut self, five_minutes: u64, one_hour: u64) -> Self {
+        let room = self.prompt_tokens.saturating_sub(self.cached_prompt_tokens);
+        self.cache_write_5m_tokens = five_minutes.min(room);
+        self.cache_write_1h_tokens = one_hour.min(room - self.cache_write_5m_tokens);
+        self
+    }
+
+    /// Sets the part of the output spent on reasoning.
+    #[must_use]
+    pub fn with_reasoning(mut self, reasoning: u64) -> Self {
+        self.reasoning_tokens = reasoning.min(self.completion_tokens);
+        self
+    }
+
+    /// Sets the audio parts of input and output.
+    #[must_use]
+    pub fn with_audio(mut self, prompt: u64, completion: u64) -> Self {
+        self.audio_prompt_tokens = prompt.min(self.prompt_tokens);
+        self.audio_completion_tokens = completion.min(self.completion_tokens);
+        self
+    }
+
+    /// Input tokens billed at the plain input price: the prompt less cached reads and
+    /// cache writes.
+    pub fn uncached_prompt_tokens(&self) -> u64 {
+        self.prompt_tokens
+            .saturating_sub(self.cached_prompt_tokens)
+            .saturating_sub(self.cache_write_5m_tokens)
+            .saturating_sub(self.cache_write_1h_tokens)
     }
 }
 
