@@ -130,10 +130,12 @@ async fn an_axum_app_keeps_the_boxed_stack_in_its_state() {
     assert_eq!(status, 429, "{body}");
     assert!(retry.is_some());
     assert_eq!(post_as(&app, "bob").await.0, 200);
-    // The trial user's budget cannot hold the worst case of one request.
-    let (status, _, body) = post_as(&app, "trial").await;
-    assert_eq!(status, 402, "{body}");
-    assert!(body.contains("trial"), "{body}");
+    // The trial user's budget cannot hold the worst case of one request: a 400 that says
+    // so (no wait makes room), not a 402 to retry later.
+    let (status, retry, body) = post_as(&app, "trial").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("trial") && body.contains("can never fit"), "{body}");
+    assert!(retry.is_none());
 
     let snap = tracker.snapshot();
     assert_eq!(snap.by_caller["alice"].requests, 3);
