@@ -23,10 +23,14 @@ use tower::{Layer, ServiceExt, service_fn};
 /// A stand-in for a provider: answers every chat request at once.
 async fn echo_model(req: LlmRequest) -> Result<LlmResponse, Error> {
     Ok(LlmResponse::new(ResponseBody::Chat(ChatResponse {
+        extra: Default::default(),
+        service_tier: None,
         id: "chatcmpl-example".to_owned(),
         model: req.model().to_owned(),
         created: 0,
         choices: vec![ChatChoice {
+            extra: Default::default(),
+            logprobs: None,
             index: 0,
             message: Message::assistant("hello"),
             finish_reason: Some("stop".to_owned()),

@@ -134,7 +134,10 @@ async fn an_axum_app_keeps_the_boxed_stack_in_its_state() {
     // so (no wait makes room), not a 402 to retry later.
     let (status, retry, body) = post_as(&app, "trial").await;
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("trial") && body.contains("can never fit"), "{body}");
+    assert!(
+        body.contains("trial") && body.contains("can never fit"),
+        "{body}"
+    );
     assert!(retry.is_none());
 
     let snap = tracker.snapshot();
@@ -163,10 +166,12 @@ fn my_provider() -> impl tower::Service<
             .into_iter()
             .map(|w| {
                 Ok(ChatChunk {
+                    extra: Default::default(),
                     id: "local-1".into(),
                     model: model.clone(),
                     created: 0,
                     choices: vec![ChunkChoice {
+                        logprobs: None,
                         index: 0,
                         delta: Delta {
                             content: Some(w.into()),

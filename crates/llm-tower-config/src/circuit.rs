@@ -423,6 +423,8 @@ mod tests {
             Box::pin(async move {
                 match next {
                     Ok(()) => Ok(LlmResponse::new(ResponseBody::Chat(ChatResponse {
+                        extra: Default::default(),
+                        service_tier: None,
                         id: String::new(),
                         model: String::new(),
                         created: 0,

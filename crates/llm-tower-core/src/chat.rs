@@ -708,6 +708,24 @@ pub struct ChatResponse {
 }
 
 impl ChatResponse {
+    /// A response with its choices and nothing else.
+    pub fn new(
+        id: impl Into<String>,
+        model: impl Into<String>,
+        created: u64,
+        choices: Vec<ChatChoice>,
+    ) -> Self {
+        ChatResponse {
+            id: id.into(),
+            model: model.into(),
+            created,
+            choices,
+            system_fingerprint: None,
+            service_tier: None,
+            extra: Map::new(),
+        }
+    }
+
     /// The text of the first choice.
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         self.choices

@@ -506,6 +506,7 @@ fn one_piece_stream(
 ) -> llm_tower_core::ChatStream {
     let mut chunks = Vec::with_capacity(3);
     let base = |choices: Vec<ChunkChoice>, usage| ChatChunk {
+        extra: Default::default(),
         id: c.id.clone(),
         model: c.model.clone(),
         created: c.created,
@@ -517,8 +518,12 @@ fn one_piece_stream(
         .choices
         .iter()
         .map(|ch| ChunkChoice {
+            logprobs: None,
             index: ch.index,
             delta: Delta {
+                reasoning_content: None,
+                refusal: None,
+                thinking_blocks: Vec::new(),
                 role: Some(ch.message.role),
                 content: ch.message.content.as_ref().map(|t| t.text().into_owned()),
                 tool_calls: Vec::new(),
@@ -531,6 +536,7 @@ fn one_piece_stream(
         .choices
         .iter()
         .map(|ch| ChunkChoice {
+            logprobs: None,
             index: ch.index,
             delta: Delta::default(),
             finish_reason: ch.finish_reason.clone(),

@@ -407,10 +407,14 @@ mod tests {
     #[test]
     fn chat_completion_shape() {
         let resp = ChatResponse {
+            extra: Default::default(),
+            service_tier: None,
             id: "chatcmpl-1".into(),
             model: "gpt-4o".into(),
             created: 7,
             choices: vec![ChatChoice {
+                extra: Default::default(),
+                logprobs: None,
                 index: 0,
                 message: Message::assistant("hi"),
                 finish_reason: Some("stop".into()),
@@ -437,6 +441,7 @@ mod tests {
     #[test]
     fn chunk_usage_field_only_when_asked() {
         let chunk = ChatChunk {
+            extra: Default::default(),
             id: "c".into(),
             model: "m".into(),
             created: 1,
@@ -463,6 +468,7 @@ mod tests {
     fn chunk_cost_stays_off_the_wire() {
         // The cost layer prices the usage chunk; OpenAI clients must not see the field.
         let chunk = ChatChunk {
+            extra: Default::default(),
             id: "c".into(),
             model: "m".into(),
             created: 1,

@@ -26,12 +26,17 @@ use tokio::sync::mpsc;
 
 fn chunk(text: &str, finish: Option<&str>) -> ChatChunk {
     ChatChunk {
+        extra: Default::default(),
         id: "chatcmpl-test".into(),
         model: CHAT_MODEL.into(),
         created: 1,
         choices: vec![ChunkChoice {
+            logprobs: None,
             index: 0,
             delta: Delta {
+                reasoning_content: None,
+                refusal: None,
+                thinking_blocks: Vec::new(),
                 role: Some(Role::Assistant),
                 content: Some(text.into()),
                 tool_calls: Vec::new(),

@@ -201,10 +201,14 @@ mod tests {
     + 'static {
         tower::service_fn(|_req: LlmRequest| async {
             let chat = ChatResponse {
+                extra: Default::default(),
+                service_tier: None,
                 id: "x".into(),
                 model: "gpt-4o".into(),
                 created: 0,
                 choices: vec![ChatChoice {
+                    extra: Default::default(),
+                    logprobs: None,
                     index: 0,
                     message: Message::assistant("hi"),
                     finish_reason: Some("stop".into()),

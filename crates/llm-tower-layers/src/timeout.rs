@@ -147,6 +147,8 @@ mod tests {
     {
         tower::service_fn(|_r: LlmRequest| async {
             let chat = llm_tower_core::ChatResponse {
+                extra: Default::default(),
+                service_tier: None,
                 id: "x".into(),
                 model: "m".into(),
                 created: 0,

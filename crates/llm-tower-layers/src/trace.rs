@@ -359,10 +359,14 @@ mod tests {
 
     fn answer() -> LlmResponse {
         let chat = ChatResponse {
+            extra: Default::default(),
+            service_tier: None,
             id: "x".into(),
             model: "m".into(),
             created: 0,
             choices: vec![ChatChoice {
+                extra: Default::default(),
+                logprobs: None,
                 index: 0,
                 message: Message::assistant("hi"),
                 finish_reason: Some("stop".into()),

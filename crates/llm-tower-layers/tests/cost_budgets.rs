@@ -29,10 +29,14 @@ fn chat(n: Option<u32>) -> LlmRequest {
 
 fn answer() -> LlmResponse {
     let chat = llm_tower_core::ChatResponse {
+        extra: Default::default(),
+        service_tier: None,
         id: "x".into(),
         model: "gpt-4o".into(),
         created: 0,
         choices: vec![llm_tower_core::ChatChoice {
+            extra: Default::default(),
+            logprobs: None,
             index: 0,
             message: Message::assistant("hi there"),
             finish_reason: Some("stop".into()),

@@ -27,10 +27,12 @@ fn cost(prompt: i64, completion: i64) -> Money {
 
 fn text(t: &str) -> ChatChunk {
     ChatChunk {
+        extra: Default::default(),
         id: "chatcmpl-1".into(),
         model: "gpt-4o".into(),
         created: 1,
         choices: vec![ChunkChoice {
+            logprobs: None,
             index: 0,
             delta: Delta {
                 content: Some(t.into()),
@@ -254,10 +256,14 @@ async fn complete_responses_have_no_stream_cost() {
         .track_cost(t)
         .service(service_fn(|_req: LlmRequest| async {
             let chat = llm_tower_core::ChatResponse {
+                extra: Default::default(),
+                service_tier: None,
                 id: "x".into(),
                 model: "gpt-4o".into(),
                 created: 0,
                 choices: vec![llm_tower_core::ChatChoice {
+                    extra: Default::default(),
+                    logprobs: None,
                     index: 0,
                     message: Message::assistant("hi"),
                     finish_reason: Some("stop".into()),

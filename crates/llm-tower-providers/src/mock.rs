@@ -395,10 +395,11 @@ impl MockProvider {
         let (message, finish, completion) = match chat.tools.first() {
             Some(tool) if wants_tool => {
                 let call = ToolCall {
+                    extra: Default::default(),
                     id: format!("call_{id}"),
                     kind: "function".to_owned(),
                     function: FunctionCall {
-                        name: tool.function.name.clone(),
+                        name: tool.name().unwrap_or("tool").to_owned(),
                         arguments: "{}".to_owned(),
                     },
                 };
@@ -420,10 +421,14 @@ impl MockProvider {
             }
         };
         let resp = ChatResponse {
+            extra: Default::default(),
+            service_tier: None,
             id,
             model: chat.model.clone(),
             created,
             choices: vec![ChatChoice {
+                extra: Default::default(),
+                logprobs: None,
                 index: 0,
                 message,
                 finish_reason: Some(finish.to_owned()),
@@ -536,6 +541,7 @@ impl MockProvider {
     fn stream(&self, resp: ChatResponse, usage: Option<Usage>) -> llm_tower_core::ChatStream {
         let cfg = &self.inner.config;
         let base = |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatChunk {
+            extra: Default::default(),
             id: resp.id.clone(),
             model: resp.model.clone(),
             created: resp.created,
@@ -546,8 +552,12 @@ impl MockProvider {
         let mut chunks = Vec::new();
         chunks.push(base(
             vec![ChunkChoice {
+                logprobs: None,
                 index: 0,
                 delta: Delta {
+                    reasoning_content: None,
+                    refusal: None,
+                    thinking_blocks: Vec::new(),
                     role: Some(Role::Assistant),
                     content: Some(String::new()),
                     tool_calls: Vec::new(),
@@ -570,6 +580,7 @@ impl MockProvider {
                 }
                 chunks.push(base(
                     vec![ChunkChoice {
+                        logprobs: None,
                         index: 0,
                         delta: Delta {
                             content: Some(piece),
@@ -583,6 +594,7 @@ impl MockProvider {
             for (i, call) in c.message.tool_calls.iter().enumerate() {
                 chunks.push(base(
                     vec![ChunkChoice {
+                        logprobs: None,
                         index: 0,
                         delta: Delta {
                             tool_calls: vec![llm_tower_core::ToolCallDelta {
@@ -604,6 +616,7 @@ impl MockProvider {
         }
         chunks.push(base(
             vec![ChunkChoice {
+                logprobs: None,
                 index: 0,
                 delta: Delta::default(),
                 finish_reason: choice.and_then(|c| c.finish_reason.clone()),
@@ -806,15 +819,15 @@ mod tests {
     #[tokio::test]
     async fn tools_get_a_tool_call_and_embeddings_are_normalised() {
         let mut req = ChatRequest::new("gpt-4o", vec![Message::user("weather?")]);
-        req.tools = vec![llm_tower_core::Tool {
-            kind: "function".into(),
-            function: llm_tower_core::FunctionDef {
+        req.tools = vec![llm_tower_core::Tool::function(
+            llm_tower_core::FunctionDef {
+                extra: Default::default(),
                 name: "get_weather".into(),
                 description: None,
                 parameters: None,
                 strict: None,
             },
-        }];
+        )];
         let r = MockProvider::new()
             .oneshot(LlmRequest::chat(req))
             .await

@@ -141,17 +141,15 @@ async fn tool_use_round_trip() {
     .await;
     let p = provider(&server);
     let mut chat = ChatRequest::new("claude-sonnet-4-5", vec![Message::user("Weather in SF?")]);
-    chat.tools = vec![Tool {
-        kind: "function".into(),
-        function: FunctionDef {
-            name: "get_weather".into(),
-            description: Some("Get the current weather".into()),
-            parameters: Some(
-                json!({"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}),
-            ),
-            strict: None,
-        },
-    }];
+    chat.tools = vec![Tool::function(FunctionDef {
+        extra: Default::default(),
+        name: "get_weather".into(),
+        description: Some("Get the current weather".into()),
+        parameters: Some(
+            json!({"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}),
+        ),
+        strict: None,
+    })];
     chat.tool_choice = Some(json!("required"));
     let first = call(&p, LlmRequest::chat(chat.clone())).await.unwrap();
     let sent = server.last().json();

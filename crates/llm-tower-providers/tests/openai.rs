@@ -202,15 +202,13 @@ async fn tool_call_round_trip() {
     })
     .await;
     let p = provider(&server);
-    let tools = vec![Tool {
-        kind: "function".into(),
-        function: FunctionDef {
-            name: "get_weather".into(),
-            description: Some("Weather for a city".into()),
-            parameters: Some(json!({"type": "object", "properties": {"city": {"type": "string"}}})),
-            strict: None,
-        },
-    }];
+    let tools = vec![Tool::function(FunctionDef {
+        extra: Default::default(),
+        name: "get_weather".into(),
+        description: Some("Weather for a city".into()),
+        parameters: Some(json!({"type": "object", "properties": {"city": {"type": "string"}}})),
+        strict: None,
+    })];
     let mut chat = ChatRequest::new("gpt-4o", vec![Message::user("Weather in Paris?")]);
     chat.tools = tools.clone();
     chat.tool_choice = Some(json!("auto"));

@@ -82,17 +82,13 @@
 //!     let estimate = req.ctx.token_estimate.expect("written by the layer");
 //!     assert_eq!(estimate.source, UsageSource::Counted);
 //!     assert_eq!(estimate.max_output_tokens, Some(20));
-//!     Ok::<_, Error>(LlmResponse::new(ResponseBody::Chat(ChatResponse {
-//!         id: "chatcmpl-1".into(),
-//!         model: "gpt-4o-mini".into(),
-//!         created: 0,
-//!         choices: vec![ChatChoice {
-//!             index: 0,
-//!             message: Message::assistant("Hello!"),
-//!             finish_reason: Some("stop".into()),
-//!         }],
-//!         system_fingerprint: None,
-//!     })))
+//!     let choice = ChatChoice::new(0, Message::assistant("Hello!"), Some("stop".into()));
+//!     Ok::<_, Error>(LlmResponse::new(ResponseBody::Chat(ChatResponse::new(
+//!         "chatcmpl-1",
+//!         "gpt-4o-mini",
+//!         0,
+//!         vec![choice],
+//!     ))))
 //! });
 //!
 //! let service = ServiceBuilder::new()

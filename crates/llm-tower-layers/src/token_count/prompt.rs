@@ -4,6 +4,7 @@
 
 use llm_tower_core::{
     ChatChunk, Content, ContentPart, EmbeddingInput, Message, Prompt, RequestBody, ResponseBody,
+    ThinkingBlock,
 };
 
 use super::counter::TokenCount;
@@ -72,13 +73,48 @@ fn count_message(message: &Message, count: &mut impl FnMut(&str) -> TokenCount) 
     if let Some(name) = &message.name {
         total += count(name) + TokenCount::exact(TOKENS_PER_NAME);
     }
-    for call in &message.tool_calls {
-        total += (count(&call.function.name) + count(&call.function.arguments)).into_estimate();
-    }
+    total += count_message_extras(message, count);
     if let Some(id) = &message.tool_call_id {
         total += count(id).into_estimate();
     }
     total
+}
+
+/// Tool calls, refusal and reasoning of a message (input or output alike).
+fn count_message_extras(
+    message: &Message,
+    count: &mut impl FnMut(&str) -> TokenCount,
+) -> TokenCount {
+    let mut total = TokenCount::exact(0);
+    for call in &message.tool_calls {
+        total += (count(&call.function.name) + count(&call.function.arguments)).into_estimate();
+        if !call.extra.is_empty() {
+            let json = serde_json::to_string(&call.extra).unwrap_or_default();
+            total += count(&json).into_estimate();
+        }
+    }
+    if let Some(r) = &message.refusal {
+        total += count(r);
+    }
+    if let Some(r) = &message.reasoning_content {
+        total += count(r).into_estimate();
+    }
+    for block in &message.thinking_blocks {
+        total += match block {
+            ThinkingBlock::Thinking { thinking, .. } => count(thinking).into_estimate(),
+            // Encrypted: its size in base64 is a generous stand-in.
+            ThinkingBlock::RedactedThinking { data } => {
+                TokenCount::estimate(len_u64(data.len()) / 4)
+            }
+        };
+    }
+    total
+}
+
+/// Audio tokens of base64 audio: about 10 tokens a second (OpenAI's audio input), taking
+/// 16 kB of audio for a second (compressed formats are generous this way).
+fn audio_tokens(base64_len: usize) -> u64 {
+    (len_u64(base64_len) * 3 / 4).div_ceil(1_600)
 }
 
 /// Tokens of a message content: plain text exactly; parts one by one (images by their
@@ -90,8 +126,23 @@ fn count_content(content: &Content, count: &mut impl FnMut(&str) -> TokenCount) 
             let mut total = TokenCount::exact(0);
             for part in parts {
                 total += match part {
-                    ContentPart::Text { text } => count(text),
-                    ContentPart::ImageUrl { image_url } => {
+                    ContentPart::Text { text, .. } => count(text),
+                    ContentPart::InputAudio { input_audio, .. } => {
+                        TokenCount::estimate(audio_tokens(input_audio.data.len()))
+                    }
+                    // A document's tokens depend on the provider's rendering (text and page
+                    // images); a quarter of its base64 size is a generous stand-in, and an
+                    // uploaded file's id is priced as one page image.
+                    ContentPart::File { file, .. } => TokenCount::estimate(
+                        file.file_data
+                            .as_ref()
+                            .map_or(IMAGE_HIGH_TOKENS, |d| len_u64(d.len()) / 4),
+                    ),
+                    ContentPart::Other(v) => {
+                        let json = serde_json::to_string(v).unwrap_or_default();
+                        count(&json).into_estimate()
+                    }
+                    ContentPart::ImageUrl { image_url, .. } => {
                         let low = image_url
                             .detail
                             .as_deref()
@@ -136,10 +187,7 @@ pub(crate) fn count_output(
                 if let Some(content) = &message.content {
                     total += count_content(content, &mut count);
                 }
-                for call in &message.tool_calls {
-                    total += (count(&call.function.name) + count(&call.function.arguments))
-                        .into_estimate();
-                }
+                total += count_message_extras(message, &mut count);
             }
             total
         }
@@ -160,6 +208,12 @@ pub(crate) fn count_chunk(
     for choice in &chunk.choices {
         if let Some(text) = &choice.delta.content {
             total += count(text);
+        }
+        if let Some(text) = &choice.delta.refusal {
+            total += count(text);
+        }
+        if let Some(text) = &choice.delta.reasoning_content {
+            total += count(text).into_estimate();
         }
         for call in &choice.delta.tool_calls {
             if let Some(function) = &call.function {

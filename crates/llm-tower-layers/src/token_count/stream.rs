@@ -56,6 +56,7 @@ impl<St> CountedStream<St> {
         meter: UsageMeter,
     ) -> Self {
         let last = ChatChunk {
+            extra: Default::default(),
             id: String::new(),
             model: model.clone(),
             created: 0,
@@ -125,6 +126,7 @@ where
                     let mut chunk = std::mem::replace(
                         this.last,
                         ChatChunk {
+                            extra: Default::default(),
                             id: String::new(),
                             model: String::new(),
                             created: 0,

@@ -233,15 +233,14 @@ fn images_count_by_detail_and_make_the_prompt_an_estimate() {
             url: "https://example.com/cat.png".into(),
             detail: detail.map(str::to_owned),
         },
+        extra: Default::default(),
     };
     let with = |parts: Vec<ContentPart>| {
         let mut m = Message::user("");
         m.content = Some(Content::Parts(parts));
         chat("gpt-4o", vec![m])
     };
-    let text = || ContentPart::Text {
-        text: "What is this?".into(),
-    };
+    let text = || ContentPart::text("What is this?");
     let base = 3 + 3 + o200k("user") + o200k("What is this?");
     assert_eq!(
         Tokenizers.count_prompt(&with(vec![text(), image(Some("low"))])),
@@ -264,15 +263,13 @@ fn images_count_by_detail_and_make_the_prompt_an_estimate() {
 
 #[test]
 fn tools_count_their_json_and_calls_their_name_and_arguments() {
-    let tool = Tool {
-        kind: "function".into(),
-        function: FunctionDef {
-            name: "get_weather".into(),
-            description: Some("Weather for a city".into()),
-            parameters: Some(json!({"type": "object", "properties": {"city": {"type": "string"}}})),
-            strict: None,
-        },
-    };
+    let tool = Tool::function(FunctionDef {
+        extra: Default::default(),
+        name: "get_weather".into(),
+        description: Some("Weather for a city".into()),
+        parameters: Some(json!({"type": "object", "properties": {"city": {"type": "string"}}})),
+        strict: None,
+    });
     let mut request = ChatRequest::new("gpt-4o", vec![Message::user("Weather in Paris?")]);
     let plain = Tokenizers.count_prompt(&RequestBody::Chat(request.clone()));
     assert!(plain.is_exact());
@@ -284,6 +281,7 @@ fn tools_count_their_json_and_calls_their_name_and_arguments() {
     let mut call = Message::assistant("");
     call.content = None;
     call.tool_calls = vec![ToolCall {
+        extra: Default::default(),
         id: "call_1".into(),
         kind: "function".into(),
         function: FunctionCall {
@@ -437,10 +435,14 @@ fn service(layer: CountTokensLayer) -> (CountTokens<Inner>, Handle<LlmRequest, L
 
 fn chat_response(model: &str, text: &str) -> LlmResponse {
     LlmResponse::new(ResponseBody::Chat(ChatResponse {
+        extra: Default::default(),
+        service_tier: None,
         id: "chatcmpl-1".into(),
         model: model.into(),
         created: 1,
         choices: vec![ChatChoice {
+            extra: Default::default(),
+            logprobs: None,
             index: 0,
             message: Message::assistant(text),
             finish_reason: Some("stop".into()),
@@ -451,13 +453,18 @@ fn chat_response(model: &str, text: &str) -> LlmResponse {
 
 fn chunk(model: &str, text: Option<&str>, usage: Option<Usage>) -> ChatChunk {
     ChatChunk {
+        extra: Default::default(),
         id: "chatcmpl-9".into(),
         model: model.into(),
         created: 42,
         choices: text
             .map(|t| ChunkChoice {
+                logprobs: None,
                 index: 0,
                 delta: Delta {
+                    reasoning_content: None,
+                    refusal: None,
+                    thinking_blocks: Vec::new(),
                     role: None,
                     content: Some(t.into()),
                     tool_calls: Vec::new(),
@@ -699,8 +706,12 @@ async fn stream_with_provider_usage_gets_no_extra_chunk() {
 async fn stream_tool_call_fragments_are_counted_as_an_estimate() {
     let mut first = chunk("gpt-4o", None, None);
     first.choices = vec![ChunkChoice {
+        logprobs: None,
         index: 0,
         delta: Delta {
+            reasoning_content: None,
+            refusal: None,
+            thinking_blocks: Vec::new(),
             role: None,
             content: None,
             tool_calls: vec![ToolCallDelta {

@@ -81,11 +81,11 @@ pub(crate) fn messages_request(
     let tools = req
         .tools
         .iter()
-        .map(|t| wire::WireTool {
-            name: &t.function.name,
-            description: t.function.description.as_deref(),
-            input_schema: t
-                .function
+        .filter_map(|t| t.function.as_ref())
+        .map(|f| wire::WireTool {
+            name: &f.name,
+            description: f.description.as_deref(),
+            input_schema: f
                 .parameters
                 .clone()
                 .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
@@ -147,14 +147,20 @@ fn content_blocks(content: Option<&Content>) -> Result<Vec<Block>, Error> {
         Some(Content::Parts(parts)) => {
             for p in parts {
                 match p {
-                    ContentPart::Text { text } => {
+                    ContentPart::Text { text, .. } => {
                         if !text.is_empty() {
                             out.push(Block::Text { text: text.clone() });
                         }
                     }
-                    ContentPart::ImageUrl { image_url } => out.push(Block::Image {
+                    ContentPart::ImageUrl { image_url, .. } => out.push(Block::Image {
                         source: image_source(&image_url.url)?,
                     }),
+                    other => {
+                        return Err(Error::invalid_request(format!(
+                            "content parts of type {:?} cannot be sent to Anthropic",
+                            other.kind()
+                        )));
+                    }
                 }
             }
         }
@@ -283,6 +289,7 @@ pub(crate) fn messages_response(
         match block {
             wire::ResponseBlock::Text { text: t } => text.push_str(&t),
             wire::ResponseBlock::ToolUse { id, name, input } => tool_calls.push(ToolCall {
+                extra: Default::default(),
                 id,
                 kind: "function".to_owned(),
                 function: FunctionCall {
@@ -305,12 +312,20 @@ pub(crate) fn messages_response(
     let usage = w.usage.as_ref().map(wire_usage);
     (
         ChatResponse {
+            extra: Default::default(),
+            service_tier: None,
             id: w.id,
             model: w.model,
             created,
             choices: vec![ChatChoice {
+                extra: Default::default(),
+                logprobs: None,
                 index: 0,
                 message: Message {
+                    refusal: None,
+                    reasoning_content: None,
+                    thinking_blocks: Vec::new(),
+                    extra: Default::default(),
                     role: Role::Assistant,
                     content,
                     name: None,
@@ -337,10 +352,15 @@ mod tests {
 
     fn assistant_call(id: &str, name: &str, args: &str) -> Message {
         Message {
+            refusal: None,
+            reasoning_content: None,
+            thinking_blocks: Vec::new(),
+            extra: Default::default(),
             role: Role::Assistant,
             content: None,
             name: None,
             tool_calls: vec![ToolCall {
+                extra: Default::default(),
                 id: id.into(),
                 kind: "function".into(),
                 function: FunctionCall {
@@ -414,22 +434,26 @@ mod tests {
         let mut req = ChatRequest::new(
             "claude",
             vec![Message {
+                refusal: None,
+                reasoning_content: None,
+                thinking_blocks: Vec::new(),
+                extra: Default::default(),
                 role: Role::User,
                 content: Some(Content::Parts(vec![
-                    ContentPart::Text {
-                        text: "what?".into(),
-                    },
+                    ContentPart::text("what?"),
                     ContentPart::ImageUrl {
                         image_url: ImageUrl {
                             url: "data:image/png;base64,iVBORw0KGgo=".into(),
                             detail: None,
                         },
+                        extra: Default::default(),
                     },
                     ContentPart::ImageUrl {
                         image_url: ImageUrl {
                             url: "https://example.invalid/cat.jpg".into(),
                             detail: Some("high".into()),
                         },
+                        extra: Default::default(),
                     },
                 ])),
                 name: None,
@@ -438,15 +462,13 @@ mod tests {
             }],
         )
         .max_tokens(10);
-        req.tools = vec![Tool {
-            kind: "function".into(),
-            function: FunctionDef {
-                name: "f".into(),
-                description: None,
-                parameters: None,
-                strict: None,
-            },
-        }];
+        req.tools = vec![Tool::function(FunctionDef {
+            extra: Default::default(),
+            name: "f".into(),
+            description: None,
+            parameters: None,
+            strict: None,
+        })];
         req.tool_choice = Some(json!({"type": "function", "function": {"name": "f"}}));
         req.extra.insert("parallel_tool_calls".into(), json!(false));
         req.extra.insert("top_k".into(), json!(5));

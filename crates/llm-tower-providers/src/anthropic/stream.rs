@@ -52,10 +52,12 @@ impl AnthropicStreamParser {
 
     fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatChunk {
         ChatChunk {
+            extra: Default::default(),
             id: self.id.clone(),
             model: self.model.clone(),
             created: self.created,
             choices: vec![ChunkChoice {
+                logprobs: None,
                 index: 0,
                 delta,
                 finish_reason,
@@ -194,6 +196,7 @@ impl StreamParser for AnthropicStreamParser {
             }
             StreamEvent::MessageStop => {
                 out.push_back(ChatChunk {
+                    extra: Default::default(),
                     id: self.id.clone(),
                     model: self.model.clone(),
                     created: self.created,

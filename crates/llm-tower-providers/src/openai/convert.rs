@@ -145,6 +145,7 @@ pub(crate) fn chat_response(
                 .tool_calls
                 .into_iter()
                 .map(|t| ToolCall {
+                    extra: Default::default(),
                     id: t.id,
                     kind: "function".to_owned(),
                     function: FunctionCall {
@@ -155,8 +156,14 @@ pub(crate) fn chat_response(
                 .collect();
             let content = content_text(c.message.content).or(c.message.refusal);
             ChatChoice {
+                extra: Default::default(),
+                logprobs: None,
                 index: c.index,
                 message: Message {
+                    refusal: None,
+                    reasoning_content: None,
+                    thinking_blocks: Vec::new(),
+                    extra: Default::default(),
                     role: Role::Assistant,
                     content: content.map(Content::Text),
                     name: None,
@@ -170,6 +177,8 @@ pub(crate) fn chat_response(
     let usage = w.usage.as_ref().map(usage);
     (
         ChatResponse {
+            extra: Default::default(),
+            service_tier: None,
             id: w.id,
             model: w.model,
             created: if w.created == 0 {
@@ -221,8 +230,12 @@ pub(crate) fn chunk(w: wire::ChatCompletionChunk, fallback_created: u64) -> Opti
                 })
                 .collect();
             ChunkChoice {
+                logprobs: None,
                 index: c.index,
                 delta: Delta {
+                    reasoning_content: None,
+                    refusal: None,
+                    thinking_blocks: Vec::new(),
                     role: c.delta.role.as_deref().and_then(role),
                     content: c.delta.content.or(c.delta.refusal),
                     tool_calls,
@@ -232,6 +245,7 @@ pub(crate) fn chunk(w: wire::ChatCompletionChunk, fallback_created: u64) -> Opti
         })
         .collect();
     Some(ChatChunk {
+        extra: Default::default(),
         id: w.id,
         model: w.model,
         created: if w.created == 0 {
@@ -313,16 +327,19 @@ mod tests {
             vec![
                 Message::system("be brief"),
                 Message {
+                    refusal: None,
+                    reasoning_content: None,
+                    thinking_blocks: Vec::new(),
+                    extra: Default::default(),
                     role: Role::User,
                     content: Some(Content::Parts(vec![
-                        ContentPart::Text {
-                            text: "what is this?".into(),
-                        },
+                        ContentPart::text("what is this?"),
                         ContentPart::ImageUrl {
                             image_url: ImageUrl {
                                 url: "https://x.invalid/a.png".into(),
                                 detail: Some("low".into()),
                             },
+                            extra: Default::default(),
                         },
                     ])),
                     name: None,
@@ -332,15 +349,13 @@ mod tests {
             ],
         )
         .max_tokens(50);
-        req.tools = vec![Tool {
-            kind: "function".into(),
-            function: FunctionDef {
-                name: "get_weather".into(),
-                description: Some("weather".into()),
-                parameters: Some(json!({"type":"object"})),
-                strict: None,
-            },
-        }];
+        req.tools = vec![Tool::function(FunctionDef {
+            extra: Default::default(),
+            name: "get_weather".into(),
+            description: Some("weather".into()),
+            parameters: Some(json!({"type":"object"})),
+            strict: None,
+        })];
         req.tool_choice = Some(json!("auto"));
         req.temperature = Some(0.5);
         req.top_p = Some(0.9);
