@@ -28,11 +28,15 @@ if [ -z "${REDIS_URL:-}" ]; then
   fi
   export REDIS_URL="redis://127.0.0.1:6379/"
 fi
-# The gateway runs the official OpenAI Python SDK against itself when it is installed.
-if command -v python3 >/dev/null 2>&1 && ! python3 -c "import openai" >/dev/null 2>&1; then
-  echo "test.sh: installing the openai Python SDK for the gateway's SDK test"
-  python3 -m pip install -q openai >/dev/null 2>&1 || echo "test.sh: could not install openai; that test will skip"
-fi
+# The gateway's tests drive the official OpenAI and Anthropic Python SDKs against it; here
+# they are installed, so a test that cannot import one fails instead of skipping.
+for sdk in openai anthropic; do
+  if ! python3 -c "import $sdk" >/dev/null 2>&1; then
+    echo "test.sh: installing the $sdk Python SDK for the gateway's SDK tests"
+    python3 -m pip install -q "$sdk" >/dev/null 2>&1 || python3 -m pip install -q --break-system-packages "$sdk"
+  fi
+done
+export LLM_TOWER_REQUIRE_SDKS=1
 
 # The Redis tests skip when no server answers; here one does, so a skip is a failure.
 export LLM_TOWER_REQUIRE_REDIS=1

@@ -217,13 +217,7 @@ async fn slow_body_is_408() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_example_runs_against_the_gateway() {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import openai"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        println!(
-            "note: skipped: the `openai` Python package is not installed (pip install openai)"
-        );
+    if !common::python_sdk("openai") {
         return;
     }
     let gw = Gateway::start(default_state()).await;

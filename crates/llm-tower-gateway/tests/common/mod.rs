@@ -302,3 +302,24 @@ pub fn chat_body(stream: bool, include_usage: Option<bool>) -> serde_json::Value
     }
     v
 }
+
+/// `true` when `python3` can import `module` (an official SDK the tests drive). When it
+/// cannot, the test skips with a note, unless `CI` or `LLM_TOWER_REQUIRE_SDKS` is set:
+/// there `scripts/test.sh` installed the SDKs, so a missing one fails the test.
+#[allow(dead_code)]
+pub fn python_sdk(module: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let required = std::env::var_os("LLM_TOWER_REQUIRE_SDKS").is_some()
+            || std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !required,
+            "the `{module}` Python package is required here (pip install {module})"
+        );
+        println!("note: skipped: the `{module}` Python package is not installed (pip install {module})");
+    }
+    ok
+}
