@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::chat::{
-    ChatChoice, ChatChunk, ChatResponse, Content, FinishReason, FunctionCall, Message, Role,
-    ThinkingBlock, ToolCall, ToolCallDelta,
+    ChatChoice, ChatChunk, ChatResponse, ChunkChoice, Content, Delta, FinishReason, FunctionCall,
+    FunctionCallDelta, Message, Role, ThinkingBlock, ToolCall, ToolCallDelta,
 };
 use crate::error::Error;
 use crate::response::ChatStream;
@@ -289,6 +289,73 @@ impl ChatStreamAccumulator {
             self.usage,
         )
     }
+}
+
+/// A whole response as the chunks of a stream (for a provider that answered a streaming
+/// request in one piece): one chunk with each choice's role, text, refusal, reasoning,
+/// thinking blocks, tool calls and logprobs, one with the finish reasons, and one with the
+/// usage when there is one. [`ChatStreamAccumulator`] folds them back into `resp`.
+pub fn response_chunks(resp: &ChatResponse, usage: Option<Usage>) -> Vec<ChatChunk> {
+    let base = |choices: Vec<ChunkChoice>| {
+        let mut c = ChatChunk::new(resp.id.clone(), resp.model.clone(), resp.created);
+        c.choices = choices;
+        c
+    };
+    let deltas = resp
+        .choices
+        .iter()
+        .map(|ch| {
+            let m = &ch.message;
+            let tool_calls = m
+                .tool_calls
+                .iter()
+                .enumerate()
+                .map(|(i, t)| ToolCallDelta {
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    id: Some(t.id.clone()),
+                    kind: Some(t.kind.clone()),
+                    function: Some(FunctionCallDelta {
+                        name: Some(t.function.name.clone()),
+                        arguments: Some(t.function.arguments.clone()),
+                    }),
+                })
+                .collect();
+            let delta = Delta {
+                role: Some(m.role),
+                content: m.content.as_ref().map(|t| t.text().into_owned()),
+                tool_calls,
+                refusal: m.refusal.clone(),
+                reasoning_content: m.reasoning_content.clone(),
+                thinking_blocks: m.thinking_blocks.clone(),
+            };
+            let mut c = ChunkChoice::new(ch.index, delta, None);
+            c.logprobs.clone_from(&ch.logprobs);
+            c
+        })
+        .collect();
+    let mut first = base(deltas);
+    if let Some(f) = &resp.system_fingerprint {
+        first
+            .extra
+            .insert("system_fingerprint".into(), Value::String(f.clone()));
+    }
+    if let Some(t) = &resp.service_tier {
+        first
+            .extra
+            .insert("service_tier".into(), Value::String(t.clone()));
+    }
+    let finishes = resp
+        .choices
+        .iter()
+        .map(|ch| ChunkChoice::new(ch.index, Delta::default(), ch.finish_reason.clone()))
+        .collect();
+    let mut out = vec![first, base(finishes)];
+    if usage.is_some() {
+        let mut last = base(Vec::new());
+        last.usage = usage;
+        out.push(last);
+    }
+    out
 }
 
 impl Extend<ChatChunk> for ChatStreamAccumulator {

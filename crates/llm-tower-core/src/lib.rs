@@ -16,7 +16,7 @@ pub mod request;
 pub mod response;
 pub mod usage;
 
-pub use accumulate::{ChatStreamAccumulator, collect_chat_stream};
+pub use accumulate::{ChatStreamAccumulator, collect_chat_stream, response_chunks};
 pub use chat::{
     ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, CompletionChoice,
     CompletionRequest, CompletionResponse, Content, ContentPart, Delta, Embedding, EmbeddingInput,

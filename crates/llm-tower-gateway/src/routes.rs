@@ -17,8 +17,7 @@ use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use llm_tower_core::{
-    CallerKey, ChatChunk, ChatResponse, ChunkChoice, Delta, Error, LlmRequest, RequestBody,
-    RequestId, ResponseBody, StreamOptions,
+    CallerKey, ChatResponse, Error, LlmRequest, RequestBody, RequestId, ResponseBody, StreamOptions,
 };
 use pin_project_lite::pin_project;
 use serde::Serialize;
@@ -504,49 +503,8 @@ fn one_piece_stream(
     c: ChatResponse,
     usage: Option<llm_tower_core::Usage>,
 ) -> llm_tower_core::ChatStream {
-    let mut chunks = Vec::with_capacity(3);
-    let base = |choices: Vec<ChunkChoice>, usage| ChatChunk {
-        extra: Default::default(),
-        id: c.id.clone(),
-        model: c.model.clone(),
-        created: c.created,
-        choices,
-        usage,
-        cost: None,
-    };
-    let deltas = c
-        .choices
-        .iter()
-        .map(|ch| ChunkChoice {
-            logprobs: None,
-            index: ch.index,
-            delta: Delta {
-                reasoning_content: None,
-                refusal: None,
-                thinking_blocks: Vec::new(),
-                role: Some(ch.message.role),
-                content: ch.message.content.as_ref().map(|t| t.text().into_owned()),
-                tool_calls: Vec::new(),
-            },
-            finish_reason: None,
-        })
-        .collect();
-    chunks.push(Ok(base(deltas, None)));
-    let finishes = c
-        .choices
-        .iter()
-        .map(|ch| ChunkChoice {
-            logprobs: None,
-            index: ch.index,
-            delta: Delta::default(),
-            finish_reason: ch.finish_reason.clone(),
-        })
-        .collect();
-    chunks.push(Ok(base(finishes, None)));
-    if usage.is_some() {
-        chunks.push(Ok(base(Vec::new(), usage)));
-    }
-    Box::pin(futures_util::stream::iter(chunks))
+    let chunks = llm_tower_core::response_chunks(&c, usage);
+    Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)))
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {

@@ -23,7 +23,7 @@ use llm_tower_core::{
 };
 use pin_project_lite::pin_project;
 use serde::Serialize;
-use serde::ser::{SerializeStruct, Serializer};
+use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 
 use crate::openai_error::OpenAiError;
 
@@ -34,22 +34,50 @@ pub struct UsageWire(pub Usage);
 impl Serialize for UsageWire {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
-        struct Details {
+        struct PromptDetails {
             cached_tokens: u64,
+            audio_tokens: u64,
+        }
+        #[derive(Serialize)]
+        struct CompletionDetails {
+            reasoning_tokens: u64,
+            audio_tokens: u64,
         }
         let u = &self.0;
-        let mut st = s.serialize_struct("Usage", 4)?;
+        let mut st = s.serialize_struct("Usage", 5)?;
         st.serialize_field("prompt_tokens", &u.prompt_tokens)?;
         st.serialize_field("completion_tokens", &u.completion_tokens)?;
         st.serialize_field("total_tokens", &u.total_tokens)?;
         st.serialize_field(
             "prompt_tokens_details",
-            &Details {
+            &PromptDetails {
                 cached_tokens: u.cached_prompt_tokens,
+                audio_tokens: u.audio_prompt_tokens,
+            },
+        )?;
+        st.serialize_field(
+            "completion_tokens_details",
+            &CompletionDetails {
+                reasoning_tokens: u.reasoning_tokens,
+                audio_tokens: u.audio_completion_tokens,
             },
         )?;
         st.end()
     }
+}
+
+/// Writes `extra` entries into a map, skipping keys already written.
+fn extra_entries<M: SerializeMap>(
+    m: &mut M,
+    extra: &serde_json::Map<String, serde_json::Value>,
+    written: &[&str],
+) -> Result<(), M::Error> {
+    for (k, v) in extra {
+        if !written.contains(&k.as_str()) {
+            m.serialize_entry(k, v)?;
+        }
+    }
+    Ok(())
 }
 
 /// Embeddings usage: `prompt_tokens` and `total_tokens` only.
@@ -78,22 +106,70 @@ where
     }
 }
 
-#[derive(Serialize)]
-struct ChatChoiceWire<'a> {
-    index: u32,
-    message: &'a Message,
-    logprobs: Option<()>,
-    finish_reason: Option<&'a str>,
-}
+/// A choice: index, message, `logprobs` (`null` unless the provider sent them),
+/// finish reason, and the other fields the provider sent.
+struct ChatChoiceWire<'a>(&'a ChatChoice);
 
 impl<'a> From<&'a ChatChoice> for ChatChoiceWire<'a> {
     fn from(c: &'a ChatChoice) -> Self {
-        ChatChoiceWire {
-            index: c.index,
-            message: &c.message,
-            logprobs: None,
-            finish_reason: c.finish_reason.as_deref(),
+        ChatChoiceWire(c)
+    }
+}
+
+impl Serialize for ChatChoiceWire<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("index", &c.index)?;
+        m.serialize_entry("message", &MessageWire(&c.message))?;
+        m.serialize_entry("logprobs", &c.logprobs)?;
+        m.serialize_entry("finish_reason", &c.finish_reason)?;
+        extra_entries(
+            &mut m,
+            &c.extra,
+            &["index", "message", "logprobs", "finish_reason"],
+        )?;
+        m.end()
+    }
+}
+
+/// An assistant message as OpenAI writes it: `refusal` always present (`null` when none),
+/// the rest as the core type writes it.
+struct MessageWire<'a>(&'a Message);
+
+impl Serialize for MessageWire<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let msg = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("role", &msg.role)?;
+        m.serialize_entry("content", &msg.content)?;
+        m.serialize_entry("refusal", &msg.refusal)?;
+        if let Some(n) = &msg.name {
+            m.serialize_entry("name", n)?;
         }
+        if !msg.tool_calls.is_empty() {
+            m.serialize_entry("tool_calls", &msg.tool_calls)?;
+        }
+        if let Some(r) = &msg.reasoning_content {
+            m.serialize_entry("reasoning_content", r)?;
+        }
+        if !msg.thinking_blocks.is_empty() {
+            m.serialize_entry("thinking_blocks", &msg.thinking_blocks)?;
+        }
+        extra_entries(
+            &mut m,
+            &msg.extra,
+            &[
+                "role",
+                "content",
+                "refusal",
+                "name",
+                "tool_calls",
+                "reasoning_content",
+                "thinking_blocks",
+            ],
+        )?;
+        m.end()
     }
 }
 
@@ -108,21 +184,38 @@ pub struct ChatWire<'a> {
 impl Serialize for ChatWire<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.resp;
-        let mut st = s.serialize_struct("ChatCompletion", 7)?;
-        st.serialize_field("id", &r.id)?;
-        st.serialize_field("object", "chat.completion")?;
-        st.serialize_field("created", &r.created)?;
-        st.serialize_field("model", &r.model)?;
-        st.serialize_field(
+        let mut st = s.serialize_map(None)?;
+        st.serialize_entry("id", &r.id)?;
+        st.serialize_entry("object", "chat.completion")?;
+        st.serialize_entry("created", &r.created)?;
+        st.serialize_entry("model", &r.model)?;
+        st.serialize_entry(
             "choices",
             &Seq(|| r.choices.iter().map(ChatChoiceWire::from)),
         )?;
         if let Some(u) = self.usage {
-            st.serialize_field("usage", &UsageWire(u))?;
+            st.serialize_entry("usage", &UsageWire(u))?;
         }
         if let Some(fp) = &r.system_fingerprint {
-            st.serialize_field("system_fingerprint", fp)?;
+            st.serialize_entry("system_fingerprint", fp)?;
         }
+        if let Some(t) = &r.service_tier {
+            st.serialize_entry("service_tier", t)?;
+        }
+        extra_entries(
+            &mut st,
+            &r.extra,
+            &[
+                "id",
+                "object",
+                "created",
+                "model",
+                "choices",
+                "usage",
+                "system_fingerprint",
+                "service_tier",
+            ],
+        )?;
         st.end()
     }
 }
@@ -208,7 +301,7 @@ impl Serialize for EmbeddingsWire<'_> {
 struct ChunkChoiceWire<'a> {
     index: u32,
     delta: &'a Delta,
-    logprobs: Option<()>,
+    logprobs: &'a Option<serde_json::Value>,
     finish_reason: Option<&'a str>,
 }
 
@@ -217,7 +310,7 @@ impl<'a> From<&'a ChunkChoice> for ChunkChoiceWire<'a> {
         ChunkChoiceWire {
             index: c.index,
             delta: &c.delta,
-            logprobs: None,
+            logprobs: &c.logprobs,
             finish_reason: c.finish_reason.as_deref(),
         }
     }
@@ -235,18 +328,25 @@ pub struct ChunkWire<'a> {
 impl Serialize for ChunkWire<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let c = self.chunk;
-        let mut st = s.serialize_struct("ChatCompletionChunk", 6)?;
-        st.serialize_field("id", &c.id)?;
-        st.serialize_field("object", "chat.completion.chunk")?;
-        st.serialize_field("created", &c.created)?;
-        st.serialize_field("model", &c.model)?;
-        st.serialize_field(
+        let mut st = s.serialize_map(None)?;
+        st.serialize_entry("id", &c.id)?;
+        st.serialize_entry("object", "chat.completion.chunk")?;
+        st.serialize_entry("created", &c.created)?;
+        st.serialize_entry("model", &c.model)?;
+        st.serialize_entry(
             "choices",
             &Seq(|| c.choices.iter().map(ChunkChoiceWire::from)),
         )?;
         if self.include_usage {
-            st.serialize_field("usage", &c.usage.map(UsageWire))?;
+            st.serialize_entry("usage", &c.usage.map(UsageWire))?;
         }
+        extra_entries(
+            &mut st,
+            &c.extra,
+            &[
+                "id", "object", "created", "model", "choices", "usage", "cost",
+            ],
+        )?;
         st.end()
     }
 }

@@ -96,14 +96,27 @@ pub(crate) fn chat_request_body(
     serde_json::to_vec(&body)
 }
 
-/// Provider usage from the wire.
+/// Provider usage from the wire: cached input, reasoning and audio tokens included.
 pub(crate) fn usage(u: &wire::WireUsage) -> Usage {
-    let cached = u
-        .prompt_tokens_details
-        .as_ref()
-        .and_then(|d| d.cached_tokens)
-        .unwrap_or(0);
-    Usage::new(u.prompt_tokens, u.completion_tokens, UsageSource::Provider).with_cached(cached)
+    let p = u.prompt_tokens_details.as_ref();
+    let c = u.completion_tokens_details.as_ref();
+    let cached = p.and_then(|d| d.cached_tokens).unwrap_or(0);
+    Usage::new(u.prompt_tokens, u.completion_tokens, UsageSource::Provider)
+        .with_cached(cached)
+        .with_reasoning(c.and_then(|d| d.reasoning_tokens).unwrap_or(0))
+        .with_audio(
+            p.and_then(|d| d.audio_tokens).unwrap_or(0),
+            c.and_then(|d| d.audio_tokens).unwrap_or(0),
+        )
+}
+
+/// Reasoning text from `reasoning_content`, or from `reasoning` when a server sends it
+/// under that name as a string.
+fn reasoning_text(content: Option<String>, other: Option<Value>) -> Option<String> {
+    content.or(match other {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    })
 }
 
 /// Tool-call arguments as a JSON string (some servers send an object).
@@ -131,7 +144,9 @@ fn content_text(v: Option<Value>) -> Option<String> {
     }
 }
 
-/// A chat completion from the wire, with the provider's usage if it sent one.
+/// A chat completion from the wire, with the provider's usage if it sent one. Nothing the
+/// server sent is dropped: refusal, reasoning, logprobs, annotations, audio, service tier
+/// and unknown fields are kept (only `object` goes: the gateway writes its own).
 pub(crate) fn chat_response(
     w: wire::ChatCompletionResponse,
     fallback_created: u64,
@@ -140,45 +155,38 @@ pub(crate) fn chat_response(
         .choices
         .into_iter()
         .map(|c| {
-            let tool_calls: Vec<ToolCall> = c
-                .message
+            let m = c.message;
+            let tool_calls: Vec<ToolCall> = m
                 .tool_calls
                 .into_iter()
                 .map(|t| ToolCall {
-                    extra: Default::default(),
                     id: t.id,
-                    kind: "function".to_owned(),
+                    kind: t.kind.unwrap_or_else(|| "function".to_owned()),
                     function: FunctionCall {
                         name: t.function.name,
                         arguments: arguments_string(t.function.arguments),
                     },
+                    extra: t.extra,
                 })
                 .collect();
-            let content = content_text(c.message.content).or(c.message.refusal);
-            ChatChoice {
-                extra: Default::default(),
-                logprobs: None,
-                index: c.index,
-                message: Message {
-                    refusal: None,
-                    reasoning_content: None,
-                    thinking_blocks: Vec::new(),
-                    extra: Default::default(),
-                    role: Role::Assistant,
-                    content: content.map(Content::Text),
-                    name: None,
-                    tool_calls,
-                    tool_call_id: None,
-                },
-                finish_reason: c.finish_reason,
-            }
+            let mut message = Message::empty(Role::Assistant);
+            message.content = content_text(m.content).map(Content::Text);
+            message.tool_calls = tool_calls;
+            message.refusal = m.refusal;
+            message.reasoning_content = reasoning_text(m.reasoning_content, m.reasoning);
+            message.thinking_blocks = m.thinking_blocks;
+            message.extra = m.extra;
+            let mut choice = ChatChoice::new(c.index, message, c.finish_reason);
+            choice.logprobs = c.logprobs;
+            choice.extra = c.extra;
+            choice
         })
         .collect();
     let usage = w.usage.as_ref().map(usage);
+    let mut extra = w.extra;
+    extra.remove("object");
     (
         ChatResponse {
-            extra: Default::default(),
-            service_tier: None,
             id: w.id,
             model: w.model,
             created: if w.created == 0 {
@@ -188,6 +196,8 @@ pub(crate) fn chat_response(
             },
             choices,
             system_fingerprint: w.system_fingerprint,
+            service_tier: w.service_tier,
+            extra,
         },
         usage,
     )
@@ -215,8 +225,8 @@ pub(crate) fn chunk(w: wire::ChatCompletionChunk, fallback_created: u64) -> Opti
         .choices
         .into_iter()
         .map(|c| {
-            let tool_calls = c
-                .delta
+            let d = c.delta;
+            let tool_calls = d
                 .tool_calls
                 .into_iter()
                 .map(|t| ToolCallDelta {
@@ -229,34 +239,38 @@ pub(crate) fn chunk(w: wire::ChatCompletionChunk, fallback_created: u64) -> Opti
                     }),
                 })
                 .collect();
-            ChunkChoice {
-                logprobs: None,
-                index: c.index,
-                delta: Delta {
-                    reasoning_content: None,
-                    refusal: None,
-                    thinking_blocks: Vec::new(),
-                    role: c.delta.role.as_deref().and_then(role),
-                    content: c.delta.content.or(c.delta.refusal),
-                    tool_calls,
-                },
-                finish_reason: c.finish_reason,
-            }
+            let delta = Delta {
+                role: d.role.as_deref().and_then(role),
+                content: d.content,
+                tool_calls,
+                refusal: d.refusal,
+                reasoning_content: reasoning_text(d.reasoning_content, d.reasoning),
+                thinking_blocks: d.thinking_blocks,
+            };
+            let mut choice = ChunkChoice::new(c.index, delta, c.finish_reason);
+            choice.logprobs = c.logprobs;
+            choice
         })
         .collect();
-    Some(ChatChunk {
-        extra: Default::default(),
-        id: w.id,
-        model: w.model,
-        created: if w.created == 0 {
+    let mut out = ChatChunk::new(
+        w.id,
+        w.model,
+        if w.created == 0 {
             fallback_created
         } else {
             w.created
         },
-        choices,
-        usage,
-        cost: None,
-    })
+    );
+    out.choices = choices;
+    out.usage = usage;
+    if let Some(f) = w.system_fingerprint {
+        out.extra
+            .insert("system_fingerprint".into(), Value::String(f));
+    }
+    if let Some(t) = w.service_tier {
+        out.extra.insert("service_tier".into(), Value::String(t));
+    }
+    Some(out)
 }
 
 /// A legacy completion from the wire.

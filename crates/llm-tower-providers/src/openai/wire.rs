@@ -89,6 +89,8 @@ pub(crate) struct WireUsage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(default)]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
 }
 
 /// `usage.prompt_tokens_details`.
@@ -96,6 +98,17 @@ pub(crate) struct WireUsage {
 pub(crate) struct PromptTokensDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
+    #[serde(default)]
+    pub audio_tokens: Option<u64>,
+}
+
+/// `usage.completion_tokens_details`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct CompletionTokensDetails {
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
+    #[serde(default)]
+    pub audio_tokens: Option<u64>,
 }
 
 /// A chat completion response body.
@@ -113,6 +126,11 @@ pub(crate) struct ChatCompletionResponse {
     pub usage: Option<WireUsage>,
     #[serde(default)]
     pub system_fingerprint: Option<String>,
+    #[serde(default)]
+    pub service_tier: Option<String>,
+    /// Everything else the server sent (`object` is dropped when converting).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// One choice of a chat completion.
@@ -124,17 +142,35 @@ pub(crate) struct WireChoice {
     pub message: WireMessage,
     #[serde(default)]
     pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub logprobs: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// The assistant message of a choice.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct WireMessage {
+    /// Read so that it does not land in `extra` (the role is always the assistant's).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub role: Option<String>,
     #[serde(default)]
     pub content: Option<Value>,
     #[serde(default, deserialize_with = "nullable")]
     pub tool_calls: Vec<WireToolCall>,
     #[serde(default)]
     pub refusal: Option<String>,
+    #[serde(default)]
+    pub reasoning_content: Option<String>,
+    /// vLLM and some other servers call it `reasoning`.
+    #[serde(default)]
+    pub reasoning: Option<Value>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub thinking_blocks: Vec<llm_tower_core::ThinkingBlock>,
+    /// `annotations`, `audio`, `function_call`, ...
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// A tool call in a response.
@@ -142,8 +178,13 @@ pub(crate) struct WireMessage {
 pub(crate) struct WireToolCall {
     #[serde(default, deserialize_with = "nullable")]
     pub id: String,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub function: WireFunction,
+    /// `custom: {name, input}` of a custom tool call, ...
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// The function of a tool call; some servers send `arguments` as an object.
@@ -178,6 +219,10 @@ pub(crate) struct ChatCompletionChunk {
     pub message: Option<Value>,
     #[serde(default, rename = "type")]
     pub kind: Option<Value>,
+    #[serde(default)]
+    pub system_fingerprint: Option<String>,
+    #[serde(default)]
+    pub service_tier: Option<String>,
 }
 
 /// One choice's delta in a chunk.
@@ -189,6 +234,8 @@ pub(crate) struct WireChunkChoice {
     pub delta: WireDelta,
     #[serde(default)]
     pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub logprobs: Option<Value>,
 }
 
 /// What a chunk adds.
@@ -200,8 +247,14 @@ pub(crate) struct WireDelta {
     pub content: Option<String>,
     #[serde(default)]
     pub refusal: Option<String>,
+    #[serde(default)]
+    pub reasoning_content: Option<String>,
+    #[serde(default)]
+    pub reasoning: Option<Value>,
     #[serde(default, deserialize_with = "nullable")]
     pub tool_calls: Vec<WireToolCallDelta>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub thinking_blocks: Vec<llm_tower_core::ThinkingBlock>,
 }
 
 /// A tool-call fragment.
