@@ -284,6 +284,17 @@ pub struct RawPrice {
     pub cached_input: Option<String>,
     /// Output tokens.
     pub output: String,
+    /// Input tokens written to a 5-minute prompt cache (default: the input price;
+    /// Anthropic charges 1.25x input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_5m: Option<String>,
+    /// Input tokens written to a 1-hour prompt cache (default: the input price; Anthropic
+    /// charges 2x input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<String>,
+    /// Reasoning output tokens (default: the output price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 /// The rate-limit algorithm.

@@ -857,13 +857,25 @@ fn model_price(p: &mut Problems, mpath: &str, m: &RawModel) -> Option<ModelPrice
     let ppath = join(mpath, "price");
     let input = price_field(p, &join(&ppath, "input"), &raw.input);
     let output = price_field(p, &join(&ppath, "output"), &raw.output);
-    let cached = raw
-        .cached_input
-        .as_ref()
-        .map(|c| price_field(p, &join(&ppath, "cached_input"), c));
+    let mut optional = |field: &str, v: &Option<String>| {
+        v.as_ref().map(|c| price_field(p, &join(&ppath, field), c))
+    };
+    let cached = optional("cached_input", &raw.cached_input);
+    let write_5m = optional("cache_write_5m", &raw.cache_write_5m);
+    let write_1h = optional("cache_write_1h", &raw.cache_write_1h);
+    let reasoning = optional("reasoning", &raw.reasoning);
     let mut price = ModelPrice::new(input?, output?);
     if let Some(c) = cached {
         price = price.cached_input(c?);
+    }
+    if let Some(c) = write_5m {
+        price = price.cache_write_5m(c?);
+    }
+    if let Some(c) = write_1h {
+        price = price.cache_write_1h(c?);
+    }
+    if let Some(c) = reasoning {
+        price = price.reasoning(c?);
     }
     if let Some(n) = m.max_output_tokens {
         price = price.max_output_tokens(n);

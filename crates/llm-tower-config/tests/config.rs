@@ -798,3 +798,34 @@ async fn example_config_is_valid_and_builds() {
     assert!(ids.starts_with(&["fast".to_owned(), "smart".to_owned(), "embed".to_owned()]));
     assert!(ids.contains(&"anthropic/claude-sonnet-4-20250514".to_owned()));
 }
+
+#[test]
+fn cache_write_and_reasoning_prices_are_read_and_checked() {
+    let mut v = base();
+    v["providers"]["openai"]["models"]["gpt-4o"]["price"] = json!({
+        "input": "3", "output": "15", "cached_input": "0.30",
+        "cache_write_5m": "3.75", "cache_write_1h": "6", "reasoning": "20"
+    });
+    let config = load(&v).unwrap();
+    let built = llm_tower_config::build_blocking(&config).unwrap();
+    let price = built
+        .tracker()
+        .prices()
+        .get("openai/gpt-4o")
+        .copied()
+        .unwrap();
+    let usage = llm_tower_core::Usage::new(10_000, 600, llm_tower_core::UsageSource::Provider)
+        .with_cached(2_000)
+        .with_cache_writes(3_000, 4_000)
+        .with_reasoning(100);
+    // 1,000 x 3 + 2,000 x 0.30 + 3,000 x 3.75 + 4,000 x 6 + 500 x 15 + 100 x 20.
+    assert_eq!(
+        price.cost(&usage),
+        llm_tower_core::Money::from_nanos(48_350_000)
+    );
+    v["providers"]["openai"]["models"]["gpt-4o"]["price"]["cache_write_1h"] = json!("-2");
+    assert_problem(
+        &v,
+        "providers.openai.models.gpt-4o.price.cache_write_1h: must be >= 0",
+    );
+}

@@ -410,3 +410,56 @@ async fn impossible_usage_settles_at_the_worst_case_and_never_wraps() {
         .unwrap();
     assert_eq!(cost, Money::from_nanos(3 * 2_500 + 50 * 10_000));
 }
+
+#[test]
+fn every_usage_tier_is_priced_exactly_at_published_prices() {
+    // Claude Sonnet 4.5: $3 input, $15 output, cache writes 1.25x (5 m) and 2x (1 h) input,
+    // cache reads 0.1x input.
+    let sonnet = ModelPrice::usd("3", "15")
+        .unwrap()
+        .cached_input(llm_tower_core::Price::parse_per_million("0.30").unwrap())
+        .cache_write_5m(llm_tower_core::Price::parse_per_million("3.75").unwrap())
+        .cache_write_1h(llm_tower_core::Price::parse_per_million("6").unwrap());
+    let usage = Usage::new(10_000, 500, UsageSource::Provider)
+        .with_cached(2_000)
+        .with_cache_writes(3_000, 4_000);
+    assert_eq!(usage.uncached_prompt_tokens(), 1_000);
+    // 1,000 x 3 + 2,000 x 0.30 + 3,000 x 3.75 + 4,000 x 6 + 500 x 15 = 46,350 USD-millionths.
+    assert_eq!(sonnet.cost(&usage), Money::from_nanos(46_350_000));
+    // Each tier alone, to the nano-USD.
+    let one = |u: Usage| sonnet.cost(&u).as_nanos();
+    assert_eq!(
+        one(Usage::new(1, 0, UsageSource::Provider).with_cache_writes(1, 0)),
+        3_750
+    );
+    assert_eq!(
+        one(Usage::new(1, 0, UsageSource::Provider).with_cache_writes(0, 1)),
+        6_000
+    );
+    assert_eq!(
+        one(Usage::new(1, 0, UsageSource::Provider).with_cached(1)),
+        300
+    );
+    // The worst case prices the prompt at the dearest tier it could be billed at.
+    assert_eq!(sonnet.worst_case(1_000, 0), Money::from_nanos(6_000_000));
+
+    // o4-mini: $1.10 input, $0.275 cached, $4.40 output; reasoning at the output price
+    // unless priced apart.
+    let o4 = ModelPrice::usd("1.10", "4.40")
+        .unwrap()
+        .cached_input(llm_tower_core::Price::parse_per_million("0.275").unwrap());
+    let usage = Usage::new(1_000, 800, UsageSource::Provider)
+        .with_cached(400)
+        .with_reasoning(500);
+    // 600 x 1.10 + 400 x 0.275 + 800 x 4.40 = 4,290 USD-millionths.
+    assert_eq!(o4.cost(&usage), Money::from_nanos(4_290_000));
+    let priced_apart = o4.reasoning(llm_tower_core::Price::parse_per_million("8.80").unwrap());
+    // 600 x 1.10 + 400 x 0.275 + 300 x 4.40 + 500 x 8.80 = 6,490.
+    assert_eq!(priced_apart.cost(&usage), Money::from_nanos(6_490_000));
+    // Fractions of a nano-USD round up once, on the whole request.
+    let cheap = ModelPrice::usd("0.075", "0.30").unwrap();
+    assert_eq!(
+        cheap.cost(&Usage::new(1, 1, UsageSource::Provider)),
+        Money::from_nanos(375)
+    );
+}

@@ -15,6 +15,17 @@ pub struct ModelPrice {
     pub cached_input: Option<Price>,
     /// Output tokens, per million.
     pub output: Price,
+    /// Input tokens written to a 5-minute prompt cache, per million (defaults to `input`;
+    /// Anthropic charges 1.25x input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_5m: Option<Price>,
+    /// Input tokens written to a 1-hour prompt cache, per million (defaults to `input`;
+    /// Anthropic charges 2x input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<Price>,
+    /// Reasoning output tokens, per million (defaults to `output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Price>,
     /// The model's largest output, which bounds a reservation when a request sets no
     /// `max_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,6 +41,9 @@ impl ModelPrice {
         ModelPrice {
             input,
             cached_input: None,
+            cache_write_5m: None,
+            cache_write_1h: None,
+            reasoning: None,
             output,
             max_output_tokens: None,
             context_window: None,
@@ -55,6 +69,27 @@ impl ModelPrice {
         self
     }
 
+    /// Sets the 5-minute cache-write price.
+    #[must_use]
+    pub fn cache_write_5m(mut self, price: Price) -> Self {
+        self.cache_write_5m = Some(price);
+        self
+    }
+
+    /// Sets the 1-hour cache-write price.
+    #[must_use]
+    pub fn cache_write_1h(mut self, price: Price) -> Self {
+        self.cache_write_1h = Some(price);
+        self
+    }
+
+    /// Sets the reasoning-token price.
+    #[must_use]
+    pub fn reasoning(mut self, price: Price) -> Self {
+        self.reasoning = Some(price);
+        self
+    }
+
     /// Sets the maximum output tokens.
     #[must_use]
     pub fn max_output_tokens(mut self, n: u32) -> Self {
@@ -69,24 +104,50 @@ impl ModelPrice {
         self
     }
 
-    /// The exact cost of a usage, rounded up once to whole nano-USD.
+    /// The exact cost of a usage, summed over every tier at its own price and rounded up
+    /// once to whole nano-USD: plain input, cached reads, 5-minute and 1-hour cache writes,
+    /// plain output and reasoning output.
     pub fn cost(&self, usage: &Usage) -> Money {
         let cached = usage.cached_prompt_tokens.min(usage.prompt_tokens);
-        let fresh = usage.prompt_tokens - cached;
+        let mut left = usage.prompt_tokens - cached;
+        let write_5m = usage.cache_write_5m_tokens.min(left);
+        left -= write_5m;
+        let write_1h = usage.cache_write_1h_tokens.min(left);
+        left -= write_1h;
+        let reasoning = usage.reasoning_tokens.min(usage.completion_tokens);
+        let output = usage.completion_tokens - reasoning;
         Price::round_up(
             self.input
-                .cost_scaled(fresh)
+                .cost_scaled(left)
                 .saturating_add(self.cached_input.unwrap_or(self.input).cost_scaled(cached))
-                .saturating_add(self.output.cost_scaled(usage.completion_tokens)),
+                .saturating_add(
+                    self.cache_write_5m
+                        .unwrap_or(self.input)
+                        .cost_scaled(write_5m),
+                )
+                .saturating_add(
+                    self.cache_write_1h
+                        .unwrap_or(self.input)
+                        .cost_scaled(write_1h),
+                )
+                .saturating_add(self.output.cost_scaled(output))
+                .saturating_add(self.reasoning.unwrap_or(self.output).cost_scaled(reasoning)),
         )
     }
 
-    /// The worst-case cost of `prompt` input tokens and `output` output tokens.
+    /// The worst-case cost of `prompt` input tokens and `output` output tokens: each
+    /// priced at the dearest tier it could be billed at (a prompt may be written to a
+    /// cache; output may be reasoning).
     pub fn worst_case(&self, prompt: u64, output: u64) -> Money {
+        let input = [self.cache_write_5m, self.cache_write_1h]
+            .into_iter()
+            .flatten()
+            .fold(self.input, Price::max);
+        let out = self.reasoning.map_or(self.output, |r| r.max(self.output));
         Price::round_up(
-            self.input
+            input
                 .cost_scaled(prompt)
-                .saturating_add(self.output.cost_scaled(output)),
+                .saturating_add(out.cost_scaled(output)),
         )
     }
 }
