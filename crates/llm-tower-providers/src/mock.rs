@@ -11,8 +11,16 @@
 //!   through the [`Clock`](llm_tower_core::Clock), so paused-time tests are exact.
 //! - Streaming like OpenAI: a role chunk, one chunk per word, a finish chunk, and a usage
 //!   chunk when `stream_options.include_usage` is set.
-//! - Tools: when the request offers tools and the last message is the user's, the reply
-//!   calls the first tool with `{}` (`finish_reason: "tool_calls"`).
+//! - `n` choices, each with its own reply.
+//! - Tools: when the request offers tools (and `tool_choice` is not `"none"`) and the last
+//!   message is the user's, the reply calls the tool `tool_choice` names, else the first,
+//!   with arguments made from its JSON schema (every required property, of its type;
+//!   `finish_reason: "tool_calls"`).
+//! - `response_format`: `json_object` answers a JSON object, `json_schema` a JSON value
+//!   made from the schema, so demos parse.
+//! - Reasoning: with `reasoning_effort` the reply carries `reasoning_content` and counts
+//!   reasoning tokens; with Anthropic's `thinking: {"type": "enabled"}` it also carries a
+//!   signed thinking block (streamed as reasoning deltas, then the whole block).
 //! - Injected failures at a seeded rate or on a schedule: 429 with retry-after, 5xx,
 //!   overloaded, a timeout error, or a stall that never answers (for timeout layers).
 
@@ -28,8 +36,8 @@ use futures_util::future::BoxFuture;
 use llm_tower_core::{
     ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, CompletionChoice,
     CompletionResponse, Delta, Embedding, EmbeddingInput, EmbeddingVector, EmbeddingsResponse,
-    Error, ErrorKind, FunctionCall, LimitOrigin, LlmRequest, LlmResponse, Message, RequestBody,
-    ResponseBody, ResponseMeta, Role, SharedClock, TokioClock, ToolCall, Usage, UsageSource,
+    Error, ErrorKind, LimitOrigin, LlmRequest, LlmResponse, Message, RequestBody, ResponseBody,
+    ResponseMeta, Role, SharedClock, ThinkingBlock, TokioClock, ToolCall, Usage, UsageSource,
 };
 use llm_tower_layers::token_count::{TokenCounter, Tokenizers};
 use tower::Service;
@@ -388,54 +396,128 @@ impl MockProvider {
             .map(|m| m.text().into_owned())
             .collect::<Vec<_>>()
             .join("\n");
-        let wants_tool = !chat.tools.is_empty()
-            && chat.tool_choice.as_ref().and_then(|c| c.as_str()) != Some("none")
-            && chat.messages.last().is_some_and(|m| m.role == Role::User);
         let prompt = cfg.counter.count_prompt(body).tokens;
-        let (message, finish, completion) = match chat.tools.first() {
-            Some(tool) if wants_tool => {
-                let call = ToolCall {
-                    extra: Default::default(),
-                    id: format!("call_{id}"),
-                    kind: "function".to_owned(),
-                    function: FunctionCall {
-                        name: tool.name().unwrap_or("tool").to_owned(),
-                        arguments: "{}".to_owned(),
-                    },
-                };
-                let tokens = cfg
-                    .counter
-                    .count_text(&chat.model, &call.function.name)
-                    .tokens
-                    .saturating_add(1);
-                let mut m = Message::assistant("");
-                m.content = None;
-                m.tool_calls = vec![call];
-                (m, "tool_calls", tokens)
+        let n = chat.n.unwrap_or(1).clamp(1, llm_tower_core::MAX_CHOICES);
+        let thinking = chat
+            .extra
+            .get("thinking")
+            .and_then(|t| t.get("type"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|t| t == "enabled" || t == "adaptive");
+        let reasoning = thinking || chat.extra.contains_key("reasoning_effort");
+        let mut choices = Vec::new();
+        let mut completion = 0u64;
+        let mut reasoning_tokens = 0u64;
+        for index in 0..n {
+            let seed = if index == 0 {
+                seed.clone()
+            } else {
+                format!("{seed}#{index}")
+            };
+            let (mut message, finish, tokens) = self.reply(&id, index, &seed, &last_user, chat);
+            completion = completion.saturating_add(tokens);
+            if reasoning {
+                let (thought, _) =
+                    self.reply_text(&format!("think:{seed}"), &last_user, Some(24), &chat.model);
+                let thought = format!("Let me think. {thought}");
+                let t = cfg.counter.count_text(&chat.model, &thought).tokens;
+                reasoning_tokens = reasoning_tokens.saturating_add(t);
+                completion = completion.saturating_add(t);
+                if thinking {
+                    let mut h = DefaultHasher::new();
+                    thought.hash(&mut h);
+                    message.thinking_blocks = vec![ThinkingBlock::Thinking {
+                        thinking: thought.clone(),
+                        signature: format!("mock-sig-{:016x}", h.finish()),
+                    }];
+                }
+                message.reasoning_content = Some(thought);
             }
-            _ => {
-                let (text, finish) =
-                    self.reply_text(&seed, &last_user, chat.max_tokens, &chat.model);
-                let tokens = cfg.counter.count_text(&chat.model, &text).tokens;
-                (Message::assistant(text), finish, tokens)
+            choices.push(ChatChoice::new(index, message, Some(finish.to_owned())));
+        }
+        let mut resp = ChatResponse::new(id, chat.model.clone(), created, choices);
+        resp.system_fingerprint = Some("mock".to_owned());
+        (
+            resp,
+            Usage::new(prompt, completion, UsageSource::Provider).with_reasoning(reasoning_tokens),
+        )
+    }
+
+    /// One choice's message, finish reason and output tokens.
+    fn reply(
+        &self,
+        id: &str,
+        index: u32,
+        seed: &str,
+        last_user: &str,
+        chat: &ChatRequest,
+    ) -> (Message, &'static str, u64) {
+        let cfg = &self.inner.config;
+        let choice = chat.tool_choice.as_ref();
+        let wants_tool = !chat.tools.is_empty()
+            && choice.and_then(|c| c.as_str()) != Some("none")
+            && chat.messages.last().is_some_and(|m| m.role == Role::User);
+        let named = choice
+            .and_then(|c| {
+                c.get("function")
+                    .and_then(|f| f.get("name"))
+                    .or(c.get("name"))
+            })
+            .and_then(serde_json::Value::as_str);
+        let tool = chat
+            .tools
+            .iter()
+            .find(|t| named.is_some_and(|n| t.name() == Some(n)))
+            .or(chat.tools.first());
+        if let Some(tool) = tool.filter(|_| wants_tool) {
+            let schema = tool.function.as_ref().and_then(|f| f.parameters.as_ref());
+            let mut state = hash_str(seed);
+            let args = schema.map_or_else(
+                || serde_json::Value::Object(serde_json::Map::new()),
+                |s| sample_json(s, &mut state, 0),
+            );
+            let call = ToolCall::function(
+                format!("call_{id}_{index}"),
+                tool.name().unwrap_or("tool"),
+                args.to_string(),
+            );
+            let tokens = cfg
+                .counter
+                .count_text(&chat.model, &call.function.arguments)
+                .tokens
+                .saturating_add(
+                    cfg.counter
+                        .count_text(&chat.model, &call.function.name)
+                        .tokens,
+                );
+            let mut m = Message::empty(Role::Assistant);
+            m.tool_calls = vec![call];
+            return (m, "tool_calls", tokens);
+        }
+        let format = chat
+            .response_format
+            .as_ref()
+            .and_then(|f| f.get("type"))
+            .and_then(serde_json::Value::as_str);
+        let text = match format {
+            Some("json_object") => {
+                let (t, _) = self.reply_text(seed, last_user, Some(16), &chat.model);
+                Some(serde_json::json!({ "answer": t }).to_string())
             }
+            Some("json_schema") => chat
+                .response_format
+                .as_ref()
+                .and_then(|f| f.get("json_schema"))
+                .and_then(|j| j.get("schema"))
+                .map(|schema| sample_json(schema, &mut hash_str(seed), 0).to_string()),
+            _ => None,
         };
-        let resp = ChatResponse {
-            extra: Default::default(),
-            service_tier: None,
-            id,
-            model: chat.model.clone(),
-            created,
-            choices: vec![ChatChoice {
-                extra: Default::default(),
-                logprobs: None,
-                index: 0,
-                message,
-                finish_reason: Some(finish.to_owned()),
-            }],
-            system_fingerprint: Some("mock".to_owned()),
+        let (text, finish) = match text {
+            Some(t) => (t, "stop"),
+            None => self.reply_text(seed, last_user, chat.max_tokens, &chat.model),
         };
-        (resp, Usage::new(prompt, completion, UsageSource::Provider))
+        let tokens = cfg.counter.count_text(&chat.model, &text).tokens;
+        (Message::assistant(text), finish, tokens)
     }
 
     fn respond(&self, req: &LlmRequest, n: u64) -> LlmResponse {
@@ -540,91 +622,80 @@ impl MockProvider {
 
     fn stream(&self, resp: ChatResponse, usage: Option<Usage>) -> llm_tower_core::ChatStream {
         let cfg = &self.inner.config;
-        let base = |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatChunk {
-            extra: Default::default(),
-            id: resp.id.clone(),
-            model: resp.model.clone(),
-            created: resp.created,
-            choices,
-            usage,
-            cost: None,
+        let base = |choice: Option<ChunkChoice>| {
+            let mut c = ChatChunk::new(resp.id.clone(), resp.model.clone(), resp.created);
+            c.choices.extend(choice);
+            c
         };
+        let delta = |index: u32, delta: Delta| Some(ChunkChoice::new(index, delta, None));
         let mut chunks = Vec::new();
-        chunks.push(base(
-            vec![ChunkChoice {
-                logprobs: None,
-                index: 0,
-                delta: Delta {
-                    reasoning_content: None,
-                    refusal: None,
-                    thinking_blocks: Vec::new(),
+        for c in &resp.choices {
+            let i = c.index;
+            chunks.push(base(delta(
+                i,
+                Delta {
                     role: Some(Role::Assistant),
                     content: Some(String::new()),
-                    tool_calls: Vec::new(),
+                    ..Delta::default()
                 },
-                finish_reason: None,
-            }],
-            None,
-        ));
-        let choice = resp.choices.first();
-        if let Some(c) = choice {
-            let text = c.message.text();
-            for (i, w) in text.split(' ').enumerate() {
-                let piece = if i == 0 {
-                    w.to_owned()
-                } else {
-                    format!(" {w}")
-                };
-                if piece.is_empty() {
-                    continue;
+            )));
+            let m = &c.message;
+            if let Some(r) = &m.reasoning_content {
+                for piece in words(r) {
+                    chunks.push(base(delta(
+                        i,
+                        Delta {
+                            reasoning_content: Some(piece),
+                            ..Delta::default()
+                        },
+                    )));
                 }
-                chunks.push(base(
-                    vec![ChunkChoice {
-                        logprobs: None,
-                        index: 0,
-                        delta: Delta {
-                            content: Some(piece),
+                if !m.thinking_blocks.is_empty() {
+                    chunks.push(base(delta(
+                        i,
+                        Delta {
+                            thinking_blocks: m.thinking_blocks.clone(),
                             ..Delta::default()
                         },
-                        finish_reason: None,
-                    }],
-                    None,
-                ));
+                    )));
+                }
             }
-            for (i, call) in c.message.tool_calls.iter().enumerate() {
-                chunks.push(base(
-                    vec![ChunkChoice {
-                        logprobs: None,
-                        index: 0,
-                        delta: Delta {
-                            tool_calls: vec![llm_tower_core::ToolCallDelta {
-                                index: u32::try_from(i).unwrap_or(0),
-                                id: Some(call.id.clone()),
-                                kind: Some("function".to_owned()),
-                                function: Some(llm_tower_core::FunctionCallDelta {
-                                    name: Some(call.function.name.clone()),
-                                    arguments: Some(call.function.arguments.clone()),
-                                }),
-                            }],
-                            ..Delta::default()
-                        },
-                        finish_reason: None,
-                    }],
-                    None,
-                ));
+            for piece in words(&m.text()) {
+                chunks.push(base(delta(
+                    i,
+                    Delta {
+                        content: Some(piece),
+                        ..Delta::default()
+                    },
+                )));
             }
+            for (k, call) in m.tool_calls.iter().enumerate() {
+                chunks.push(base(delta(
+                    i,
+                    Delta {
+                        tool_calls: vec![llm_tower_core::ToolCallDelta {
+                            index: u32::try_from(k).unwrap_or(0),
+                            id: Some(call.id.clone()),
+                            kind: Some("function".to_owned()),
+                            function: Some(llm_tower_core::FunctionCallDelta {
+                                name: Some(call.function.name.clone()),
+                                arguments: Some(call.function.arguments.clone()),
+                            }),
+                        }],
+                        ..Delta::default()
+                    },
+                )));
+            }
+            chunks.push(base(Some(ChunkChoice::new(
+                i,
+                Delta::default(),
+                c.finish_reason.clone(),
+            ))));
         }
-        chunks.push(base(
-            vec![ChunkChoice {
-                logprobs: None,
-                index: 0,
-                delta: Delta::default(),
-                finish_reason: choice.and_then(|c| c.finish_reason.clone()),
-            }],
-            None,
-        ));
         if let Some(u) = usage {
-            chunks.push(base(Vec::new(), Some(u)));
+            let mut last = base(None);
+            last.usage = Some(u);
+            chunks.push(last);
         }
         let interval = cfg.chunk_interval;
         let clock = cfg.clock.clone();
@@ -641,6 +712,91 @@ impl MockProvider {
                 }
             },
         ))
+    }
+}
+
+/// A text split into words, each but the first with its leading space.
+fn words(text: &str) -> Vec<String> {
+    text.split(' ')
+        .enumerate()
+        .map(|(i, w)| {
+            if i == 0 {
+                w.to_owned()
+            } else {
+                format!(" {w}")
+            }
+        })
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn hash_str(s: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// A JSON value that satisfies the common parts of a JSON schema: objects with every
+/// required property (and the others), strings (the first `enum` value or a word),
+/// numbers, integers, booleans, arrays of one item, `anyOf`/`oneOf` (the first), `const`.
+fn sample_json(schema: &serde_json::Value, state: &mut u64, depth: u32) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    if depth > 8 {
+        return Value::Null;
+    }
+    if let Some(c) = schema.get("const") {
+        return c.clone();
+    }
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
+        return first.clone();
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(first) = schema
+            .get(key)
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+        {
+            return sample_json(first, state, depth + 1);
+        }
+    }
+    let kind = match schema.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null"),
+        _ if schema.get("properties").is_some() => "object",
+        _ => "string",
+    };
+    *state = splitmix64(*state);
+    match kind {
+        "object" => {
+            let mut out = Map::new();
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (name, sub) in props {
+                    out.insert(name.clone(), sample_json(sub, state, depth + 1));
+                }
+            }
+            Value::Object(out)
+        }
+        "array" => {
+            let item = schema
+                .get("items")
+                .map_or(Value::Null, |i| sample_json(i, state, depth + 1));
+            Value::Array(vec![item])
+        }
+        "integer" => Value::from(*state % 100),
+        "number" => Value::from((*state % 10_000) as f64 / 100.0),
+        "boolean" => Value::Bool(*state % 2 == 0),
+        "null" => Value::Null,
+        _ => Value::String(
+            WORDS[usize::try_from(*state % WORDS.len() as u64).unwrap_or(0)].to_owned(),
+        ),
     }
 }
 
@@ -711,6 +867,129 @@ mod tests {
             model,
             vec![Message::user("Say something about towers.")],
         ))
+    }
+
+    fn with(f: impl FnOnce(&mut ChatRequest)) -> LlmRequest {
+        let mut c = ChatRequest::new("gpt-4o", vec![Message::user("Plan a trip to Paris.")]);
+        f(&mut c);
+        LlmRequest::chat(c)
+    }
+
+    async fn answer(req: LlmRequest) -> (ChatResponse, Usage) {
+        let r = MockProvider::new().oneshot(req).await.unwrap();
+        let usage = r.usage.unwrap();
+        (r.as_chat().unwrap().clone(), usage)
+    }
+
+    #[tokio::test]
+    async fn n_choices_each_with_its_own_reply() {
+        let (resp, usage) = answer(with(|c| c.n = Some(3))).await;
+        assert_eq!(resp.choices.len(), 3);
+        let texts: std::collections::HashSet<String> = resp
+            .choices
+            .iter()
+            .map(|c| c.message.text().into_owned())
+            .collect();
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        let one = answer(with(|_| {})).await.1;
+        assert!(usage.completion_tokens > 2 * one.completion_tokens);
+    }
+
+    #[tokio::test]
+    async fn tool_arguments_satisfy_the_schema_and_tool_choice_is_honoured() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "days": {"type": "integer"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                "stops": {"type": "array", "items": {"type": "string"}}
+            },
+            "required": ["city", "days", "unit"]
+        });
+        let tool = |name: &str| {
+            let mut f = llm_tower_core::FunctionDef::new(name);
+            f.parameters = Some(schema.clone());
+            llm_tower_core::Tool::function(f)
+        };
+        let (resp, _) = answer(with(|c| {
+            c.tools = vec![tool("first"), tool("weather")];
+            c.tool_choice =
+                Some(serde_json::json!({"type": "function", "function": {"name": "weather"}}));
+        }))
+        .await;
+        let call = &resp.choices[0].message.tool_calls[0];
+        assert_eq!(call.function.name, "weather");
+        let args: serde_json::Value = serde_json::from_str(&call.function.arguments).unwrap();
+        assert!(args["city"].is_string(), "{args}");
+        assert!(args["days"].is_u64(), "{args}");
+        assert_eq!(args["unit"], "celsius");
+        assert!(args["stops"].is_array());
+        assert_eq!(resp.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    }
+
+    #[tokio::test]
+    async fn response_formats_answer_valid_json() {
+        let (resp, _) = answer(with(|c| {
+            c.response_format = Some(serde_json::json!({"type": "json_object"}));
+        }))
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&resp.text()).unwrap();
+        assert!(v.is_object());
+        let (resp, _) = answer(with(|c| {
+            c.response_format = Some(serde_json::json!({"type": "json_schema", "json_schema": {
+                "name": "trip", "schema": {"type": "object", "properties": {
+                    "city": {"type": "string"}, "nights": {"type": "integer"}},
+                    "required": ["city", "nights"]}}}));
+        }))
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&resp.text()).unwrap();
+        assert!(v["city"].is_string() && v["nights"].is_u64(), "{v}");
+    }
+
+    #[tokio::test]
+    async fn thinking_streams_as_reasoning_then_a_signed_block_and_folds_back() {
+        let req = || {
+            with(|c| {
+                c.extra.insert(
+                    "thinking".into(),
+                    serde_json::json!({"type": "enabled", "budget_tokens": 1024}),
+                );
+            })
+        };
+        let (whole, usage) = answer(req()).await;
+        let m = &whole.choices[0].message;
+        assert!(
+            m.reasoning_content
+                .as_deref()
+                .unwrap()
+                .starts_with("Let me think.")
+        );
+        let ThinkingBlock::Thinking {
+            thinking,
+            signature,
+        } = &m.thinking_blocks[0]
+        else {
+            panic!("a thinking block");
+        };
+        assert_eq!(Some(thinking.as_str()), m.reasoning_content.as_deref());
+        assert!(signature.starts_with("mock-sig-"));
+        assert!(usage.reasoning_tokens > 0 && usage.reasoning_tokens < usage.completion_tokens);
+
+        let mut streamed = req();
+        if let RequestBody::Chat(c) = &mut streamed.body {
+            c.stream = true;
+        }
+        let r = MockProvider::new().oneshot(streamed).await.unwrap();
+        let (folded, _) = llm_tower_core::collect_chat_stream(r.into_stream().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(folded.choices[0].message.thinking_blocks, m.thinking_blocks);
+        assert_eq!(
+            folded.choices[0].message.reasoning_content,
+            m.reasoning_content
+        );
+        assert_eq!(folded.text(), whole.text());
     }
 
     #[tokio::test]
