@@ -241,6 +241,7 @@ fn chat(model: &str, label: &str, stream: bool) -> LlmRequest {
     if stream {
         c.stream = true;
         c.stream_options = Some(StreamOptions {
+            extra: Default::default(),
             include_usage: true,
         });
     }

@@ -141,6 +141,7 @@ struct ToolCallAcc {
     kind: Option<String>,
     name: Option<String>,
     arguments: String,
+    extra: Map<String, Value>,
 }
 
 /// `slot` takes `value` if it is still unset and `value` is a non-empty string.
@@ -163,6 +164,9 @@ impl ToolCallAcc {
                 self.arguments.push_str(a);
             }
         }
+        for (k, v) in &d.extra {
+            self.extra.entry(k.clone()).or_insert_with(|| v.clone());
+        }
     }
 
     fn finish(self) -> ToolCall {
@@ -173,7 +177,7 @@ impl ToolCallAcc {
                 name: self.name.unwrap_or_default(),
                 arguments: self.arguments,
             },
-            extra: Map::new(),
+            extra: self.extra,
         }
     }
 }
@@ -314,10 +318,11 @@ pub fn response_chunks(resp: &ChatResponse, usage: Option<Usage>) -> Vec<ChatChu
                     index: u32::try_from(i).unwrap_or(u32::MAX),
                     id: Some(t.id.clone()),
                     kind: Some(t.kind.clone()),
-                    function: Some(FunctionCallDelta {
+                    function: (!t.function.is_empty()).then(|| FunctionCallDelta {
                         name: Some(t.function.name.clone()),
                         arguments: Some(t.function.arguments.clone()),
                     }),
+                    extra: t.extra.clone(),
                 })
                 .collect();
             let delta = Delta {
@@ -447,6 +452,7 @@ mod tests {
             0,
             Delta {
                 tool_calls: vec![ToolCallDelta {
+                    extra: Default::default(),
                     index,
                     id: Some(id.into()),
                     kind: Some("function".into()),
@@ -467,6 +473,7 @@ mod tests {
             0,
             Delta {
                 tool_calls: vec![ToolCallDelta {
+                    extra: Default::default(),
                     index,
                     id: None,
                     kind: None,
@@ -579,6 +586,7 @@ mod tests {
             0,
             Delta {
                 tool_calls: vec![ToolCallDelta {
+                    extra: Default::default(),
                     index: 0,
                     id: Some("call_1".into()),
                     kind: None,

@@ -142,6 +142,7 @@ impl ContentPart {
     pub fn image_url(url: impl Into<String>) -> Self {
         ContentPart::ImageUrl {
             image_url: ImageUrl {
+                extra: Default::default(),
                 url: url.into(),
                 detail: None,
             },
@@ -283,13 +284,16 @@ impl<'de> Deserialize<'de> for ContentPart {
 }
 
 /// An image reference.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImageUrl {
     /// `https://...` or `data:image/png;base64,...`.
     pub url: String,
     /// `low`, `high` or `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Audio input: base64 data and its format.
@@ -580,6 +584,9 @@ pub struct StreamOptions {
     /// Send a last chunk with the usage of the whole request.
     #[serde(default)]
     pub include_usage: bool,
+    /// Other options (`include_obfuscation`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// A chat completion request.
@@ -676,6 +683,7 @@ impl ChatRequest {
     pub fn streaming(mut self) -> Self {
         self.stream = true;
         self.stream_options = Some(StreamOptions {
+            extra: Default::default(),
             include_usage: true,
         });
         self
@@ -890,6 +898,10 @@ pub struct ToolCallDelta {
     /// Name (first delta) and argument fragments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionCallDelta>,
+    /// Other fields (a custom tool call's `custom` object, ...); the fold keeps the first
+    /// value of each.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Name and argument fragment of a tool-call delta.

@@ -430,6 +430,7 @@ async fn llm_inner(
                 // Always ask the provider for usage, so cost is settled on real numbers;
                 // the usage chunk is dropped again unless the client asked for it.
                 chat.stream_options = Some(StreamOptions {
+                    extra: Default::default(),
                     include_usage: true,
                 });
             }

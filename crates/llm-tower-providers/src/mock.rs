@@ -674,6 +674,7 @@ impl MockProvider {
                     i,
                     Delta {
                         tool_calls: vec![llm_tower_core::ToolCallDelta {
+                            extra: Default::default(),
                             index: u32::try_from(k).unwrap_or(0),
                             id: Some(call.id.clone()),
                             kind: Some("function".to_owned()),
@@ -792,7 +793,7 @@ fn sample_json(schema: &serde_json::Value, state: &mut u64, depth: u32) -> serde
         }
         "integer" => Value::from(*state % 100),
         "number" => Value::from((*state % 10_000) as f64 / 100.0),
-        "boolean" => Value::Bool(*state % 2 == 0),
+        "boolean" => Value::Bool(state.is_multiple_of(2)),
         "null" => Value::Null,
         _ => Value::String(
             WORDS[usize::try_from(*state % WORDS.len() as u64).unwrap_or(0)].to_owned(),

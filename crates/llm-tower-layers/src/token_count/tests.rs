@@ -230,6 +230,7 @@ fn chat_count_matches_the_openai_cookbook_example() {
 fn images_count_by_detail_and_make_the_prompt_an_estimate() {
     let image = |detail: Option<&str>| ContentPart::ImageUrl {
         image_url: ImageUrl {
+            extra: Default::default(),
             url: "https://example.com/cat.png".into(),
             detail: detail.map(str::to_owned),
         },
@@ -715,6 +716,7 @@ async fn stream_tool_call_fragments_are_counted_as_an_estimate() {
             role: None,
             content: None,
             tool_calls: vec![ToolCallDelta {
+                extra: Default::default(),
                 index: 0,
                 id: Some("call_1".into()),
                 kind: Some("function".into()),

@@ -443,6 +443,7 @@ mod tests {
                     ContentPart::text("what?"),
                     ContentPart::ImageUrl {
                         image_url: ImageUrl {
+                            extra: Default::default(),
                             url: "data:image/png;base64,iVBORw0KGgo=".into(),
                             detail: None,
                         },
@@ -450,6 +451,7 @@ mod tests {
                     },
                     ContentPart::ImageUrl {
                         image_url: ImageUrl {
+                            extra: Default::default(),
                             url: "https://example.invalid/cat.jpg".into(),
                             detail: Some("high".into()),
                         },
@@ -548,6 +550,7 @@ mod tests {
         req.presence_penalty = Some(0.5);
         req.frequency_penalty = Some(0.5);
         req.stream_options = Some(llm_tower_core::StreamOptions {
+            extra: Default::default(),
             include_usage: true,
         });
         req.extra.insert("logprobs".into(), json!(true));

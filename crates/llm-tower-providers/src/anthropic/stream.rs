@@ -148,6 +148,7 @@ impl StreamParser for AnthropicStreamParser {
                     out.push_back(self.tool_delta(
                         ordinal,
                         ToolCallDelta {
+                            extra: Default::default(),
                             index: ordinal,
                             id: Some(id),
                             kind: Some("function".to_owned()),

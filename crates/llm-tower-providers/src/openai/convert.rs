@@ -67,8 +67,14 @@ pub(crate) fn chat_request_body(
             StreamUsage::IfAsked => asked,
             StreamUsage::Never => false,
         };
-        send.then_some(wire::StreamOptions {
-            include_usage: true,
+        let extra = req
+            .stream_options
+            .as_ref()
+            .map(|o| o.extra.clone())
+            .unwrap_or_default();
+        (send || !extra.is_empty()).then_some(wire::StreamOptions {
+            include_usage: send,
+            extra,
         })
     } else {
         None
@@ -230,6 +236,7 @@ pub(crate) fn chunk(w: wire::ChatCompletionChunk, fallback_created: u64) -> Opti
                 .tool_calls
                 .into_iter()
                 .map(|t| ToolCallDelta {
+                    extra: t.extra,
                     index: t.index,
                     id: t.id,
                     kind: t.kind,
@@ -350,6 +357,7 @@ mod tests {
                         ContentPart::text("what is this?"),
                         ContentPart::ImageUrl {
                             image_url: ImageUrl {
+                                extra: Default::default(),
                                 url: "https://x.invalid/a.png".into(),
                                 detail: Some("low".into()),
                             },

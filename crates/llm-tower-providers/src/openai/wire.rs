@@ -38,7 +38,11 @@ fn is_false(b: &bool) -> bool {
 /// `stream_options`.
 #[derive(Debug, Serialize)]
 pub(crate) struct StreamOptions {
+    #[serde(skip_serializing_if = "is_false")]
     pub include_usage: bool,
+    /// The client's other stream options (`include_obfuscation`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// A chat completion request body.
@@ -268,6 +272,8 @@ pub(crate) struct WireToolCallDelta {
     pub kind: Option<String>,
     #[serde(default)]
     pub function: Option<WireFunctionDelta>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Name and argument fragment.
