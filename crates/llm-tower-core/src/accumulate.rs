@@ -58,6 +58,7 @@ use crate::usage::Usage;
 ///             name: name.map(Into::into),
 ///             arguments: Some(arguments.into()),
 ///         }),
+///         ..ToolCallDelta::default()
 ///     }],
 ///     ..Delta::default()
 /// };
