@@ -4,7 +4,8 @@
 //!
 //! - `system` and `developer` messages become the top-level `system`: one string (the
 //!   messages joined with a blank line), or an array of text blocks when any of them (or
-//!   any of their text parts) carries `cache_control`.
+//!   any of their text parts) carries `cache_control`. A system message with a part
+//!   other than text is an `InvalidRequest` (Anthropic's `system` holds only text).
 //! - An assistant message is sent as its `thinking_blocks` first (unchanged, signatures
 //!   byte for byte), then its text, then its `tool_calls` as `tool_use` blocks.
 //! - A `tool` message becomes a `tool_result` block (its text and image parts become the
