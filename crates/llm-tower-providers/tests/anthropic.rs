@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{End, Reply, TestServer, collect, guard, serve};
 use llm_tower_core::{
-    ChatRequest, Error, ErrorKind, FunctionDef, LimitOrigin, LlmRequest, LlmResponse, ManualClock,
-    Message, Role, Tool, UsageSource,
+    ChatRequest, Content, ContentPart, Error, ErrorKind, FileData, FunctionDef, LimitOrigin,
+    LlmRequest, LlmResponse, ManualClock, Message, Role, ThinkingBlock, Tool, UsageSource,
 };
 use llm_tower_providers::anthropic::{Anthropic, AnthropicConfig};
 use llm_tower_providers::http::{HttpClient, HttpConfig};
@@ -511,6 +511,499 @@ async fn tool_message_without_id_is_refused_before_sending() {
     assert!(
         e.message()
             .contains("messages[1].tool_call_id: required for tool messages"),
+        "{e}"
+    );
+    assert!(server.requests().is_empty());
+}
+
+// ---- issue 10: a lossless mapping ----
+
+/// Signatures with every character JSON or base64 can make awkward.
+const SIG1: &str = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds+/Z0w==";
+const SIG2: &str = "ErUBCkYIBRgCIkB\"quoted\"\\slash/é+FjM9Q==";
+
+fn weather_tool() -> Tool {
+    Tool::function(FunctionDef {
+        extra: Default::default(),
+        name: "get_weather".into(),
+        description: Some("Get the weather".into()),
+        parameters: Some(json!({"type": "object", "properties": {"city": {"type": "string"}}})),
+        strict: None,
+    })
+}
+
+fn thinking_turn(
+    id: &str,
+    thinking: &str,
+    sig: &str,
+    text: Option<&str>,
+    tool: Option<(&str, Value)>,
+) -> Value {
+    let mut content = vec![json!({"type": "thinking", "thinking": thinking, "signature": sig})];
+    if let Some(t) = text {
+        content.push(json!({"type": "text", "text": t}));
+    }
+    let stop = if let Some((tid, input)) = &tool {
+        content.push(json!({"type": "tool_use", "id": tid, "name": "get_weather", "input": input}));
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    json!({"id": id, "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": content, "stop_reason": stop, "stop_sequence": null,
+        "usage": {"input_tokens": 100, "output_tokens": 50}})
+}
+
+#[tokio::test]
+async fn three_turn_thinking_and_tool_use_sends_the_signatures_back_unchanged() {
+    let server = serve(|req| {
+        let body = req.json();
+        match body["messages"].as_array().unwrap().len() {
+            1 => Reply::json(
+                200,
+                thinking_turn(
+                    "msg_1",
+                    "Need Paris weather.",
+                    SIG1,
+                    Some("Checking Paris."),
+                    Some(("toolu_1", json!({"city": "Paris"}))),
+                ),
+            ),
+            3 => Reply::json(
+                200,
+                thinking_turn(
+                    "msg_2",
+                    "Now Rome.",
+                    SIG2,
+                    None,
+                    Some(("toolu_2", json!({"city": "Rome"}))),
+                ),
+            ),
+            _ => Reply::json(
+                200,
+                thinking_turn("msg_3", "Compare.", "sig3", Some("Rome is warmer."), None),
+            ),
+        }
+    })
+    .await;
+    let p = provider(&server);
+    let mut chat = ChatRequest::new(
+        "claude-sonnet-4-5",
+        vec![Message::user("Paris or Rome warmer?")],
+    );
+    chat.tools = vec![weather_tool()];
+    chat.max_tokens = Some(8000);
+    chat.extra.insert(
+        "thinking".into(),
+        json!({"type": "enabled", "budget_tokens": 4000}),
+    );
+
+    let first = call(&p, LlmRequest::chat(chat.clone())).await.unwrap();
+    let sent = server.last().json();
+    assert_eq!(
+        sent["thinking"],
+        json!({"type": "enabled", "budget_tokens": 4000})
+    );
+    assert_eq!(sent["max_tokens"], 8000);
+    let m1 = first.as_chat().unwrap().choices[0].message.clone();
+    assert_eq!(m1.reasoning_content.as_deref(), Some("Need Paris weather."));
+    chat.messages.push(m1);
+    chat.messages.push(Message::tool("toolu_1", "18C"));
+
+    let second = call(&p, LlmRequest::chat(chat.clone())).await.unwrap();
+    let raw = server.last();
+    let sent = raw.json();
+    assert_eq!(
+        sent["messages"][1]["content"],
+        json!([
+            {"type": "thinking", "thinking": "Need Paris weather.", "signature": SIG1},
+            {"type": "text", "text": "Checking Paris."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+        ])
+    );
+    assert_eq!(
+        sent["messages"][1]["content"][0]["signature"].as_str(),
+        Some(SIG1)
+    );
+    assert_eq!(sent["messages"][2]["content"][0]["type"], "tool_result");
+    let m2 = second.as_chat().unwrap().choices[0].message.clone();
+    assert_eq!(m2.content, None);
+    chat.messages.push(m2);
+    chat.messages.push(Message::tool("toolu_2", "25C"));
+
+    let third = call(&p, LlmRequest::chat(chat)).await.unwrap();
+    let raw = server.last();
+    let sent = raw.json();
+    let msgs = sent["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 5);
+    assert_eq!(msgs[1]["content"][0]["signature"].as_str(), Some(SIG1));
+    assert_eq!(
+        msgs[3]["content"],
+        json!([
+            {"type": "thinking", "thinking": "Now Rome.", "signature": SIG2},
+            {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Rome"}},
+        ])
+    );
+    assert_eq!(msgs[3]["content"][0]["signature"].as_str(), Some(SIG2));
+    // The signature's JSON encoding on the wire is the one serde_json gives the exact string.
+    let encoded = serde_json::to_string(SIG2).unwrap();
+    assert!(
+        std::str::from_utf8(&raw.body).unwrap().contains(&encoded),
+        "signature bytes changed"
+    );
+    let chat = third.as_chat().unwrap();
+    assert_eq!(chat.text(), "Rome is warmer.");
+    assert_eq!(chat.choices[0].message.thinking_blocks.len(), 1);
+}
+
+fn thinking_message_body() -> Value {
+    json!({"id": "msg_t", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+        "content": [
+            {"type": "thinking", "thinking": "Step one. Step two.", "signature": SIG1},
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"},
+            {"type": "text", "text": "Let me check."},
+            {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Oslo"}}
+        ],
+        "stop_reason": "tool_use", "stop_sequence": null,
+        "usage": {"input_tokens": 20, "output_tokens": 90, "cache_read_input_tokens": 1000,
+                  "cache_creation_input_tokens": 300,
+                  "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200}}})
+}
+
+fn thinking_events() -> Vec<(&'static str, String)> {
+    let ev = |t: &'static str, v: Value| (t, v.to_string());
+    vec![
+        ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_t", "type": "message", "role": "assistant", "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 20, "output_tokens": 1, "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 300,
+                      "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200}}}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        ),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Step one."}}),
+        ),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": " Step two."}}),
+        ),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": SIG1}}),
+        ),
+        ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"}}),
+        ),
+        ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 1}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}}),
+        ),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Let me "}}),
+        ),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "check."}}),
+        ),
+        ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 2}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 3, "content_block": {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {}}}),
+        ),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 3, "delta": {"type": "input_json_delta", "partial_json": "{\"city\":"}}),
+        ),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 3, "delta": {"type": "input_json_delta", "partial_json": "\"Oslo\"}"}}),
+        ),
+        ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 3}),
+        ),
+        ev(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 90}}),
+        ),
+        ev("message_stop", json!({"type": "message_stop"})),
+    ]
+}
+
+#[tokio::test]
+async fn streamed_thinking_assembles_into_the_non_streamed_response() {
+    let server = serve(|req| {
+        if req.json()["stream"] == true {
+            Reply::sse_events(&thinking_events())
+        } else {
+            Reply::json(200, thinking_message_body())
+        }
+    })
+    .await;
+    let p = provider(&server);
+    let mut chat = ChatRequest::new("claude-sonnet-4-5", vec![Message::user("Weather in Oslo?")]);
+    chat.tools = vec![weather_tool()];
+    let whole = call(&p, LlmRequest::chat(chat.clone())).await.unwrap();
+    let whole_usage = whole.usage.unwrap();
+    let whole = whole.as_chat().unwrap().clone();
+    let streamed = call(&p, LlmRequest::chat(chat.streaming())).await.unwrap();
+    let (assembled, usage) = guard(llm_tower_core::collect_chat_stream(
+        streamed.into_stream().unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(assembled.choices[0].message, whole.choices[0].message);
+    assert_eq!(
+        assembled.choices[0].finish_reason,
+        whole.choices[0].finish_reason
+    );
+    assert_eq!((&assembled.id, &assembled.model), (&whole.id, &whole.model));
+    assert_eq!(usage, Some(whole_usage));
+    let m = &whole.choices[0].message;
+    assert_eq!(m.reasoning_content.as_deref(), Some("Step one. Step two."));
+    assert_eq!(
+        m.thinking_blocks,
+        vec![
+            ThinkingBlock::Thinking {
+                thinking: "Step one. Step two.".into(),
+                signature: SIG1.into()
+            },
+            ThinkingBlock::RedactedThinking {
+                data: "EmwKAhgBEgy3va3pzix/LafPsn4a".into()
+            },
+        ]
+    );
+    assert_eq!(m.tool_calls[0].function.arguments, r#"{"city":"Oslo"}"#);
+    assert_eq!(whole.choices[0].extra["anthropic_stop_reason"], "tool_use");
+}
+
+#[tokio::test]
+async fn cache_control_is_placed_and_cache_usage_tiers_are_exact() {
+    let server = serve(|_| Reply::json(200, thinking_message_body())).await;
+    let eph = json!({"type": "ephemeral"});
+    let hour = json!({"type": "ephemeral", "ttl": "1h"});
+    let mut big_system = Message::system("A long shared instruction block.");
+    big_system
+        .extra
+        .insert("cache_control".into(), hour.clone());
+    let mut doc = ContentPart::text("A long document.");
+    doc.extra_mut()
+        .unwrap()
+        .insert("cache_control".into(), eph.clone());
+    let mut user = Message::user("");
+    user.content = Some(Content::Parts(vec![
+        doc,
+        ContentPart::text("Summarise it."),
+    ]));
+    let mut last = Message::user("And in French?");
+    last.extra.insert("cache_control".into(), eph.clone());
+    let mut tool = weather_tool();
+    tool.extra.insert("cache_control".into(), hour.clone());
+    let mut chat = ChatRequest::new(
+        "claude-sonnet-4-5",
+        vec![
+            Message::system("You are terse."),
+            big_system,
+            user,
+            Message::assistant("Summary."),
+            last,
+        ],
+    );
+    chat.tools = vec![tool];
+    let resp = call(&provider(&server), LlmRequest::chat(chat))
+        .await
+        .unwrap();
+    let sent = server.last().json();
+    assert_eq!(
+        sent["system"],
+        json!([
+            {"type": "text", "text": "You are terse."},
+            {"type": "text", "text": "A long shared instruction block.", "cache_control": hour},
+        ])
+    );
+    assert_eq!(sent["messages"][0]["content"][0]["cache_control"], eph);
+    assert!(
+        sent["messages"][0]["content"][1]
+            .get("cache_control")
+            .is_none()
+    );
+    assert!(
+        sent["messages"][1]["content"][0]
+            .get("cache_control")
+            .is_none()
+    );
+    assert_eq!(
+        sent["messages"][2]["content"],
+        json!([{"type": "text", "text": "And in French?", "cache_control": eph}])
+    );
+    assert_eq!(sent["tools"][0]["cache_control"], hour);
+    let u = resp.usage.unwrap();
+    assert_eq!(u.prompt_tokens, 20 + 1000 + 300);
+    assert_eq!(u.cached_prompt_tokens, 1000);
+    assert_eq!(
+        (u.cache_write_5m_tokens, u.cache_write_1h_tokens),
+        (100, 200)
+    );
+    assert_eq!(u.uncached_prompt_tokens(), 20);
+    assert_eq!((u.completion_tokens, u.total_tokens), (90, 1410));
+}
+
+#[tokio::test]
+async fn documents_effort_betas_and_no_openai_only_fields_on_the_wire() {
+    let server = serve(|_| Reply::json(200, message_body())).await;
+    let p = provider_with(
+        &server,
+        AnthropicConfig::new(KEY)
+            .beta("pdfs-2024-09-25")
+            .beta("files-api-2025-04-14"),
+        HttpConfig::default(),
+    );
+    let mut user = Message::user("");
+    user.content = Some(Content::Parts(vec![
+        ContentPart::File {
+            file: FileData {
+                file_id: None,
+                file_data: Some("data:application/pdf;base64,JVBERi0xLjQK".into()),
+                filename: Some("report.pdf".into()),
+                extra: Default::default(),
+            },
+            extra: Default::default(),
+        },
+        ContentPart::File {
+            file: FileData {
+                file_id: Some("file_011CPMxVD3fHLUhvTqtsQA5w".into()),
+                ..FileData::default()
+            },
+            extra: Default::default(),
+        },
+        ContentPart::text("Summarise both."),
+    ]));
+    let mut chat = ChatRequest::new("claude-sonnet-4-5", vec![user]);
+    chat.temperature = Some(0.7);
+    chat.seed = Some(42);
+    chat.presence_penalty = Some(0.5);
+    chat.frequency_penalty = Some(0.5);
+    chat.user = Some("end-user-7".into());
+    chat.stream_options = Some(llm_tower_core::StreamOptions {
+        include_usage: true,
+    });
+    for (k, v) in [
+        ("reasoning_effort", json!("medium")),
+        ("service_tier", json!("priority")),
+        ("verbosity", json!("high")),
+        ("prompt_cache_key", json!("k1")),
+        ("metadata", json!({"session": "s1"})),
+        ("logprobs", json!(true)),
+        ("top_logprobs", json!(2)),
+        ("parallel_tool_calls", json!(true)),
+        ("store", json!(false)),
+        ("modalities", json!(["text"])),
+        ("audio", json!({"voice": "alloy", "format": "mp3"})),
+        ("prediction", json!({"type": "content", "content": "x"})),
+        ("web_search_options", json!({"search_context_size": "low"})),
+        (
+            "anthropic_beta",
+            json!(["files-api-2025-04-14", "context-1m-2025-08-07"]),
+        ),
+    ] {
+        chat.extra.insert(k.into(), v);
+    }
+    call(&p, LlmRequest::chat(chat)).await.unwrap();
+    let raw = server.last();
+    assert_eq!(
+        raw.header("anthropic-beta"),
+        Some("pdfs-2024-09-25,files-api-2025-04-14,context-1m-2025-08-07")
+    );
+    let sent = raw.json();
+    let mut keys: Vec<&str> = sent
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["max_tokens", "messages", "metadata", "model", "thinking"]
+    );
+    assert_eq!(
+        sent["thinking"],
+        json!({"type": "enabled", "budget_tokens": 4096})
+    );
+    assert_eq!(
+        sent["max_tokens"],
+        4096 + 4096,
+        "default max_tokens + budget"
+    );
+    assert_eq!(sent["metadata"], json!({"user_id": "end-user-7"}));
+    assert_eq!(
+        sent["messages"][0]["content"],
+        json!([
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}, "title": "report.pdf"},
+            {"type": "document", "source": {"type": "file", "file_id": "file_011CPMxVD3fHLUhvTqtsQA5w"}},
+            {"type": "text", "text": "Summarise both."},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn response_extras_and_raw_stop_reason_are_kept() {
+    let server = serve(|_| {
+        let mut b = message_body();
+        b["stop_reason"] = json!("stop_sequence");
+        b["stop_sequence"] = json!("###");
+        b["container"] = json!({"id": "container_1", "expires_at": "2026-01-01T00:00:00Z"});
+        b["usage"]["service_tier"] = json!("standard");
+        Reply::json(200, b)
+    })
+    .await;
+    let resp = call(&provider(&server), chat_req()).await.unwrap();
+    let chat = resp.as_chat().unwrap();
+    assert_eq!(chat.choices[0].finish_reason.as_deref(), Some("stop"));
+    assert_eq!(
+        chat.choices[0].extra["anthropic_stop_reason"],
+        "stop_sequence"
+    );
+    assert_eq!(chat.extra["stop_sequence"], "###");
+    assert_eq!(chat.extra["container"]["id"], "container_1");
+    assert_eq!(chat.service_tier.as_deref(), Some("standard"));
+}
+
+#[tokio::test]
+async fn audio_input_is_refused_before_sending() {
+    let server = serve(|_| Reply::json(200, message_body())).await;
+    let mut user = Message::user("");
+    user.content = Some(Content::Parts(vec![ContentPart::InputAudio {
+        input_audio: llm_tower_core::InputAudio {
+            data: "UklGRg==".into(),
+            format: "wav".into(),
+            extra: Default::default(),
+        },
+        extra: Default::default(),
+    }]));
+    let req = LlmRequest::chat(ChatRequest::new("claude-sonnet-4-5", vec![user]));
+    let e = call(&provider(&server), req).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    assert!(
+        e.message()
+            .contains("Anthropic does not accept audio input"),
         "{e}"
     );
     assert!(server.requests().is_empty());

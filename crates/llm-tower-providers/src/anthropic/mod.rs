@@ -1,35 +1,53 @@
 //! Anthropic's Messages API as a `tower::Service<LlmRequest>`: OpenAI-shaped chat requests
 //! in, OpenAI-shaped responses and chunks out.
 //!
-//! - System and developer messages become the top-level `system` prompt.
-//! - Images: `data:` URLs become base64 sources, `https://` URLs become url sources.
+//! - System and developer messages become the top-level `system` prompt (an array of
+//!   text blocks when any carries `cache_control`, else one string).
+//! - Images: `data:` URLs become base64 sources, `https://` URLs become url sources;
+//!   `file` parts become `document` blocks (PDF, text, or an uploaded `file_id`); parts of
+//!   Anthropic's own block types (`document`, `search_result`, ...) pass through; audio is
+//!   refused.
 //! - Tool calls become `tool_use` blocks; `tool` messages become `tool_result` blocks of a
-//!   user turn (consecutive ones merged into one turn).
-//! - `max_tokens` is required by Anthropic and defaults to [`AnthropicConfig::default_max_tokens`].
+//!   user turn (consecutive ones merged into one turn). Anthropic's own tools
+//!   (`web_search_20250305`, `bash_20250124`, ...) pass through.
+//! - Extended thinking: an assistant message's `thinking_blocks` are sent back first,
+//!   unchanged (signatures included); `extra["thinking"]` is sent as `thinking`, and
+//!   `reasoning_effort` becomes a thinking budget. Responses fill `thinking_blocks` and
+//!   `reasoning_content`; streams send the thinking text as `reasoning_content` and each
+//!   whole block (with its signature) when it completes.
+//! - Prompt caching: `cache_control` in the `extra` of a system message or part, a
+//!   message, a content part or a tool is sent on the matching block or tool.
+//! - `max_tokens` is required by Anthropic and defaults to [`AnthropicConfig::default_max_tokens`]
+//!   (plus the thinking budget when thinking is on and `max_tokens` is not set).
 //! - `stop_reason` maps to `finish_reason`: `end_turn`/`stop_sequence` -> `stop`,
-//!   `max_tokens` -> `length`, `tool_use` -> `tool_calls`.
-//! - Usage: prompt tokens = input + cache reads + cache writes; cached = cache reads.
+//!   `max_tokens` -> `length`, `tool_use` -> `tool_calls`, `refusal` -> `content_filter`,
+//!   `pause_turn` kept; the raw value is in `choice.extra["anthropic_stop_reason"]`, and
+//!   `stop_sequence`, `container` and unknown fields in the response's `extra`.
+//! - Usage: prompt tokens = input + cache reads + cache writes; cached = cache reads;
+//!   cache writes split into 5-minute and 1-hour ones.
 //! - A `tool` message must carry `tool_call_id` (it becomes the `tool_use_id` Anthropic
 //!   requires); without one the request fails with `InvalidRequest`
 //!   (`messages[3].tool_call_id: required for tool messages`) before anything is sent.
-//! - `user` becomes `metadata.user_id`; `n > 1` is an `InvalidRequest` (one answer per call).
-//! - OpenAI-only request fields that Anthropic rejects (`logprobs`, `logit_bias`, ...) are
-//!   dropped, and `parallel_tool_calls: false` becomes `disable_parallel_tool_use`; every
-//!   other `extra` field (e.g. `top_k`, `thinking`) passes through.
+//! - `anthropic-beta`: the configured features, plus the request's
+//!   `extra["anthropic_beta"]` (strings, not sent in the body), without duplicates.
 //!
-//! ## OpenAI fields that are not sent
+//! ## OpenAI fields
 //!
-//! These typed [`ChatRequest`] fields have no counterpart in the Messages API, so they are
-//! left out of the request (silently: a request that works against OpenAI still works
-//! here, it just does not get that behaviour):
+//! Anthropic rejects fields it does not know; OpenAI's are mapped or dropped:
 //!
-//! | field | why |
+//! | OpenAI field | sent to Anthropic as |
 //! |---|---|
-//! | `response_format` | no JSON mode or schema parameter; ask for JSON in the prompt, or force a tool call with `tool_choice` and read its arguments |
-//! | `seed` | sampling cannot be seeded; answers are not reproducible |
-//! | `presence_penalty`, `frequency_penalty` | no repetition penalties; `temperature`, `top_p` and `top_k` (in `extra`) are the sampling controls |
-//! | `stream_options` | not needed: the stream always reports usage, and a usage chunk is emitted at the end |
-//! | `logprobs`, `top_logprobs`, `logit_bias`, `store`, `modalities`, `prediction` (in `extra`) | OpenAI-only features; Anthropic rejects unknown fields, so they are removed |
+//! | `reasoning_effort` | `thinking: {type: enabled, budget_tokens}`: `minimal`/`low` 1024, `medium` 4096, `high` 16384, `xhigh` 32768 (`none`: no thinking); `max_tokens` is made larger than the budget |
+//! | `response_format` | `json_schema` -> `output_config.format`; `json_object` -> an instruction in `system`; `text` -> nothing |
+//! | `service_tier` | `auto` -> `auto` (`standard_only` kept); OpenAI's other tiers dropped |
+//! | `user` (or `metadata.user_id`, `safety_identifier`) | `metadata.user_id`; OpenAI's other `metadata` keys dropped |
+//! | `parallel_tool_calls: false` | `tool_choice.disable_parallel_tool_use` |
+//! | `n > 1` | `InvalidRequest` |
+//! | `seed`, `presence_penalty`, `frequency_penalty`, `logit_bias`, `logprobs`, `top_logprobs`, `stream_options`, `verbosity`, `prompt_cache_key`, `prompt_cache_retention`, `store`, `modalities`, `audio`, `prediction`, `web_search_options` | dropped (no counterpart) |
+//!
+//! With thinking on, `temperature` and `top_k` are not sent, nor `top_p` below 0.95
+//! (Anthropic refuses them). Every other `extra` field (e.g. `top_k`, `container`,
+//! `mcp_servers`) passes through unchanged.
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), llm_tower_core::Error> {
@@ -167,6 +185,8 @@ struct Engine {
     messages: Uri,
     models: Uri,
     default_max_tokens: u32,
+    /// Configured `anthropic-beta` features (deduplicated).
+    beta: Vec<String>,
 }
 
 /// The Anthropic provider.
@@ -193,9 +213,10 @@ impl Anthropic {
         headers.insert(n, v);
         let (n, v) = plain_header("anthropic-version", &config.version)?;
         headers.insert(n, v);
-        if !config.beta.is_empty() {
-            let (n, v) = plain_header("anthropic-beta", &config.beta.join(","))?;
-            headers.insert(n, v);
+        // Checked here so a bad configured beta fails at build time, not per request.
+        let beta = convert::merge_betas(&config.beta, &[]);
+        if !beta.is_empty() {
+            plain_header("anthropic-beta", &beta.join(","))?;
         }
         let common = Common::new(
             &config.name,
@@ -212,6 +233,7 @@ impl Anthropic {
                 messages: join(&base, "/v1/messages")?,
                 models: join(&base, "/v1/models")?,
                 default_max_tokens: config.default_max_tokens,
+                beta,
             }),
         })
     }
@@ -259,10 +281,20 @@ impl Engine {
     ) -> Result<LlmResponse, Error> {
         let clock = &self.common.clock;
         let deadline = self.common.deadline(t0, caller);
-        let body = convert::messages_request(chat, self.default_max_tokens)?;
-        let req =
-            self.common
-                .request(Method::POST, self.messages.clone(), Some(body), chat.stream)?;
+        let wire = convert::messages_request(chat, self.default_max_tokens)?;
+        let mut req = self.common.request(
+            Method::POST,
+            self.messages.clone(),
+            Some(wire.body),
+            chat.stream,
+        )?;
+        let beta = convert::merge_betas(&self.beta, &wire.betas);
+        if !beta.is_empty() {
+            let (n, v) = plain_header("anthropic-beta", &beta.join(",")).map_err(|e| {
+                Error::invalid_request(e.message().to_owned()).with_param("anthropic_beta")
+            })?;
+            req.headers_mut().insert(n, v);
+        }
         let ok = self.common.execute(req, &deadline).await?;
         let limits = ok.limits;
         if !chat.stream {

@@ -1,6 +1,15 @@
 //! Anthropic's SSE events (`message_start`, `content_block_*`, `message_delta`,
 //! `message_stop`, `ping`, `error`) converted to OpenAI-shaped chunks.
 //!
+//! - Text deltas -> `content`; `tool_use` blocks -> indexed tool-call deltas.
+//! - Thinking: `thinking_delta` -> `reasoning_content` fragments (a blank line between
+//!   two blocks, as in a whole response); `signature_delta` is recorded, and at the
+//!   block's `content_block_stop` one chunk carries the whole block (text and signature)
+//!   in `thinking_blocks`. A `redacted_thinking` block comes whole at its start.
+//! - `stop_sequence` and `container` of `message_delta` go to the finishing chunk's
+//!   `extra`; `usage.service_tier` to the usage chunk's `extra["service_tier"]`. (The raw
+//!   `stop_reason` kept in a whole response's `choice.extra` has no place in a chunk.)
+//!
 //! Usage is split across events: `message_start` carries the input tokens (and cache
 //! reads and writes), `message_delta` the cumulative output tokens (and, in newer API
 //! versions, cumulative input counts that replace the earlier ones). Both are combined
@@ -9,28 +18,42 @@
 use std::collections::{HashMap, VecDeque};
 
 use llm_tower_core::{
-    ChatChunk, ChunkChoice, Delta, Error, ErrorKind, FunctionCallDelta, Role, ToolCallDelta,
+    ChatChunk, ChunkChoice, Delta, Error, ErrorKind, FunctionCallDelta, Role, ThinkingBlock,
+    ToolCallDelta,
 };
+use serde_json::Value;
 
-use super::convert;
-use super::wire::{BlockDelta, ResponseBlock, StreamEvent, WireUsage};
+use super::convert::{self, Counts, ResponseBlock};
+use super::wire::{BlockDelta, StreamEvent, WireUsage};
 use crate::error_map::{self, ErrorBody};
 use crate::http::stream::{Flow, StreamParser};
 use crate::secret::Secrets;
 use crate::sse::SseEvent;
+
+/// A content block being streamed.
+enum Open {
+    /// A `tool_use` block and its tool-call ordinal.
+    Tool(u32),
+    /// A `thinking` block: its text and signature so far, and whether its text was emitted.
+    Thinking {
+        thinking: String,
+        signature: String,
+        emitted: bool,
+    },
+}
 
 /// Parses Anthropic's stream.
 pub(crate) struct AnthropicStreamParser {
     id: String,
     model: String,
     created: u64,
-    /// Content block index -> tool-call ordinal.
-    tools: HashMap<u32, u32>,
+    /// Open blocks by content block index.
+    blocks: HashMap<u32, Open>,
     next_tool: u32,
-    input_tokens: u64,
-    cache_read: u64,
-    cache_creation: u64,
-    output_tokens: u64,
+    /// Some reasoning text was emitted (the next block's text starts with a blank line).
+    reasoning_emitted: bool,
+    counts: Counts,
+    service_tier: Option<String>,
     secret: Option<Secrets>,
 }
 
@@ -40,12 +63,11 @@ impl AnthropicStreamParser {
             id: String::new(),
             model: String::new(),
             created,
-            tools: HashMap::new(),
+            blocks: HashMap::new(),
             next_tool: 0,
-            input_tokens: 0,
-            cache_read: 0,
-            cache_creation: 0,
-            output_tokens: 0,
+            reasoning_emitted: false,
+            counts: Counts::default(),
+            service_tier: None,
             secret,
         }
     }
@@ -90,18 +112,49 @@ impl AnthropicStreamParser {
         )
     }
 
+    fn thinking_blocks(&self, block: ThinkingBlock) -> ChatChunk {
+        self.chunk(
+            Delta {
+                thinking_blocks: vec![block],
+                ..Delta::default()
+            },
+            None,
+        )
+    }
+
+    /// Thinking text of block `index`, as a `reasoning_content` fragment.
+    fn reasoning(&mut self, index: u32, text: &str, out: &mut VecDeque<ChatChunk>) {
+        let Some(Open::Thinking {
+            thinking, emitted, ..
+        }) = self.blocks.get_mut(&index)
+        else {
+            return;
+        };
+        thinking.push_str(text);
+        if text.is_empty() {
+            return;
+        }
+        let fragment = if !*emitted && self.reasoning_emitted {
+            format!("\n\n{text}")
+        } else {
+            text.to_owned()
+        };
+        *emitted = true;
+        self.reasoning_emitted = true;
+        let chunk = self.chunk(
+            Delta {
+                reasoning_content: Some(fragment),
+                ..Delta::default()
+            },
+            None,
+        );
+        out.push_back(chunk);
+    }
+
     fn take_usage(&mut self, u: &WireUsage) {
-        if let Some(n) = u.input_tokens {
-            self.input_tokens = n;
-        }
-        if let Some(n) = u.cache_read_input_tokens {
-            self.cache_read = n;
-        }
-        if let Some(n) = u.cache_creation_input_tokens {
-            self.cache_creation = n;
-        }
-        if let Some(n) = u.output_tokens {
-            self.output_tokens = n;
+        self.counts.take(u);
+        if u.service_tier.is_some() {
+            self.service_tier.clone_from(&u.service_tier);
         }
     }
 }
@@ -131,8 +184,8 @@ impl StreamParser for AnthropicStreamParser {
             StreamEvent::ContentBlockStart {
                 index,
                 content_block,
-            } => match content_block {
-                ResponseBlock::Text { text } => {
+            } => match convert::response_block(&content_block) {
+                ResponseBlock::Text(text) => {
                     if !text.is_empty() {
                         out.push_back(self.text(text));
                     }
@@ -140,9 +193,9 @@ impl StreamParser for AnthropicStreamParser {
                 ResponseBlock::ToolUse { id, name, input } => {
                     let ordinal = self.next_tool;
                     self.next_tool = self.next_tool.saturating_add(1);
-                    self.tools.insert(index, ordinal);
+                    self.blocks.insert(index, Open::Tool(ordinal));
                     let initial = match &input {
-                        serde_json::Value::Object(o) if !o.is_empty() => input.to_string(),
+                        Value::Object(o) if !o.is_empty() => input.to_string(),
                         _ => String::new(),
                     };
                     out.push_back(self.tool_delta(
@@ -159,7 +212,27 @@ impl StreamParser for AnthropicStreamParser {
                         },
                     ));
                 }
-                ResponseBlock::Other => {}
+                ResponseBlock::Thinking(ThinkingBlock::Thinking {
+                    thinking,
+                    signature,
+                }) => {
+                    self.blocks.insert(
+                        index,
+                        Open::Thinking {
+                            thinking: String::new(),
+                            signature,
+                            emitted: false,
+                        },
+                    );
+                    self.reasoning(index, &thinking, out);
+                }
+                ResponseBlock::Thinking(redacted) => {
+                    self.blocks.remove(&index);
+                    out.push_back(self.thinking_blocks(redacted));
+                }
+                ResponseBlock::Other => {
+                    self.blocks.remove(&index);
+                }
             },
             StreamEvent::ContentBlockDelta { index, delta } => match delta {
                 BlockDelta::TextDelta { text } => {
@@ -168,7 +241,7 @@ impl StreamParser for AnthropicStreamParser {
                     }
                 }
                 BlockDelta::InputJsonDelta { partial_json } => {
-                    if let Some(&ordinal) = self.tools.get(&index)
+                    if let Some(&Open::Tool(ordinal)) = self.blocks.get(&index)
                         && !partial_json.is_empty()
                     {
                         out.push_back(self.tool_delta(
@@ -183,40 +256,68 @@ impl StreamParser for AnthropicStreamParser {
                         ));
                     }
                 }
+                BlockDelta::ThinkingDelta { thinking } => self.reasoning(index, &thinking, out),
+                BlockDelta::SignatureDelta { signature } => {
+                    if let Some(Open::Thinking { signature: s, .. }) = self.blocks.get_mut(&index) {
+                        s.push_str(&signature);
+                    }
+                }
                 BlockDelta::Other => {}
             },
+            StreamEvent::ContentBlockStop { index } => {
+                if let Some(Open::Thinking {
+                    thinking,
+                    signature,
+                    ..
+                }) = self.blocks.remove(&index)
+                {
+                    out.push_back(self.thinking_blocks(ThinkingBlock::Thinking {
+                        thinking,
+                        signature,
+                    }));
+                }
+            }
             StreamEvent::MessageDelta { delta, usage } => {
                 if let Some(u) = &usage {
                     self.take_usage(u);
                 }
-                if let Some(stop) = delta.stop_reason {
-                    out.push_back(
-                        self.chunk(Delta::default(), Some(convert::finish_reason(&stop))),
-                    );
+                let mut extra = serde_json::Map::new();
+                if let Some(s) = delta.stop_sequence {
+                    extra.insert("stop_sequence".into(), Value::String(s));
+                }
+                if let Some(c) = delta.container.filter(|c| !c.is_null()) {
+                    extra.insert("container".into(), c);
+                }
+                let finish = delta.stop_reason.as_deref().map(convert::finish_reason);
+                if finish.is_some() || !extra.is_empty() {
+                    let mut chunk = self.chunk(Delta::default(), finish);
+                    chunk.extra = extra;
+                    out.push_back(chunk);
                 }
             }
             StreamEvent::MessageStop => {
-                out.push_back(ChatChunk {
+                let mut chunk = ChatChunk {
                     extra: Default::default(),
                     id: self.id.clone(),
                     model: self.model.clone(),
                     created: self.created,
                     choices: Vec::new(),
-                    usage: Some(convert::usage(
-                        self.input_tokens,
-                        self.cache_read,
-                        self.cache_creation,
-                        self.output_tokens,
-                    )),
+                    usage: Some(self.counts.usage()),
                     cost: None,
-                });
+                };
+                if let Some(t) = &self.service_tier {
+                    chunk
+                        .extra
+                        .insert("service_tier".into(), Value::String(t.clone()));
+                }
+                out.push_back(chunk);
                 return Ok(Flow::Done);
             }
             StreamEvent::Error { error } => {
                 let body = ErrorBody::from_value(&serde_json::json!({ "error": error }));
                 return Err(error_map::stream_error(&body, self.secret.as_ref()));
             }
-            StreamEvent::ContentBlockStop | StreamEvent::Ping | StreamEvent::Unknown => {}
+            StreamEvent::Ping | StreamEvent::Unknown => {}
         }
         Ok(Flow::Continue)
     }
@@ -350,14 +451,85 @@ mod tests {
     fn unknown_events_and_deltas_are_ignored_and_garbage_is_an_error() {
         let (chunks, last) = run(&[
             r#"{"type":"message_start","message":{"id":"m","model":"c"}}"#,
-            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
-            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#,
-            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"x"}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"server_tool_use","id":"s","name":"web_search","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{}}}"#,
+            r#"{"type":"content_block_delta","index":7,"delta":{"type":"signature_delta","signature":"x"}}"#,
+            r#"{"type":"content_block_delta","index":8,"delta":{"type":"thinking_delta","thinking":"x"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"content_block_stop","index":99}"#,
             r#"{"type":"brand_new_event"}"#,
         ]);
         assert!(last.is_ok());
         assert_eq!(chunks.len(), 1);
         let (_, last) = run(&["{\"type\":"]);
         assert_eq!(last.unwrap_err().kind(), ErrorKind::Transport);
+    }
+
+    const THINKING_STREAM: &[&str] = &[
+        r#"{"type":"message_start","message":{"id":"msg_t","model":"claude-sonnet-4-5","usage":{"input_tokens":50,"cache_read_input_tokens":1000,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200},"output_tokens":1,"service_tier":"standard"}}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me "}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"think."}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCgIYAhIM+/sig=="}}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"EmwKAhgBEgy3va3pzix/LafPsn4a"}}"#,
+        r#"{"type":"content_block_stop","index":1}"#,
+        r#"{"type":"content_block_start","index":2,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
+        r#"{"type":"content_block_delta","index":2,"delta":{"type":"thinking_delta","thinking":"More."}}"#,
+        r#"{"type":"content_block_delta","index":2,"delta":{"type":"signature_delta","signature":"s2"}}"#,
+        r#"{"type":"content_block_stop","index":2}"#,
+        r#"{"type":"content_block_start","index":3,"content_block":{"type":"text","text":""}}"#,
+        r#"{"type":"content_block_delta","index":3,"delta":{"type":"text_delta","text":"42"}}"#,
+        r#"{"type":"content_block_stop","index":3}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"stop_sequence","stop_sequence":"END"},"usage":{"output_tokens":80}}"#,
+        r#"{"type":"message_stop"}"#,
+    ];
+
+    #[test]
+    fn thinking_streams_as_reasoning_then_whole_blocks() {
+        let (chunks, last) = run(THINKING_STREAM);
+        assert_eq!(last.unwrap(), Flow::Done);
+        let reasoning: Vec<String> = chunks
+            .iter()
+            .flat_map(|c| &c.choices)
+            .filter_map(|c| c.delta.reasoning_content.clone())
+            .collect();
+        assert_eq!(reasoning, ["Let me ", "think.", "\n\nMore."]);
+        let blocks: Vec<ThinkingBlock> = chunks
+            .iter()
+            .flat_map(|c| &c.choices)
+            .flat_map(|c| c.delta.thinking_blocks.clone())
+            .collect();
+        assert_eq!(
+            blocks,
+            [
+                ThinkingBlock::Thinking {
+                    thinking: "Let me think.".into(),
+                    signature: "EqQBCgIYAhIM+/sig==".into()
+                },
+                ThinkingBlock::RedactedThinking {
+                    data: "EmwKAhgBEgy3va3pzix/LafPsn4a".into()
+                },
+                ThinkingBlock::Thinking {
+                    thinking: "More.".into(),
+                    signature: "s2".into()
+                },
+            ]
+        );
+        let mut acc = llm_tower_core::ChatStreamAccumulator::new();
+        acc.extend(&chunks);
+        let (resp, usage) = acc.finish();
+        assert_eq!(resp.text(), "42");
+        assert_eq!(resp.extra["stop_sequence"], "END");
+        assert_eq!(resp.service_tier.as_deref(), Some("standard"));
+        assert_eq!(resp.choices[0].finish_reason.as_deref(), Some("stop"));
+        let u = usage.unwrap();
+        assert_eq!(u.prompt_tokens, 1350);
+        assert_eq!(u.cached_prompt_tokens, 1000);
+        assert_eq!(
+            (u.cache_write_5m_tokens, u.cache_write_1h_tokens),
+            (100, 200)
+        );
+        assert_eq!(u.completion_tokens, 80);
     }
 }

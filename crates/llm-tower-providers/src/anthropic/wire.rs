@@ -1,90 +1,15 @@
-//! Anthropic's Messages API wire format (serde types).
+//! Anthropic's Messages API wire format: the response and stream event types.
+//!
+//! Requests are built as JSON maps in [`convert`](super::convert) (content blocks,
+//! tools and `system` pass through in shapes this crate does not model, such as
+//! `document` blocks, server tools or blocks with `cache_control`). Response content
+//! blocks are kept as raw JSON and read by [`convert::response_block`](super::convert::response_block),
+//! so a block of an unknown type or with a malformed field never fails the response.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::openai::wire::nullable;
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-/// A `POST /v1/messages` body.
-#[derive(Debug, Serialize)]
-pub(crate) struct MessagesRequest<'a> {
-    pub model: &'a str,
-    pub max_tokens: u32,
-    pub messages: Vec<WireMessage>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub stop_sequences: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<WireTool<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_choice: Option<Value>,
-    #[serde(skip_serializing_if = "is_false")]
-    pub stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Metadata<'a>>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// `metadata`.
-#[derive(Debug, Serialize)]
-pub(crate) struct Metadata<'a> {
-    pub user_id: &'a str,
-}
-
-/// A tool definition.
-#[derive(Debug, Serialize)]
-pub(crate) struct WireTool<'a> {
-    pub name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<&'a str>,
-    pub input_schema: Value,
-}
-
-/// A conversation turn.
-#[derive(Debug, Serialize)]
-pub(crate) struct WireMessage {
-    pub role: &'static str,
-    pub content: Vec<Block>,
-}
-
-/// A content block of a request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum Block {
-    Text {
-        text: String,
-    },
-    Image {
-        source: ImageSource,
-    },
-    ToolUse {
-        id: String,
-        name: String,
-        input: Value,
-    },
-    ToolResult {
-        tool_use_id: String,
-        content: Vec<Block>,
-    },
-}
-
-/// Where an image comes from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum ImageSource {
-    Base64 { media_type: String, data: String },
-    Url { url: String },
-}
 
 /// Token usage as Anthropic reports it (input excludes cache reads and writes).
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -97,6 +22,21 @@ pub(crate) struct WireUsage {
     pub cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     pub cache_read_input_tokens: Option<u64>,
+    /// The split of `cache_creation_input_tokens` by cache lifetime.
+    #[serde(default)]
+    pub cache_creation: Option<CacheCreation>,
+    /// `standard`, `priority` or `batch`.
+    #[serde(default)]
+    pub service_tier: Option<String>,
+}
+
+/// `usage.cache_creation`.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(crate) struct CacheCreation {
+    #[serde(default)]
+    pub ephemeral_5m_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: Option<u64>,
 }
 
 /// A `POST /v1/messages` response.
@@ -106,31 +46,18 @@ pub(crate) struct MessagesResponse {
     pub id: String,
     #[serde(default, deserialize_with = "nullable")]
     pub model: String,
-    pub content: Vec<ResponseBlock>,
+    /// Content blocks, read one by one by [`convert::response_block`](super::convert::response_block).
+    #[serde(default, deserialize_with = "nullable")]
+    pub content: Vec<Value>,
     #[serde(default)]
     pub stop_reason: Option<String>,
     #[serde(default)]
+    pub stop_sequence: Option<String>,
+    #[serde(default)]
     pub usage: Option<WireUsage>,
-}
-
-/// A content block of a response.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum ResponseBlock {
-    Text {
-        #[serde(default)]
-        text: String,
-    },
-    ToolUse {
-        #[serde(default)]
-        id: String,
-        #[serde(default)]
-        name: String,
-        #[serde(default)]
-        input: Value,
-    },
-    #[serde(other)]
-    Other,
+    /// Every other top-level field (`type`, `role`, `container`, fields added later).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// One event of a streamed response (the `type` field of the SSE data).
@@ -141,14 +68,20 @@ pub(crate) enum StreamEvent {
         message: StartMessage,
     },
     ContentBlockStart {
+        #[serde(default)]
         index: u32,
-        content_block: ResponseBlock,
+        #[serde(default)]
+        content_block: Value,
     },
     ContentBlockDelta {
+        #[serde(default)]
         index: u32,
         delta: BlockDelta,
     },
-    ContentBlockStop,
+    ContentBlockStop {
+        #[serde(default)]
+        index: u32,
+    },
     MessageDelta {
         #[serde(default)]
         delta: MessageDeltaBody,
@@ -188,6 +121,14 @@ pub(crate) enum BlockDelta {
         #[serde(default)]
         partial_json: String,
     },
+    ThinkingDelta {
+        #[serde(default)]
+        thinking: String,
+    },
+    SignatureDelta {
+        #[serde(default)]
+        signature: String,
+    },
     #[serde(other)]
     Other,
 }
@@ -197,4 +138,9 @@ pub(crate) enum BlockDelta {
 pub(crate) struct MessageDeltaBody {
     #[serde(default)]
     pub stop_reason: Option<String>,
+    #[serde(default)]
+    pub stop_sequence: Option<String>,
+    /// Code execution's container (`{id, expires_at}`).
+    #[serde(default)]
+    pub container: Option<Value>,
 }
