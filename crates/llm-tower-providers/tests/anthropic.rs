@@ -902,6 +902,7 @@ async fn documents_effort_betas_and_no_openai_only_fields_on_the_wire() {
     chat.frequency_penalty = Some(0.5);
     chat.user = Some("end-user-7".into());
     chat.stream_options = Some(llm_tower_core::StreamOptions {
+        extra: Default::default(),
         include_usage: true,
     });
     for (k, v) in [
