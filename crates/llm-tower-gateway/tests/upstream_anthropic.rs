@@ -1,0 +1,174 @@
+//! The gateway in front of a local server that speaks Anthropic's Messages API exactly: a
+//! thinking + tool-use conversation over three turns keeps every signature intact, the
+//! client speaking OpenAI's chat format (and, in `anthropic_messages.rs`, Anthropic's).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::post;
+use common::Gateway;
+use http::StatusCode;
+use llm_tower_config::{Config, build};
+use llm_tower_gateway::AppState;
+use serde_json::{Value, json};
+
+/// What the fake Anthropic server saw: each request body.
+type Seen = Arc<Mutex<Vec<Value>>>;
+
+const SIG_1: &str = "EqQBCkYIARgCIkB1c2lnbmF0dXJlLW9uZQ==";
+const SIG_2: &str = "EqQBCkYIARgCIkB0d28tc2lnbmF0dXJl+/==";
+
+/// Answers turn by turn: thinking + a tool call, thinking + another tool call, then text;
+/// every request after the first must carry the earlier thinking blocks unchanged, each
+/// before the tool_use it led to.
+async fn messages(State(seen): State<Seen>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    let turn = {
+        let mut s = seen.lock().unwrap();
+        s.push(body.clone());
+        s.len()
+    };
+    let assistant: Vec<&Value> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .collect();
+    let expected_signatures: &[&str] = match turn {
+        1 => &[],
+        2 => &[SIG_1],
+        _ => &[SIG_1, SIG_2],
+    };
+    for (m, sig) in assistant.iter().zip(expected_signatures) {
+        let blocks = m["content"].as_array().unwrap();
+        if blocks[0]["type"] != "thinking"
+            || blocks[0]["signature"] != *sig
+            || blocks.last().unwrap()["type"] != "tool_use"
+        {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    json!({"type": "error", "error": {"type": "invalid_request_error",
+                    "message": format!("thinking block not sent back unchanged: {m}")}}),
+                ),
+            );
+        }
+    }
+    if assistant.len() != expected_signatures.len() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"type": "error", "error": {"type": "invalid_request_error",
+                "message": format!("turn {turn}: {} assistant turns", assistant.len())}}),
+            ),
+        );
+    }
+    let usage = json!({"input_tokens": 50, "output_tokens": 20,
+        "cache_read_input_tokens": 10, "cache_creation_input_tokens": 0});
+    let content = match turn {
+        1 => json!([
+            {"type": "thinking", "thinking": "I need the weather.", "signature": SIG_1},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+        ]),
+        2 => json!([
+            {"type": "thinking", "thinking": "Now the time.", "signature": SIG_2},
+            {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {"tz": "Europe/Paris"}}
+        ]),
+        _ => json!([{"type": "text", "text": "Sunny, 21 C, and it is noon."}]),
+    };
+    let stop = if turn < 3 { "tool_use" } else { "end_turn" };
+    (
+        StatusCode::OK,
+        Json(json!({
+            "id": format!("msg_{turn}"), "type": "message", "role": "assistant",
+            "model": body["model"], "content": content, "stop_reason": stop,
+            "stop_sequence": null, "usage": usage
+        })),
+    )
+}
+
+async fn fake_anthropic() -> (SocketAddr, Seen) {
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .route("/v1/messages", post(messages))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+async fn gateway(upstream: SocketAddr) -> Gateway {
+    let config = json!({
+        "providers": {
+            "claude": {
+                "type": "anthropic",
+                "api_key": "sk-ant-test-not-real",
+                "base_url": format!("http://{upstream}"),
+                "models": { "claude-sonnet-4-5": { "price": {
+                    "input": "3", "output": "15", "cached_input": "0.30",
+                    "cache_write_5m": "3.75", "cache_write_1h": "6"
+                } } }
+            }
+        },
+        "retry": { "max_retries": 0 }
+    });
+    let built = build(&Config::from_str(&config.to_string()).unwrap())
+        .await
+        .unwrap();
+    Gateway::start(AppState::from_built(&built)).await
+}
+
+fn tools() -> Value {
+    json!([
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+        {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}}
+    ])
+}
+
+#[tokio::test]
+async fn thinking_and_tool_use_over_three_turns_in_openai_format_keep_the_signatures() {
+    let (upstream, seen) = fake_anthropic().await;
+    let gw = gateway(upstream).await;
+    let mut messages = vec![json!({"role": "user", "content": "Weather and time in Paris?"})];
+    let mut last = Value::Null;
+    for turn in 1..=3 {
+        let body = json!({
+            "model": "claude/claude-sonnet-4-5",
+            "max_tokens": 2048,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "tools": tools(),
+            "messages": messages,
+        });
+        let r = gw.post("/v1/chat/completions", &[], body).await;
+        assert_eq!(r.status, StatusCode::OK, "turn {turn}: {}", r.text());
+        last = r.json();
+        let msg = last["choices"][0]["message"].clone();
+        if turn < 3 {
+            assert_eq!(last["choices"][0]["finish_reason"], "tool_calls");
+            assert_eq!(msg["thinking_blocks"][0]["type"], "thinking");
+            let call = msg["tool_calls"][0].clone();
+            messages.push(msg);
+            messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "ok"}));
+        }
+    }
+    assert_eq!(
+        last["choices"][0]["message"]["content"],
+        "Sunny, 21 C, and it is noon."
+    );
+    // Cached reads are reported in OpenAI's shape.
+    assert_eq!(last["usage"]["prompt_tokens"], 60);
+    assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], 10);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    // The thinking request reached Anthropic as Anthropic wants it.
+    assert_eq!(seen[0]["thinking"]["type"], "enabled");
+    let third = &seen[2]["messages"];
+    assert_eq!(third[1]["content"][0]["signature"], SIG_1);
+    assert_eq!(third[3]["content"][0]["signature"], SIG_2);
+}
