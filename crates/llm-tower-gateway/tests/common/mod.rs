@@ -319,7 +319,9 @@ pub fn python_sdk(module: &str) -> bool {
             !required,
             "the `{module}` Python package is required here (pip install {module})"
         );
-        println!("note: skipped: the `{module}` Python package is not installed (pip install {module})");
+        println!(
+            "note: skipped: the `{module}` Python package is not installed (pip install {module})"
+        );
     }
     ok
 }
