@@ -3,10 +3,10 @@
 //! (limits, budgets, token counting, cost, routes, metrics) as `/v1/chat/completions`, so
 //! every provider serves it.
 //!
-//! - [`request`]: the request and its input items as a chat request;
-//! - [`response`]: the response object from a chat response;
-//! - [`stream`]: a chat stream as Responses events;
-//! - [`store`]: stored responses for `previous_response_id` and retrieval.
+//! - `request`: the request and its input items as a chat request;
+//! - `response`: the response object from a chat response;
+//! - `stream`: a chat stream as Responses events;
+//! - `store`: stored responses for `previous_response_id` and retrieval.
 
 pub(crate) mod request;
 pub(crate) mod response;
