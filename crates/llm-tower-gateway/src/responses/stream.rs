@@ -545,3 +545,155 @@ pub(crate) fn events(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::responses::request::Echo;
+    use llm_tower_core::{ChatChoice, Message, Role, ToolCall, UsageSource};
+
+    fn translator() -> Translator {
+        Translator::new(Meta {
+            id: "resp_1".into(),
+            created_at: 1,
+            echo: Echo {
+                model: "m".into(),
+                ..Echo::default()
+            },
+        })
+    }
+
+    fn delta_chunk(delta: Delta, finish: Option<&str>) -> ChatChunk {
+        ChatChunk::new("c", "m", 1).with_choice(ChunkChoice::new(0, delta, finish.map(Into::into)))
+    }
+
+    fn parse(bytes: &[u8]) -> Vec<(String, Value)> {
+        let text = std::str::from_utf8(bytes).unwrap();
+        text.split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let (ev, data) = e.split_once('\n').unwrap();
+                (
+                    ev.strip_prefix("event: ").unwrap().to_owned(),
+                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reasoning_then_text_then_refusal_then_length() {
+        let mut t = translator();
+        t.start();
+        t.chunk(&delta_chunk(
+            Delta {
+                reasoning_content: Some("hmm".into()),
+                ..Delta::default()
+            },
+            None,
+        ));
+        t.chunk(&delta_chunk(
+            Delta {
+                thinking_blocks: vec![ThinkingBlock::Thinking {
+                    thinking: "hmm".into(),
+                    signature: "sig".into(),
+                }],
+                content: Some("Hi".into()),
+                ..Delta::default()
+            },
+            None,
+        ));
+        t.chunk(&delta_chunk(
+            Delta {
+                refusal: Some("no".into()),
+                ..Delta::default()
+            },
+            Some("length"),
+        ));
+        let mut last = ChatChunk::new("c", "m", 1);
+        last.usage = Some(Usage::new(3, 4, UsageSource::Provider).with_reasoning(2));
+        t.chunk(&last);
+        let (resp, output) = t.finish();
+        let ev = parse(&t.take());
+        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.reasoning_summary_part.added",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.done",
+                "response.reasoning_summary_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.content_part.added",
+                "response.refusal.delta",
+                "response.refusal.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.incomplete",
+            ]
+        );
+        assert_eq!(ev[14].1["content_index"], 1);
+        assert_eq!(resp["status"], "incomplete");
+        assert_eq!(resp["incomplete_details"]["reason"], "max_output_tokens");
+        assert_eq!(
+            resp["usage"]["output_tokens_details"]["reasoning_tokens"],
+            2
+        );
+        assert_eq!(output.len(), 2);
+        assert_eq!(output[0]["type"], "reasoning");
+        assert_eq!(output[0]["summary"][0]["text"], "hmm");
+        assert!(
+            output[0]["encrypted_content"]
+                .as_str()
+                .unwrap()
+                .starts_with(crate::responses::request::THINKING_PREFIX)
+        );
+        assert_eq!(output[1]["status"], "incomplete");
+        assert_eq!(output[1]["content"][0]["text"], "Hi");
+        assert_eq!(output[1]["content"][1]["refusal"], "no");
+        // The output items go back in as the same conversation (thinking blocks included).
+        let mut conv = crate::responses::request::Conversation::default();
+        conv.push_items(&output, "input").unwrap();
+        let m = conv.finish();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].text(), "Hi");
+        assert_eq!(m[0].refusal.as_deref(), Some("no"));
+        assert_eq!(m[0].thinking_blocks.len(), 1);
+        assert_eq!(m[0].reasoning_content.as_deref(), Some("hmm"));
+    }
+
+    #[tokio::test]
+    async fn a_response_in_one_piece_streams_its_calls() {
+        let mut m = Message::empty(Role::Assistant);
+        m.tool_calls = vec![
+            ToolCall::function("a", "f", "{}"),
+            ToolCall::function("b", "g", "{\"x\":1}"),
+        ];
+        let c = ChatResponse::new(
+            "c",
+            "m",
+            1,
+            vec![ChatChoice::new(0, m, Some("tool_calls".into()))],
+        );
+        let mut s = one_piece(c, Some(Usage::new(1, 1, UsageSource::Provider)));
+        let mut t = translator();
+        while let Some(chunk) = s.next().await {
+            t.chunk(&chunk.unwrap());
+        }
+        let (resp, output) = t.finish();
+        assert_eq!(output.len(), 2);
+        assert_eq!(output[1]["call_id"], "b");
+        assert_eq!(output[1]["arguments"], "{\"x\":1}");
+        assert_eq!(resp["status"], "completed");
+        assert_eq!(resp["usage"]["total_tokens"], 2);
+    }
+}
