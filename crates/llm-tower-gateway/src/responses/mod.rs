@@ -13,6 +13,8 @@ pub(crate) mod response;
 pub(crate) mod store;
 pub(crate) mod stream;
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -68,6 +70,7 @@ async fn create_inner(
 ) -> Result<Response, OpenAiError> {
     let bytes = read_body(state, headers, body).await?;
     let value: Value = parse_json(&bytes)?;
+    let input_bytes = bytes.len();
     drop(bytes);
     let Parsed {
         mut chat,
@@ -78,7 +81,8 @@ async fn create_inner(
     let caller = head.caller.as_ref().map(|c| c.as_str().to_owned());
 
     // The stored conversation this one continues.
-    let mut history: Vec<Value> = Vec::new();
+    let mut history: Vec<Arc<[Value]>> = Vec::new();
+    let mut history_bytes = 0;
     if let Some(prev) = &echo.previous_response_id {
         let found = match state.response_store() {
             Some(s) => s.get(prev).await.map_err(|e| OpenAiError::from_error(&e))?,
@@ -88,13 +92,16 @@ async fn create_inner(
         let found = found
             .filter(|p| p.caller == caller)
             .ok_or_else(|| previous_not_found(prev))?;
-        history.extend(found.conversation().cloned());
+        history = found.continued_history();
+        history_bytes = found.size;
     }
     let mut conv = Conversation::default();
     if let Some(i) = &echo.instructions {
         conv.messages.push(Message::system(i.clone()));
     }
-    conv.push_items(&history, "previous_response_id")?;
+    for turn in &history {
+        conv.push_items(turn, "previous_response_id")?;
+    }
     conv.push_items(&input, "input")?;
     chat.messages = conv.finish();
     if chat.messages.is_empty() {
@@ -126,14 +133,16 @@ async fn create_inner(
     req.ctx.deadline = Some(deadline.into_std());
 
     let store = state.response_store().filter(|_| echo.store).cloned();
-    let mut template = StoredResponse {
+    // Its size so far: the history and the request; the response's is added at the end.
+    let template = StoredResponse {
         caller,
-        input: history,
+        history,
+        input,
         instructions: echo.instructions.clone(),
         output: Vec::new(),
         response: Value::Null,
+        size: history_bytes.saturating_add(input_bytes),
     };
-    template.input.extend(input);
     let meta = Meta {
         id: new_id("resp"),
         created_at: now_secs(),
@@ -185,6 +194,9 @@ async fn create_inner(
         let object = response_object(&meta, &chat.model, status, &output, usage.as_ref(), None);
         let body = serde_json::to_vec(&object).map_err(|_| internal())?;
         if let Some(store) = store {
+            let mut template = template;
+            // The output is in the response object too: count it twice.
+            template.size = template.size.saturating_add(body.len().saturating_mul(2));
             template.output = output;
             template.response = object;
             if let Err(e) = store.put(meta.id.clone(), template).await {

@@ -528,6 +528,8 @@ pub(crate) fn events(
                         mut template,
                     }) = run.store.take()
                     {
+                        let encoded = serde_json::to_vec(&response).map_or(0, |v| v.len());
+                        template.size = template.size.saturating_add(encoded.saturating_mul(2));
                         template.output = output;
                         template.response = response;
                         let id = run.t.meta.id.clone();
