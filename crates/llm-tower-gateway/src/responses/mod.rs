@@ -119,8 +119,7 @@ async fn create_inner(
     if !state.knows_model(req.model()) {
         return Err(OpenAiError::model_not_found(req.model()));
     }
-    req.check_ranges()
-        .map_err(|e| OpenAiError::from_error(&e))?;
+    req.check_ranges().map_err(|e| stack_error(&e))?;
     let deadline = deadline(state, headers);
     req.ctx.caller = head.caller.take();
     match head.given_id.take() {
@@ -152,7 +151,7 @@ async fn create_inner(
     let call = state.service().oneshot(req);
     let resp = match tokio::time::timeout_at(deadline, call).await {
         Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => return Err(OpenAiError::from_error(&e)),
+        Ok(Err(e)) => return Err(stack_error(&e)),
         Err(_) => {
             return Err(OpenAiError::from_error(&Error::timeout(
                 "the gateway's request timeout passed before the provider answered",
@@ -207,6 +206,20 @@ async fn create_inner(
     };
     out.extensions_mut().insert(ProviderLatency(latency));
     Ok(out)
+}
+
+/// An error of the stack, with chat's field names put back into the Responses API's.
+fn stack_error(e: &Error) -> OpenAiError {
+    if e.param() == Some("max_tokens") {
+        let message = e.message().replace("max_tokens", "max_output_tokens");
+        let renamed = Error::new(e.kind(), message).with_param("max_output_tokens");
+        let renamed = match e.code() {
+            Some(code) => renamed.with_code(code.to_owned()),
+            None => renamed,
+        };
+        return OpenAiError::from_error(&renamed);
+    }
+    OpenAiError::from_error(e)
 }
 
 fn internal() -> OpenAiError {
