@@ -22,6 +22,7 @@ use tower::Service;
 use tower::util::BoxCloneSyncService;
 
 use crate::auth::{Authenticator, NoKeys};
+use crate::responses::{MemoryResponseStore, ResponseStore};
 use crate::settings::Settings;
 
 /// The stack the gateway calls: any llm-tower service, boxed.
@@ -124,6 +125,7 @@ pub(crate) struct Inner {
     pub(crate) settings: Settings,
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) describe: Option<String>,
+    pub(crate) responses: Option<Arc<dyn ResponseStore>>,
 }
 
 impl fmt::Debug for AppState {
@@ -153,6 +155,7 @@ pub struct AppStateBuilder {
     settings: Settings,
     prometheus: Option<PrometheusHandle>,
     describe: Option<String>,
+    responses: Option<Arc<dyn ResponseStore>>,
 }
 
 impl fmt::Debug for AppStateBuilder {
@@ -188,6 +191,7 @@ impl AppState {
             settings: Settings::default(),
             prometheus: None,
             describe: None,
+            responses: Some(Arc::new(MemoryResponseStore::default())),
         }
     }
 
@@ -232,6 +236,12 @@ impl AppState {
     /// The description of the composed stack, when one was given.
     pub fn describe(&self) -> Option<&str> {
         self.inner.describe.as_deref()
+    }
+
+    /// Where `POST /v1/responses` keeps responses (`store: true`) for
+    /// `previous_response_id` and `GET /v1/responses/{id}`.
+    pub fn response_store(&self) -> Option<&Arc<dyn ResponseStore>> {
+        self.inner.responses.as_ref()
     }
 
     /// The axum router of the gateway over this state.
@@ -338,6 +348,15 @@ impl AppStateBuilder {
         self
     }
 
+    /// Where the Responses API keeps stored responses (default: a
+    /// [`MemoryResponseStore`] of 10,000 responses for one hour); `None` stores nothing
+    /// (`previous_response_id` then always gets 400 and `GET /v1/responses/{id}` 404).
+    #[must_use]
+    pub fn response_store(mut self, store: Option<Arc<dyn ResponseStore>>) -> Self {
+        self.responses = store;
+        self
+    }
+
     /// Builds the state.
     pub fn build(self) -> AppState {
         #[derive(Serialize)]
@@ -368,6 +387,7 @@ impl AppStateBuilder {
                 settings: self.settings,
                 prometheus: self.prometheus,
                 describe: self.describe,
+                responses: self.responses,
             }),
         }
     }

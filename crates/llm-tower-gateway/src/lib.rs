@@ -9,6 +9,7 @@ mod from_config;
 pub mod http_limit;
 pub mod key;
 pub mod openai_error;
+pub mod responses;
 mod routes;
 pub mod server;
 pub mod settings;
@@ -17,6 +18,7 @@ pub mod wire;
 
 pub use app::{AppState, AppStateBuilder, HealthFuture, LlmService, ModelInfo, ProviderHealth};
 pub use auth::{Authenticator, NoKeys, StaticKeys};
+pub use responses::{MemoryResponseStore, ResponseStore, StoredResponse};
 pub use routes::{REQUEST_ID, TIMEOUT_HEADER};
 pub use server::{ConnectionInfo, ServeOptions, Shutdown, bind, serve};
 pub use settings::{LogFormat, Settings};

@@ -53,6 +53,14 @@ pub(crate) fn router(state: AppState) -> Router {
             route("/v1/completions", post(completions)),
         )
         .route("/v1/embeddings", route("/v1/embeddings", post(embeddings)))
+        .route(
+            "/v1/responses",
+            route("/v1/responses", post(crate::responses::create)),
+        )
+        .route(
+            "/v1/responses/{id}",
+            route("/v1/responses/{id}", get(crate::responses::retrieve)),
+        )
         .route("/v1/models", route("/v1/models", get(models)))
         // `{*id}`: ids such as `mock/gpt-4o-mini` or `vllm/meta-llama/Llama-3.1-8B` contain `/`.
         .route("/v1/models/{*id}", route("/v1/models/{id}", get(model)))
@@ -159,7 +167,7 @@ where
 /// The provider's share of a response's latency, left in the response extensions by the
 /// handlers so the [`RecordLayer`] can compute the gateway's own overhead.
 #[derive(Debug, Clone, Copy)]
-struct ProviderLatency(Duration);
+pub(crate) struct ProviderLatency(pub(crate) Duration);
 
 #[derive(Clone, Copy)]
 struct RecordLayer {
@@ -266,12 +274,12 @@ where
 // Shared request handling.
 
 /// What the request carries besides its body.
-struct Head {
+pub(crate) struct Head {
     /// The id the client gave (`x-request-id`), if any.
-    given_id: Option<RequestId>,
+    pub(crate) given_id: Option<RequestId>,
     /// The id to echo: the given one, or one generated later.
-    echo: Option<HeaderValue>,
-    caller: Option<CallerKey>,
+    pub(crate) echo: Option<HeaderValue>,
+    pub(crate) caller: Option<CallerKey>,
 }
 
 /// The client's `x-request-id`, when it is usable (1 to 128 visible characters).
@@ -281,7 +289,7 @@ fn given_request_id(headers: &HeaderMap) -> Option<(RequestId, HeaderValue)> {
     (!s.is_empty() && s.len() <= 128).then(|| (RequestId::from_string(s), v.clone()))
 }
 
-fn id_header(id: &RequestId) -> HeaderValue {
+pub(crate) fn id_header(id: &RequestId) -> HeaderValue {
     HeaderValue::from_str(id.as_str()).unwrap_or(HeaderValue::from_static("-"))
 }
 
@@ -300,7 +308,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<CallerKe
 
 /// The request id and the caller, or the 401 to answer (with the id echoed).
 #[allow(clippy::result_large_err)] // the error is the response itself, returned as is
-fn head(state: &AppState, headers: &HeaderMap) -> Result<Head, Response> {
+pub(crate) fn head(state: &AppState, headers: &HeaderMap) -> Result<Head, Response> {
     let (given_id, echo) = match given_request_id(headers) {
         Some((id, h)) => (Some(id), Some(h)),
         None => (None, None),
@@ -319,13 +327,13 @@ fn head(state: &AppState, headers: &HeaderMap) -> Result<Head, Response> {
 }
 
 /// Echoes the request id (generating one when neither the client nor the stack gave one).
-fn finish(mut resp: Response, echo: Option<HeaderValue>) -> Response {
+pub(crate) fn finish(mut resp: Response, echo: Option<HeaderValue>) -> Response {
     let id = echo.unwrap_or_else(|| id_header(&RequestId::generate()));
     resp.headers_mut().insert(REQUEST_ID, id);
     resp
 }
 
-async fn read_body(
+pub(crate) async fn read_body(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -354,7 +362,7 @@ async fn read_body(
 
 /// Parses a JSON body: fast path without path tracking; on failure, parse again to name
 /// the field.
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OpenAiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OpenAiError> {
     match serde_json::from_slice(bytes) {
         Ok(v) => Ok(v),
         Err(first) => {
@@ -368,7 +376,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OpenAiError> {
     }
 }
 
-fn deadline(state: &AppState, headers: &HeaderMap) -> Instant {
+pub(crate) fn deadline(state: &AppState, headers: &HeaderMap) -> Instant {
     let max = state.settings().request_timeout;
     let asked = headers
         .get(TIMEOUT_HEADER)
@@ -508,7 +516,7 @@ fn one_piece_stream(
     Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)))
 }
 
-fn json_response(status: StatusCode, body: Bytes) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, JSON);
@@ -516,7 +524,12 @@ fn json_response(status: StatusCode, body: Bytes) -> Response {
 }
 
 fn sse_response(body: SseBody) -> Response {
-    let mut resp = Response::new(Body::new(body));
+    event_stream(Body::new(body))
+}
+
+/// A `text/event-stream` response over `body`, unbuffered by proxies.
+pub(crate) fn event_stream(body: Body) -> Response {
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
