@@ -111,6 +111,7 @@ async fn create_inner(
         // Always ask the provider for usage, so cost is settled on real numbers and
         // `response.completed` carries it.
         chat.stream_options = Some(StreamOptions {
+            extra: Default::default(),
             include_usage: true,
         });
     }

@@ -604,6 +604,7 @@ fn content_parts(parts: &[Value], param: &str) -> Result<Vec<ContentPart>, OpenA
                 if let Some(url) = p.get("image_url").and_then(Value::as_str) {
                     ContentPart::ImageUrl {
                         image_url: ImageUrl {
+                            extra: Default::default(),
                             url: url.to_owned(),
                             detail,
                         },

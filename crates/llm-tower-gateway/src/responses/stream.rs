@@ -15,8 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use llm_tower_core::{
-    ChatChunk, ChatResponse, ChatStream, ChunkChoice, Delta, Error, FunctionCallDelta,
-    ThinkingBlock, ToolCallDelta, Usage,
+    ChatChunk, ChatResponse, ChatStream, Error, ThinkingBlock, ToolCallDelta, Usage,
 };
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -433,37 +432,8 @@ impl Translator {
 
 /// A chat response in one piece as a stream (a provider that cannot stream).
 pub(crate) fn one_piece(c: ChatResponse, usage: Option<Usage>) -> ChatStream {
-    let mut chunks = Vec::with_capacity(2);
-    if let Some(ch) = c.choices.into_iter().find(|ch| ch.index == 0) {
-        let m = ch.message;
-        let delta = Delta {
-            role: Some(m.role),
-            content: m.content.as_ref().map(|t| t.text().into_owned()),
-            tool_calls: m
-                .tool_calls
-                .iter()
-                .enumerate()
-                .map(|(i, t)| ToolCallDelta {
-                    index: u32::try_from(i).unwrap_or(u32::MAX),
-                    id: Some(t.id.clone()),
-                    kind: Some(t.kind.clone()),
-                    function: Some(FunctionCallDelta {
-                        name: Some(t.function.name.clone()),
-                        arguments: Some(t.function.arguments.clone()),
-                    }),
-                })
-                .collect(),
-            refusal: m.refusal,
-            reasoning_content: m.reasoning_content,
-            thinking_blocks: m.thinking_blocks,
-        };
-        chunks.push(Ok(ChatChunk::new(c.id.clone(), c.model.clone(), c.created)
-            .with_choice(ChunkChoice::new(0, delta, ch.finish_reason))));
-    }
-    let mut last = ChatChunk::new(c.id, c.model, c.created);
-    last.usage = usage;
-    chunks.push(Ok(last));
-    Box::pin(futures_util::stream::iter(chunks))
+    let chunks = llm_tower_core::response_chunks(&c, usage);
+    Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)))
 }
 
 /// Where a finished streamed response is stored.
@@ -553,7 +523,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::responses::request::Echo;
-    use llm_tower_core::{ChatChoice, Message, Role, ToolCall, UsageSource};
+    use llm_tower_core::{ChatChoice, ChunkChoice, Delta, Message, Role, ToolCall, UsageSource};
 
     fn translator() -> Translator {
         Translator::new(Meta {
