@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use llm_tower_core::{CallerKey, Error, LlmRequest, LlmResponse};
 use llm_tower_layers::cost::CostTracker;
+use llm_tower_layers::token_count::{TokenCounter, Tokenizers};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tower::Service;
@@ -124,6 +125,7 @@ pub(crate) struct Inner {
     pub(crate) settings: Settings,
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) describe: Option<String>,
+    pub(crate) counter: Arc<dyn TokenCounter>,
 }
 
 impl fmt::Debug for AppState {
@@ -153,6 +155,7 @@ pub struct AppStateBuilder {
     settings: Settings,
     prometheus: Option<PrometheusHandle>,
     describe: Option<String>,
+    counter: Option<Arc<dyn TokenCounter>>,
 }
 
 impl fmt::Debug for AppStateBuilder {
@@ -188,6 +191,7 @@ impl AppState {
             settings: Settings::default(),
             prometheus: None,
             describe: None,
+            counter: None,
         }
     }
 
@@ -227,6 +231,12 @@ impl AppState {
     /// The cost tracker behind `/v1/usage`.
     pub fn tracker(&self) -> Option<&CostTracker> {
         self.inner.tracker.as_ref()
+    }
+
+    /// The token counter behind `/v1/messages/count_tokens`: the one given to the
+    /// builder (the stack's own), else [`Tokenizers`].
+    pub fn token_counter(&self) -> &Arc<dyn TokenCounter> {
+        &self.inner.counter
     }
 
     /// The description of the composed stack, when one was given.
@@ -338,6 +348,15 @@ impl AppStateBuilder {
         self
     }
 
+    /// The token counter for `/v1/messages/count_tokens`: use the one the stack's
+    /// token-count layer uses, so the answer matches what limits and budgets reserve.
+    /// Default: [`Tokenizers`] (exact for OpenAI models, an estimate for the others).
+    #[must_use]
+    pub fn token_counter(mut self, counter: Arc<dyn TokenCounter>) -> Self {
+        self.counter = Some(counter);
+        self
+    }
+
     /// Builds the state.
     pub fn build(self) -> AppState {
         #[derive(Serialize)]
@@ -368,6 +387,7 @@ impl AppStateBuilder {
                 settings: self.settings,
                 prometheus: self.prometheus,
                 describe: self.describe,
+                counter: self.counter.unwrap_or_else(|| Arc::new(Tokenizers::new())),
             }),
         }
     }
