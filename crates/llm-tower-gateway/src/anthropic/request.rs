@@ -770,6 +770,32 @@ mod tests {
     }
 
     #[test]
+    fn hostile_bodies_are_400s_not_panics() {
+        let bodies = [
+            json!(null),
+            json!({"model": 1, "max_tokens": 1, "messages": []}),
+            json!({"model": "m", "max_tokens": 1e30, "messages": [{"role": "user", "content": "x"}]}),
+            json!({"model": "m", "max_tokens": 1, "messages": [1]}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": null}]}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [7]}]}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": 7}]}]}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "f"}]}]}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "assistant", "content": [{"type": "tool_result", "tool_use_id": "a"}]}]}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f"}]}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "system": 3}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "thinking": true}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "top_k": -1}),
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "stream": "yes"}),
+        ];
+        for b in bodies {
+            assert!(parse_v(b.clone()).is_err(), "{b}");
+        }
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse(deep.as_bytes(), Endpoint::Messages).is_err());
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let e = parse_v(json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}))
             .unwrap_err();

@@ -598,6 +598,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_whole_answer_streams_its_blocks_whole() {
+        use llm_tower_core::{ChatChoice, Message, ToolCall};
+        let mut m = Message::assistant("Hi");
+        m.thinking_blocks = vec![ThinkingBlock::Thinking {
+            thinking: "hmm".into(),
+            signature: "sig".into(),
+        }];
+        m.tool_calls = vec![ToolCall::function("toolu_9", "f", r#"{"a":1}"#)];
+        let mut choice = ChatChoice::new(0, m, Some("stop".into()));
+        choice.extra.insert("stop_sequence".into(), json!("END"));
+        let resp = ChatResponse::new("r1", "claude-x", 0, vec![choice]);
+        let usage = Usage::new(10, 4, UsageSource::Provider);
+        let s = response_stream(resp, Some(usage));
+        let body = MessagesSseBody::new(s, "m", 10);
+        let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let datas: Vec<Value> = text
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| serde_json::from_str(e.split_once("\ndata: ").unwrap().1).unwrap())
+            .collect();
+        let deltas: Vec<&Value> = datas
+            .iter()
+            .filter(|d| d["type"] == "content_block_delta")
+            .map(|d| &d["delta"])
+            .collect();
+        assert_eq!(
+            deltas[0],
+            &json!({"type": "thinking_delta", "thinking": "hmm"})
+        );
+        assert_eq!(
+            deltas[1],
+            &json!({"type": "signature_delta", "signature": "sig"})
+        );
+        assert_eq!(deltas[2], &json!({"type": "text_delta", "text": "Hi"}));
+        assert_eq!(
+            deltas[3],
+            &json!({"type": "input_json_delta", "partial_json": "{\"a\":1}"})
+        );
+        let end = datas.iter().find(|d| d["type"] == "message_delta").unwrap();
+        assert_eq!(
+            end["delta"],
+            json!({"stop_reason": "stop_sequence", "stop_sequence": "END"})
+        );
+        assert_eq!(end["usage"]["output_tokens"], 4);
+    }
+
+    #[tokio::test]
     async fn a_failure_after_the_start_is_an_error_event() {
         let ev = events(vec![
             chunk(
