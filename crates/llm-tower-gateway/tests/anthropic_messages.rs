@@ -760,3 +760,36 @@ async fn anthropic_python_sdk_example_runs_against_the_gateway() {
         Some(Content::Text(t)) if t == "The answer is 4."
     ));
 }
+
+#[tokio::test]
+async fn a_config_built_gateway_serves_messages_and_counts_with_the_configs_tokenizers() {
+    let built = llm_tower_config::build(&llm_tower_config::Config::embedded_default().unwrap())
+        .await
+        .unwrap();
+    let gw = Gateway::start(AppState::from_built(&built)).await;
+    let r = gw
+        .post(
+            "/v1/messages",
+            &[],
+            json!({"model": "default", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["type"], "message");
+    let b = json!({"model": "mock/gpt-4o-mini", "messages": [{"role": "user", "content": "How many?"}]});
+    let r = gw.post("/v1/messages/count_tokens", &[], b).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let expected = built
+        .counter()
+        .count_prompt(&RequestBody::Chat(ChatRequest::new(
+            "mock/gpt-4o-mini",
+            vec![Message::user("How many?")],
+        )));
+    assert_eq!(r.json()["input_tokens"], expected.tokens);
+    let exact = if expected.is_exact() {
+        "exact"
+    } else {
+        "estimate"
+    };
+    assert_eq!(r.header("x-llm-tower-token-count"), Some(exact));
+}
