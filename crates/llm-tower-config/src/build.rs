@@ -152,6 +152,7 @@ impl ProviderHandle {
 pub struct BuiltStack {
     service: BoxedLlm,
     tracker: CostTracker,
+    counter: Arc<ConfigTokenizers>,
     models: Arc<[ModelEntry]>,
     keys: Arc<[([u8; 32], CallerKey)]>,
     admins: Arc<[CallerKey]>,
@@ -186,6 +187,12 @@ impl BuiltStack {
     /// The cost tracker (analytics and budget status, for `/v1/usage`).
     pub fn tracker(&self) -> &CostTracker {
         &self.tracker
+    }
+
+    /// The token counter the stack counts with (the tokenizer configured per model), for
+    /// counting outside a request (the gateway's `/v1/messages/count_tokens`).
+    pub fn counter(&self) -> Arc<ConfigTokenizers> {
+        Arc::clone(&self.counter)
     }
 
     /// The caller whose gateway key is `bearer_token`, compared by SHA-256 in constant time.
@@ -590,6 +597,7 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
     Ok(BuiltStack {
         service: svc,
         tracker,
+        counter,
         models: models.into(),
         keys: keys.into(),
         admins: admins.into(),

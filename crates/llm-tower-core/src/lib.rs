@@ -7,6 +7,7 @@
 
 pub mod accumulate;
 pub mod chat;
+pub mod client_headers;
 pub mod clock;
 pub mod context;
 pub mod error;
@@ -24,6 +25,7 @@ pub use chat::{
     FunctionCallDelta, FunctionDef, ImageUrl, InputAudio, Message, Prompt, Role, Stop,
     StreamOptions, ThinkingBlock, Tool, ToolCall, ToolCallDelta,
 };
+pub use client_headers::ClientHeaders;
 pub use clock::{Clock, ManualClock, SharedClock, TokioClock};
 pub use context::{CallerKey, RequestContext, RequestId};
 pub use error::{BoxError, Error, ErrorKind, LimitOrigin};

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use llm_tower_core::{CallerKey, Error, LlmRequest, LlmResponse};
 use llm_tower_layers::cost::CostTracker;
+use llm_tower_layers::token_count::{TokenCounter, Tokenizers};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tower::Service;
@@ -126,6 +127,7 @@ pub(crate) struct Inner {
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) describe: Option<String>,
     pub(crate) responses: Option<Arc<dyn ResponseStore>>,
+    pub(crate) counter: Arc<dyn TokenCounter>,
 }
 
 impl fmt::Debug for AppState {
@@ -156,6 +158,7 @@ pub struct AppStateBuilder {
     prometheus: Option<PrometheusHandle>,
     describe: Option<String>,
     responses: Option<Arc<dyn ResponseStore>>,
+    counter: Option<Arc<dyn TokenCounter>>,
 }
 
 impl fmt::Debug for AppStateBuilder {
@@ -192,6 +195,7 @@ impl AppState {
             prometheus: None,
             describe: None,
             responses: Some(Arc::new(MemoryResponseStore::default())),
+            counter: None,
         }
     }
 
@@ -231,6 +235,12 @@ impl AppState {
     /// The cost tracker behind `/v1/usage`.
     pub fn tracker(&self) -> Option<&CostTracker> {
         self.inner.tracker.as_ref()
+    }
+
+    /// The token counter behind `/v1/messages/count_tokens`: the one given to the
+    /// builder (the stack's own), else [`Tokenizers`].
+    pub fn token_counter(&self) -> &Arc<dyn TokenCounter> {
+        &self.inner.counter
     }
 
     /// The description of the composed stack, when one was given.
@@ -357,6 +367,15 @@ impl AppStateBuilder {
         self
     }
 
+    /// The token counter for `/v1/messages/count_tokens`: use the one the stack's
+    /// token-count layer uses, so the answer matches what limits and budgets reserve.
+    /// Default: [`Tokenizers`] (exact for OpenAI models, an estimate for the others).
+    #[must_use]
+    pub fn token_counter(mut self, counter: Arc<dyn TokenCounter>) -> Self {
+        self.counter = Some(counter);
+        self
+    }
+
     /// Builds the state.
     pub fn build(self) -> AppState {
         #[derive(Serialize)]
@@ -388,6 +407,7 @@ impl AppStateBuilder {
                 prometheus: self.prometheus,
                 describe: self.describe,
                 responses: self.responses,
+                counter: self.counter.unwrap_or_else(|| Arc::new(Tokenizers::new())),
             }),
         }
     }

@@ -1,6 +1,7 @@
 //! Gateway keys: who is calling.
 //!
-//! The gateway reads `Authorization: Bearer <key>` and asks an [`Authenticator`] for the
+//! The gateway reads `Authorization: Bearer <key>` or `x-api-key: <key>` (Anthropic's
+//! header; either works on every route) and asks an [`Authenticator`] for the
 //! key's [`CallerKey`] (its *name*, never the secret), which becomes
 //! `RequestContext::caller`, so the stack's per-caller limits and budgets apply to it.
 

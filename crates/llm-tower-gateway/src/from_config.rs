@@ -73,6 +73,7 @@ impl AppState {
                         .collect()
                 }
             })
+            .token_counter(built.counter())
             .settings(Settings::from(built.gateway()))
             .describe(built.describe())
     }

@@ -1,5 +1,5 @@
 //! Keys over `http::Request`: which key an HTTP request is rate-limited under, and the
-//! bearer token it authenticates with.
+//! key it authenticates with (`Authorization: Bearer` or `x-api-key`).
 //!
 //! [`HttpKeyExtractor`] is the HTTP twin of
 //! [`KeyExtractor`](llm_tower_layers::rate_limit::KeyExtractor): the
@@ -90,6 +90,15 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
+/// `x-api-key`: the header Anthropic's API (and its SDKs, and Claude Code) send the key in.
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The value of an `x-api-key` header (trimmed), `None` when there is none or it is empty.
+pub fn api_key_token(headers: &HeaderMap) -> Option<&str> {
+    let token = headers.get(X_API_KEY)?.to_str().ok()?.trim();
+    (!token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +115,16 @@ mod tests {
         assert_eq!(bearer_token(&h), None);
         h.insert(AUTHORIZATION, "Bearer ".parse().unwrap());
         assert_eq!(bearer_token(&h), None);
+    }
+
+    #[test]
+    fn x_api_keys() {
+        let mut h = HeaderMap::new();
+        assert_eq!(api_key_token(&h), None);
+        h.insert(X_API_KEY, " sk-1 ".parse().unwrap());
+        assert_eq!(api_key_token(&h), Some("sk-1"));
+        h.insert(X_API_KEY, "".parse().unwrap());
+        assert_eq!(api_key_token(&h), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod anthropic;
 pub mod app;
 pub mod auth;
 pub mod cli;

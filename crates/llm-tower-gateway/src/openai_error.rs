@@ -105,7 +105,7 @@ impl OpenAiError {
     /// echoed.
     pub fn unauthorized(missing: bool) -> Self {
         let message = if missing {
-            "You didn't provide an API key. Send it as `Authorization: Bearer <key>`."
+            "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`."
         } else {
             "Incorrect API key provided."
         };

@@ -27,7 +27,7 @@ use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::key::bearer_token;
+use crate::key::{api_key_token, bearer_token};
 use crate::openai_error::{OpenAiError, json_error};
 use crate::telemetry::{OVERHEAD, REQUEST_DURATION, REQUESTS_TOTAL, status_label};
 use crate::wire::{SseBody, encode_response};
@@ -64,6 +64,18 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/models", route("/v1/models", get(models)))
         // `{*id}`: ids such as `mock/gpt-4o-mini` or `vllm/meta-llama/Llama-3.1-8B` contain `/`.
         .route("/v1/models/{*id}", route("/v1/models/{id}", get(model)))
+        .route(
+            "/v1/messages",
+            post(crate::anthropic::messages)
+                .fallback(crate::anthropic::method_not_allowed)
+                .layer(RecordLayer::new("/v1/messages")),
+        )
+        .route(
+            "/v1/messages/count_tokens",
+            post(crate::anthropic::count_tokens)
+                .fallback(crate::anthropic::method_not_allowed)
+                .layer(RecordLayer::new("/v1/messages/count_tokens")),
+        )
         .route("/v1/usage", route("/v1/usage", get(usage)))
         .route("/health", route("/health", get(health)))
         .route("/metrics", route("/metrics", get(metrics_text)))
@@ -293,22 +305,37 @@ pub(crate) fn id_header(id: &RequestId) -> HeaderValue {
     HeaderValue::from_str(id.as_str()).unwrap_or(HeaderValue::from_static("-"))
 }
 
-/// Authenticates the request: the caller, or the 401 to answer.
+/// Authenticates the request: the caller, or the 401 to answer. The key comes in
+/// `Authorization: Bearer <key>` (OpenAI's SDKs) or `x-api-key: <key>` (Anthropic's SDKs,
+/// Claude Code), on every route; when both are sent, the first one that is a valid key
+/// names the caller.
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<CallerKey>, OpenAiError> {
-    match bearer_token(headers) {
-        Some(token) => match state.authenticate(token) {
-            Some(caller) => Ok(Some(caller)),
-            None if state.auth_required() => Err(OpenAiError::unauthorized(false)),
-            None => Ok(None),
-        },
-        None if state.auth_required() => Err(OpenAiError::unauthorized(true)),
+    let bearer = bearer_token(headers);
+    let api_key = api_key_token(headers);
+    if bearer.is_none() && api_key.is_none() {
+        return if state.auth_required() {
+            Err(OpenAiError::unauthorized(true))
+        } else {
+            Ok(None)
+        };
+    }
+    match [bearer, api_key]
+        .into_iter()
+        .flatten()
+        .find_map(|token| state.authenticate(token))
+    {
+        Some(caller) => Ok(Some(caller)),
+        None if state.auth_required() => Err(OpenAiError::unauthorized(false)),
         None => Ok(None),
     }
 }
 
-/// The request id and the caller, or the 401 to answer (with the id echoed).
-#[allow(clippy::result_large_err)] // the error is the response itself, returned as is
-pub(crate) fn head(state: &AppState, headers: &HeaderMap) -> Result<Head, Response> {
+/// The request id and the caller, or the 401 (with the id to echo).
+#[allow(clippy::result_large_err)] // an error on the way out, built once per request
+pub(crate) fn try_head(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Head, (OpenAiError, Option<HeaderValue>)> {
     let (given_id, echo) = match given_request_id(headers) {
         Some((id, h)) => (Some(id), Some(h)),
         None => (None, None),
@@ -322,8 +349,14 @@ pub(crate) fn head(state: &AppState, headers: &HeaderMap) -> Result<Head, Respon
             echo,
             caller,
         }),
-        Err(e) => Err(finish(e.into_response(), echo)),
+        Err(e) => Err((e, echo)),
     }
+}
+
+/// The request id and the caller, or the 401 to answer (with the id echoed).
+#[allow(clippy::result_large_err)] // the error is the response itself, returned as is
+pub(crate) fn head(state: &AppState, headers: &HeaderMap) -> Result<Head, Response> {
+    try_head(state, headers).map_err(|(e, echo)| finish(e.into_response(), echo))
 }
 
 /// Echoes the request id (generating one when neither the client nor the stack gave one).
@@ -457,34 +490,9 @@ async fn llm_inner(
         Op::Embeddings => RequestBody::Embeddings(parse_json(&bytes)?),
     };
     drop(bytes);
-    let mut req = LlmRequest::new(body);
-    if !state.knows_model(req.model()) {
-        return Err(OpenAiError::model_not_found(req.model()));
-    }
-    req.check_ranges()
-        .map_err(|e| OpenAiError::from_error(&e))?;
+    let req = LlmRequest::new(body);
     let stream = req.is_stream();
-    let deadline = deadline(state, headers);
-    req.ctx.caller = head.caller.take();
-    match head.given_id.take() {
-        Some(id) => req.ctx.request_id = id,
-        // The context made one already: echo it rather than make another.
-        None => {
-            head.echo = Some(id_header(&req.ctx.request_id));
-            tracing::Span::current().record("llm_tower.request_id", req.ctx.request_id.as_str());
-        }
-    }
-    req.ctx.deadline = Some(deadline.into_std());
-    let call = state.service().oneshot(req);
-    let resp = match tokio::time::timeout_at(deadline, call).await {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => return Err(OpenAiError::from_error(&e)),
-        Err(_) => {
-            return Err(OpenAiError::from_error(&Error::timeout(
-                "the gateway's request timeout passed before the provider answered",
-            )));
-        }
-    };
+    let (resp, deadline) = call_stack(state, headers, head, req).await?;
     let latency = resp.meta.latency;
     let mut out = match (resp.body, stream) {
         (ResponseBody::Stream(s), _) => {
@@ -506,6 +514,43 @@ async fn llm_inner(
     };
     out.extensions_mut().insert(ProviderLatency(latency));
     Ok(out)
+}
+
+/// Calls the stack with a parsed request, as every LLM route does: 404 for a model the
+/// gateway does not serve, 400 for out-of-range fields, then the caller, the request id
+/// (the client's, or the context's, which is then echoed) and the deadline go into the
+/// context, and the call runs within the deadline (504 past it). Returns the response and
+/// the deadline (for a stream to end by).
+pub(crate) async fn call_stack(
+    state: &AppState,
+    headers: &HeaderMap,
+    head: &mut Head,
+    mut req: LlmRequest,
+) -> Result<(llm_tower_core::LlmResponse, Instant), OpenAiError> {
+    if !state.knows_model(req.model()) {
+        return Err(OpenAiError::model_not_found(req.model()));
+    }
+    req.check_ranges()
+        .map_err(|e| OpenAiError::from_error(&e))?;
+    let deadline = deadline(state, headers);
+    req.ctx.caller = head.caller.take();
+    match head.given_id.take() {
+        Some(id) => req.ctx.request_id = id,
+        // The context made one already: echo it rather than make another.
+        None => {
+            head.echo = Some(id_header(&req.ctx.request_id));
+            tracing::Span::current().record("llm_tower.request_id", req.ctx.request_id.as_str());
+        }
+    }
+    req.ctx.deadline = Some(deadline.into_std());
+    let call = state.service().oneshot(req);
+    match tokio::time::timeout_at(deadline, call).await {
+        Ok(Ok(resp)) => Ok((resp, deadline)),
+        Ok(Err(e)) => Err(OpenAiError::from_error(&e)),
+        Err(_) => Err(OpenAiError::from_error(&Error::timeout(
+            "the gateway's request timeout passed before the provider answered",
+        ))),
+    }
 }
 
 fn one_piece_stream(

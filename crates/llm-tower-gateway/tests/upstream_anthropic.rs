@@ -27,10 +27,20 @@ const SIG_2: &str = "EqQBCkYIARgCIkB0d28tc2lnbmF0dXJl+/==";
 /// Answers turn by turn: thinking + a tool call, thinking + another tool call, then text;
 /// every request after the first must carry the earlier thinking blocks unchanged, each
 /// before the tool_use it led to.
-async fn messages(State(seen): State<Seen>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn messages(
+    State(seen): State<Seen>,
+    headers: http::HeaderMap,
+    Json(body): Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let turn = {
         let mut s = seen.lock().unwrap();
-        s.push(body.clone());
+        let mut rec = body.clone();
+        rec["_anthropic_beta"] = headers
+            .get("anthropic-beta")
+            .and_then(|v| v.to_str().ok())
+            .map_or(Value::Null, |v| json!(v));
+        s.push(rec);
         s.len()
     };
     let assistant: Vec<&Value> = body["messages"]
@@ -56,7 +66,8 @@ async fn messages(State(seen): State<Seen>, Json(body): Json<Value>) -> (StatusC
                     json!({"type": "error", "error": {"type": "invalid_request_error",
                     "message": format!("thinking block not sent back unchanged: {m}")}}),
                 ),
-            );
+            )
+                .into_response();
         }
     }
     if assistant.len() != expected_signatures.len() {
@@ -66,7 +77,8 @@ async fn messages(State(seen): State<Seen>, Json(body): Json<Value>) -> (StatusC
                 json!({"type": "error", "error": {"type": "invalid_request_error",
                 "message": format!("turn {turn}: {} assistant turns", assistant.len())}}),
             ),
-        );
+        )
+            .into_response();
     }
     let usage = json!({"input_tokens": 50, "output_tokens": 20,
         "cache_read_input_tokens": 10, "cache_creation_input_tokens": 0});
@@ -82,14 +94,85 @@ async fn messages(State(seen): State<Seen>, Json(body): Json<Value>) -> (StatusC
         _ => json!([{"type": "text", "text": "Sunny, 21 C, and it is noon."}]),
     };
     let stop = if turn < 3 { "tool_use" } else { "end_turn" };
-    (
-        StatusCode::OK,
-        Json(json!({
-            "id": format!("msg_{turn}"), "type": "message", "role": "assistant",
-            "model": body["model"], "content": content, "stop_reason": stop,
-            "stop_sequence": null, "usage": usage
-        })),
-    )
+    let message = json!({
+        "id": format!("msg_{turn}"), "type": "message", "role": "assistant",
+        "model": body["model"], "content": content, "stop_reason": stop,
+        "stop_sequence": null, "usage": usage
+    });
+    if body["stream"] == true {
+        return (
+            [(http::header::CONTENT_TYPE, "text/event-stream")],
+            sse_events(&message),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, Json(message)).into_response()
+}
+
+/// The message as Anthropic streams it: `message_start`, each block as start / deltas /
+/// stop (thinking text then its signature, tool input as JSON fragments), `message_delta`
+/// with the stop reason and output tokens, `message_stop`.
+fn sse_events(message: &Value) -> String {
+    let mut out = String::new();
+    let mut event = |name: &str, data: Value| {
+        out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    };
+    let mut start = message.clone();
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    start["usage"]["output_tokens"] = json!(1);
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": start}),
+    );
+    for (i, block) in message["content"].as_array().unwrap().iter().enumerate() {
+        let (empty, deltas) = match block["type"].as_str().unwrap() {
+            "thinking" => (
+                json!({"type": "thinking", "thinking": "", "signature": ""}),
+                vec![
+                    json!({"type": "thinking_delta", "thinking": block["thinking"]}),
+                    json!({"type": "signature_delta", "signature": block["signature"]}),
+                ],
+            ),
+            "tool_use" => {
+                let input = block["input"].to_string();
+                let (a, b) = input.split_at(input.len() / 2);
+                (
+                    json!({"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
+                    vec![
+                        json!({"type": "input_json_delta", "partial_json": a}),
+                        json!({"type": "input_json_delta", "partial_json": b}),
+                    ],
+                )
+            }
+            _ => (
+                json!({"type": "text", "text": ""}),
+                vec![json!({"type": "text_delta", "text": block["text"]})],
+            ),
+        };
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": i, "content_block": empty}),
+        );
+        for d in deltas {
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": i, "delta": d}),
+            );
+        }
+        event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": i}),
+        );
+    }
+    event(
+        "message_delta",
+        json!({"type": "message_delta",
+               "delta": {"stop_reason": message["stop_reason"], "stop_sequence": null},
+               "usage": {"output_tokens": message["usage"]["output_tokens"]}}),
+    );
+    event("message_stop", json!({"type": "message_stop"}));
+    out
 }
 
 async fn fake_anthropic() -> (SocketAddr, Seen) {
@@ -168,6 +251,44 @@ async fn thinking_and_tool_use_over_three_turns_in_openai_format_keep_the_signat
     assert_eq!(seen.len(), 3);
     // The thinking request reached Anthropic as Anthropic wants it.
     assert_eq!(seen[0]["thinking"]["type"], "enabled");
+    let third = &seen[2]["messages"];
+    assert_eq!(third[1]["content"][0]["signature"], SIG_1);
+    assert_eq!(third[3]["content"][0]["signature"], SIG_2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anthropic_sdk_keeps_thinking_signatures_over_three_turns_one_streamed() {
+    if !common::python_sdk("anthropic") {
+        return;
+    }
+    let (upstream, seen) = fake_anthropic().await;
+    let gw = gateway(upstream).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/anthropic_thinking_tools.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("LLM_TOWER_BASE_URL", format!("http://{}", gw.addr))
+        .env("LLM_TOWER_API_KEY", "unused: the gateway is open")
+        .env("LLM_TOWER_MODEL", "claude/claude-sonnet-4-5")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("ok: three turns"), "{stdout}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[1]["stream"], true, "the second turn was streamed");
+    for body in seen.iter() {
+        // The client's anthropic-beta header reached Anthropic.
+        assert_eq!(
+            body["_anthropic_beta"], "interleaved-thinking-2025-05-14",
+            "{body}"
+        );
+    }
     let third = &seen[2]["messages"];
     assert_eq!(third[1]["content"][0]["signature"], SIG_1);
     assert_eq!(third[3]["content"][0]["signature"], SIG_2);

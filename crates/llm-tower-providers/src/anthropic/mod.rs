@@ -262,7 +262,10 @@ impl Engine {
         let t0 = self.common.clock.now();
         let caller = req.ctx.deadline;
         let result = match &req.body {
-            RequestBody::Chat(c) => self.chat(c, t0, caller).await,
+            RequestBody::Chat(c) => {
+                let client = req.extensions.get::<llm_tower_core::ClientHeaders>();
+                self.chat(c, t0, caller, client).await
+            }
             RequestBody::Completion(_) => Err(Error::invalid_request(
                 "Anthropic has no legacy completions; send a chat request",
             )),
@@ -278,6 +281,7 @@ impl Engine {
         chat: &ChatRequest,
         t0: Instant,
         caller: Option<Instant>,
+        client: Option<&llm_tower_core::ClientHeaders>,
     ) -> Result<LlmResponse, Error> {
         let clock = &self.common.clock;
         let deadline = self.common.deadline(t0, caller);
@@ -288,7 +292,19 @@ impl Engine {
             Some(wire.body),
             chat.stream,
         )?;
-        let beta = convert::merge_betas(&self.beta, &wire.betas);
+        // The configured features, the request body's, and those the client sent in its own
+        // `anthropic-beta` headers (Claude Code, the Anthropic SDKs through the gateway).
+        let mut asked = wire.betas.clone();
+        if let Some(c) = client {
+            asked.extend(c.anthropic_beta.iter().cloned());
+        }
+        let beta = convert::merge_betas(&self.beta, &asked);
+        if let Some(v) = client.and_then(|c| c.anthropic_version.as_deref()) {
+            let (n, v) = plain_header("anthropic-version", v).map_err(|e| {
+                Error::invalid_request(e.message().to_owned()).with_param("anthropic-version")
+            })?;
+            req.headers_mut().insert(n, v);
+        }
         if !beta.is_empty() {
             let (n, v) = plain_header("anthropic-beta", &beta.join(",")).map_err(|e| {
                 Error::invalid_request(e.message().to_owned()).with_param("anthropic_beta")
