@@ -95,6 +95,12 @@ async fn every_request_field_reaches_the_wire_and_every_response_field_comes_bac
     // max_completion_tokens for this model family or max_tokens, its choice).
     let mut wire = server.last().json();
     let mut expected = sent;
+    // OpenAI's API takes no reasoning back in chat: that one field is dropped (an
+    // OpenAI-compatible server gets it, see below).
+    expected["messages"][2]
+        .as_object_mut()
+        .unwrap()
+        .remove("reasoning_content");
     for v in [&mut wire, &mut expected] {
         let o = v.as_object_mut().unwrap();
         let max = o
@@ -194,4 +200,46 @@ async fn streamed_reasoning_refusal_logprobs_and_custom_calls_fold_into_the_whol
     assert_eq!(whole.system_fingerprint.as_deref(), Some("fp"));
     assert_eq!(whole.service_tier.as_deref(), Some("default"));
     assert_eq!(usage.unwrap().reasoning_tokens, 3);
+}
+
+#[tokio::test]
+async fn other_providers_fields_are_dropped_for_openai_and_kept_for_compatible_servers() {
+    let server = serve(|_| Reply::json(200, rich_response())).await;
+    let sent = json!({
+        "model": "gpt-5",
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "assistant", "content": "a", "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}]},
+            {"role": "user", "content": "b", "cache_control": {"type": "ephemeral"}}
+        ],
+        "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}],
+        "thinking": {"type": "enabled", "budget_tokens": 10000},
+        "top_k": 5
+    });
+    let req: ChatRequest = serde_json::from_value(sent.clone()).unwrap();
+    guard(provider(&server).oneshot(LlmRequest::chat(req.clone())))
+        .await
+        .unwrap();
+    let wire = server.last().json();
+    let text = wire.to_string();
+    for foreign in ["cache_control", "thinking", "top_k", "signature"] {
+        assert!(!text.contains(foreign), "{foreign} reached OpenAI: {text}");
+    }
+    assert_eq!(wire["reasoning_effort"], "high");
+    assert_eq!(wire["messages"][0]["content"][0]["text"], "rules");
+
+    // An OpenAI-compatible server gets the request as sent.
+    let compat = llm_tower_providers::openai_compat::OpenAiCompatible::new(
+        llm_tower_providers::openai_compat::OpenAiCompatibleConfig::new(format!(
+            "{}/v1",
+            server.url()
+        )),
+        HttpClient::with_config(HttpConfig::default()).unwrap(),
+    )
+    .unwrap();
+    guard(compat.oneshot(LlmRequest::chat(req))).await.unwrap();
+    let wire = server.last().json();
+    assert_eq!(wire["top_k"], 5);
+    assert_eq!(wire["thinking"]["budget_tokens"], 10000);
+    assert_eq!(wire["messages"][1]["thinking_blocks"][0]["signature"], "s");
 }

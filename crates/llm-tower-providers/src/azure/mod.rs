@@ -278,6 +278,7 @@ impl AzureOpenAi {
                     max_tokens_field: config.max_tokens_field,
                     stream_usage,
                     developer_as_system: false,
+                    strict_openai: true,
                 },
             }),
         })

@@ -32,6 +32,79 @@ pub(crate) struct WireOptions {
     pub stream_usage: StreamUsage,
     /// Send `developer` messages as `system` (servers whose chat templates lack the role).
     pub developer_as_system: bool,
+    /// OpenAI's own API (and Azure's) rejects fields it does not know: drop what other
+    /// providers' clients send (see [`FOREIGN_FIELDS`]) and map Anthropic's `thinking`
+    /// to `reasoning_effort`. OpenAI-compatible servers get everything as sent.
+    pub strict_openai: bool,
+}
+
+/// Request fields of other providers' APIs that OpenAI's API rejects, dropped for OpenAI
+/// and Azure (kept for OpenAI-compatible servers, several of which take `top_k`):
+///
+/// | field | where | what happens |
+/// |---|---|---|
+/// | `thinking` (Anthropic) | request | `{type: enabled, budget_tokens}` becomes `reasoning_effort` (<= 2,048: `low`, <= 8,192: `medium`, more: `high`) unless one is set; dropped |
+/// | `top_k`, `anthropic_beta`, `anthropic_tool_choice`, `anthropic_version` | request | dropped |
+/// | `cache_control` (Anthropic prompt caching) | message, content part, tool | dropped (OpenAI caches prompts by itself; `prompt_cache_key` steers it) |
+/// | `thinking_blocks`, `reasoning_content` | assistant messages sent back | dropped (OpenAI does not take reasoning back in chat) |
+/// | `is_error` | tool messages | dropped |
+pub(crate) const FOREIGN_FIELDS: &[&str] = &[
+    "thinking",
+    "top_k",
+    "anthropic_beta",
+    "anthropic_tool_choice",
+    "anthropic_version",
+];
+
+/// `thinking: {type: enabled, budget_tokens}` as a reasoning effort.
+fn effort_of(thinking: &Value) -> Option<&'static str> {
+    if thinking.get("type").and_then(Value::as_str) == Some("disabled") {
+        return None;
+    }
+    let budget = thinking
+        .get("budget_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(4_096);
+    Some(match budget {
+        0..=2_048 => "low",
+        2_049..=8_192 => "medium",
+        _ => "high",
+    })
+}
+
+/// Messages without what OpenAI's API rejects, or `None` when there is nothing to drop.
+fn strict_messages(messages: &[Message]) -> Option<Vec<Message>> {
+    let dirty = |m: &Message| {
+        m.extra.contains_key("cache_control")
+            || m.extra.contains_key("is_error")
+            || !m.thinking_blocks.is_empty()
+            || m.reasoning_content.is_some()
+            || matches!(&m.content, Some(Content::Parts(parts))
+                if parts.iter().any(|p| p.extra().is_some_and(|e| e.contains_key("cache_control"))))
+    };
+    if !messages.iter().any(dirty) {
+        return None;
+    }
+    Some(
+        messages
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.extra.remove("cache_control");
+                m.extra.remove("is_error");
+                m.thinking_blocks.clear();
+                m.reasoning_content = None;
+                if let Some(Content::Parts(parts)) = &mut m.content {
+                    for p in parts {
+                        if let Some(e) = p.extra_mut() {
+                            e.remove("cache_control");
+                        }
+                    }
+                }
+                m
+            })
+            .collect(),
+    )
 }
 
 /// Serializes a chat request for the wire.
@@ -79,10 +152,49 @@ pub(crate) fn chat_request_body(
     } else {
         None
     };
+    // OpenAI's own API: drop other providers' fields (FOREIGN_FIELDS).
+    let strict = opts.strict_openai;
+    let clean_messages = if strict {
+        strict_messages(&messages)
+    } else {
+        None
+    };
+    let messages: &[Message] = clean_messages.as_deref().unwrap_or(&messages);
+    let clean_tools: Option<Vec<llm_tower_core::Tool>> = (strict
+        && req
+            .tools
+            .iter()
+            .any(|t| t.extra.contains_key("cache_control")))
+    .then(|| {
+        req.tools
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                t.extra.remove("cache_control");
+                t
+            })
+            .collect()
+    });
+    let tools: &[llm_tower_core::Tool] = clean_tools.as_deref().unwrap_or(&req.tools);
+    let clean_extra =
+        (strict && FOREIGN_FIELDS.iter().any(|f| req.extra.contains_key(*f))).then(|| {
+            let mut extra = req.extra.clone();
+            let thinking = extra.remove("thinking");
+            for f in FOREIGN_FIELDS {
+                extra.remove(*f);
+            }
+            if let Some(effort) = thinking.as_ref().and_then(effort_of) {
+                extra
+                    .entry("reasoning_effort")
+                    .or_insert_with(|| Value::String(effort.to_owned()));
+            }
+            extra
+        });
+    let extra = clean_extra.as_ref().unwrap_or(&req.extra);
     let body = wire::ChatCompletionRequest {
         model: &req.model,
-        messages: &messages,
-        tools: &req.tools,
+        messages,
+        tools,
         tool_choice: req.tool_choice.as_ref(),
         max_tokens,
         max_completion_tokens,
@@ -97,7 +209,7 @@ pub(crate) fn chat_request_body(
         stream: req.stream,
         stream_options,
         user: req.user.as_deref(),
-        extra: &req.extra,
+        extra,
     };
     serde_json::to_vec(&body)
 }
@@ -338,6 +450,7 @@ mod tests {
             max_tokens_field: field,
             stream_usage: StreamUsage::Always,
             developer_as_system: false,
+            strict_openai: true,
         }
     }
 

@@ -194,6 +194,7 @@ impl OpenAi {
                     max_tokens_field: config.max_tokens_field,
                     stream_usage: StreamUsage::Always,
                     developer_as_system: false,
+                    strict_openai: true,
                 },
             }),
         })

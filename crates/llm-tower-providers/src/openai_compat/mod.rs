@@ -202,6 +202,7 @@ impl OpenAiCompatible {
                         StreamUsage::IfAsked
                     },
                     developer_as_system: config.developer_as_system,
+                    strict_openai: false,
                 },
             }),
         })
