@@ -293,3 +293,89 @@ async fn the_anthropic_sdk_keeps_thinking_signatures_over_three_turns_one_stream
     assert_eq!(third[1]["content"][0]["signature"], SIG_1);
     assert_eq!(third[3]["content"][0]["signature"], SIG_2);
 }
+
+/// An Anthropic request through the gateway to an Anthropic upstream arrives as it was
+/// sent, and the upstream's answer reaches the client as it was sent.
+#[tokio::test]
+async fn anthropic_to_anthropic_passes_requests_and_answers_unchanged() {
+    use axum::response::IntoResponse;
+    let seen = Seen::default();
+    let answer = json!({
+        "id": "msg_x", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [
+            {"type": "thinking", "thinking": "t", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "enc"},
+            {"type": "text", "text": "Hello"},
+            {"type": "tool_use", "id": "toolu_9", "name": "f", "input": {"a": [1, 2]}}
+        ],
+        "stop_reason": "tool_use", "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 3,
+                  "cache_creation_input_tokens": 4,
+                  "cache_creation": {"ephemeral_5m_input_tokens": 1, "ephemeral_1h_input_tokens": 3}}
+    });
+    let (s2, a2) = (seen.clone(), answer.clone());
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        post(move |Json(body): Json<Value>| {
+            let (seen, answer) = (s2.clone(), a2.clone());
+            async move {
+                seen.lock().unwrap().push(body);
+                Json(answer).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let gw = gateway(upstream).await;
+    let sent = json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 2048,
+        "system": [
+            {"type": "text", "text": "You are terse."},
+            {"type": "text", "text": "Long rules.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+        ],
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "Look", "cache_control": {"type": "ephemeral"}},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+            ]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "sig0"},
+                {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"q": "x"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "42", "is_error": false}
+            ]}
+        ],
+        "tools": [{"name": "f", "description": "d", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+                   "cache_control": {"type": "ephemeral"}}],
+        "tool_choice": {"type": "auto"},
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "stop_sequences": ["END"],
+        "metadata": {"user_id": "u-1"}
+    });
+    let r = gw.post("/v1/messages", &[], sent.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let got = r.json();
+    let received = seen.lock().unwrap()[0].clone();
+    let mut diff = Vec::new();
+    for (k, v) in sent.as_object().unwrap() {
+        if received.get(k) != Some(v) {
+            diff.push(format!("{k}: sent {v} received {:?}", received.get(k)));
+        }
+    }
+    for (k, v) in received.as_object().unwrap() {
+        if sent.get(k).is_none() {
+            diff.push(format!("{k}: added {v}"));
+        }
+    }
+    assert!(diff.is_empty(), "request changed on the way:\n{}", diff.join("\n"));
+    let mut diff = Vec::new();
+    for (k, v) in answer.as_object().unwrap() {
+        if got.get(k) != Some(v) {
+            diff.push(format!("{k}: upstream {v} client {:?}", got.get(k)));
+        }
+    }
+    assert!(diff.is_empty(), "answer changed on the way:\n{}", diff.join("\n"));
+}

@@ -180,7 +180,7 @@ async fn tool_use_round_trip() {
     assert_eq!(sent["messages"][2]["role"], "user");
     assert_eq!(
         sent["messages"][2]["content"][0],
-        json!({"type": "tool_result", "tool_use_id": "toolu_01A", "content": [{"type": "text", "text": "15C, sunny"}]})
+        json!({"type": "tool_result", "tool_use_id": "toolu_01A", "content": "15C, sunny"})
     );
 }
 

@@ -252,7 +252,11 @@ pub(crate) fn messages_request(
                         .with_param(format!("{path}.tool_call_id")));
                     }
                 };
-                let content = content_blocks(m.content.as_ref(), &path)?;
+                // Plain text stays a string, as clients send it; parts become blocks.
+                let content = match &m.content {
+                    Some(Content::Text(t)) => Value::String(t.clone()),
+                    other => Value::Array(content_blocks(other.as_ref(), &path)?),
+                };
                 let mut block =
                     json!({"type": "tool_result", "tool_use_id": id, "content": content});
                 if let (Some(e), Some(o)) = (m.extra.get("is_error"), block.as_object_mut())
@@ -1041,7 +1045,7 @@ mod tests {
         assert_eq!(msgs[2]["role"], "user");
         assert_eq!(
             msgs[2]["content"][0],
-            json!({"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "18C"}]})
+            json!({"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"})
         );
         assert_eq!(msgs[2]["content"][1]["tool_use_id"], "toolu_2");
         assert_eq!(
