@@ -96,7 +96,7 @@ async fn plain_chat_sends_headers_system_and_default_max_tokens() {
     assert_eq!(body["max_tokens"], 333);
     assert_eq!(
         body["messages"],
-        json!([{"role": "user", "content": [{"type": "text", "text": "Hello, Claude"}]}])
+        json!([{"role": "user", "content": "Hello, Claude"}])
     );
     let chat = resp.as_chat().unwrap();
     assert_eq!(chat.text(), "Hi! My name is Claude.");

@@ -229,7 +229,8 @@ pub(crate) fn messages_request(
     let thinking_on = thinking_on(thinking.as_ref());
 
     let mut system = System::default();
-    let mut messages: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    // Each turn: its role, its blocks, and whether it may go out as a plain string.
+    let mut messages: Vec<(&'static str, Vec<Value>, bool)> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
         let path = format!("messages[{i}]");
         let cc = cache_control(&m.extra);
@@ -240,7 +241,12 @@ pub(crate) fn messages_request(
                 if let Some(last) = blocks.last_mut() {
                     set_cache_control(last, cc);
                 }
+                // Plain text without a cache hint goes out as a string, as it came.
+                let plain = cc.is_none() && matches!(&m.content, Some(Content::Text(_)));
                 push(&mut messages, "user", blocks);
+                if plain && let Some(last) = messages.last_mut() {
+                    last.2 = last.1.len() == 1;
+                }
             }
             Role::Tool => {
                 let id = match m.tool_call_id.as_deref().map(str::trim) {
@@ -339,7 +345,12 @@ pub(crate) fn messages_request(
         Value::Array(
             messages
                 .into_iter()
-                .map(|(role, content)| json!({"role": role, "content": content}))
+                .map(|(role, content, plain)| match (plain, content.as_slice()) {
+                    (true, [only]) if only.get("type") == Some(&json!("text")) => {
+                        json!({"role": role, "content": only["text"]})
+                    }
+                    _ => json!({"role": role, "content": content}),
+                })
                 .collect(),
         ),
     );
@@ -449,6 +460,8 @@ pub(crate) fn merge_betas(configured: &[String], requested: &[String]) -> Vec<St
 struct System {
     /// Per message: its text blocks (text, cache_control).
     messages: Vec<Vec<(String, Option<Value>)>>,
+    /// A message came as parts (Anthropic's array form): keep the blocks.
+    parts: bool,
 }
 
 impl System {
@@ -459,6 +472,7 @@ impl System {
             Some(Content::Text(t)) if t.is_empty() => {}
             Some(Content::Text(t)) => blocks.push((t.clone(), None)),
             Some(Content::Parts(parts)) => {
+                self.parts = true;
                 for (j, p) in parts.iter().enumerate() {
                     match p {
                         ContentPart::Text { text, extra } => {
@@ -495,7 +509,7 @@ impl System {
             return None;
         }
         let cached = self.messages.iter().flatten().any(|(_, cc)| cc.is_some());
-        if cached {
+        if cached || self.parts {
             let blocks = self
                 .messages
                 .into_iter()
@@ -531,14 +545,19 @@ fn thinking_block(tb: &ThinkingBlock) -> Value {
 
 /// Appends blocks to the last turn when it has the same role (Anthropic wants alternating
 /// turns; consecutive tool results become one user turn).
-fn push(messages: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, blocks: Vec<Value>) {
-    if let Some((last_role, content)) = messages.last_mut()
+fn push(
+    messages: &mut Vec<(&'static str, Vec<Value>, bool)>,
+    role: &'static str,
+    blocks: Vec<Value>,
+) {
+    if let Some((last_role, content, plain)) = messages.last_mut()
         && *last_role == role
     {
         content.extend(blocks);
+        *plain = false;
         return;
     }
-    messages.push((role, blocks));
+    messages.push((role, blocks, false));
 }
 
 fn content_blocks(content: Option<&Content>, path: &str) -> Result<Vec<Value>, Error> {
@@ -1432,16 +1451,25 @@ mod tests {
         );
         assert!(b["tools"][0].get("cache_control").is_none());
         assert_eq!(b["tools"][1]["cache_control"], eph);
-        // Without cache_control the system prompt stays one string.
+        // Without cache_control plain system messages stay one string; a system given as
+        // parts (Anthropic's block form) keeps its blocks.
+        let b = body(&req(vec![
+            Message::system("a"),
+            Message::system("c"),
+            Message::user("q"),
+        ]));
+        assert_eq!(b["system"], "a\n\nc");
         let b = body(&req(vec![
             parts(
                 Role::System,
                 vec![ContentPart::text("a"), ContentPart::text("b")],
             ),
-            Message::system("c"),
             Message::user("q"),
         ]));
-        assert_eq!(b["system"], "ab\n\nc");
+        assert_eq!(
+            b["system"],
+            json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])
+        );
     }
 
     #[test]
