@@ -161,6 +161,9 @@ pub struct BuiltStack {
     gateway_description: Arc<str>,
     gateway: GatewaySettings,
     alerts: broadcast::Sender<BudgetAlert>,
+    /// The shared Redis connection, when the store is Redis.
+    #[cfg(feature = "redis")]
+    redis: Option<RedisConnection>,
 }
 
 impl fmt::Debug for BuiltStack {
@@ -182,6 +185,13 @@ impl BuiltStack {
     /// What requests may name, for `/v1/models`: route aliases, then every `provider/model`.
     pub fn models(&self) -> Vec<ModelEntry> {
         self.models.to_vec()
+    }
+
+    /// The Redis connection the limits and budgets share, when the store is Redis (the
+    /// gateway keeps stored Responses API answers there too).
+    #[cfg(feature = "redis")]
+    pub fn redis(&self) -> Option<&RedisConnection> {
+        self.redis.as_ref()
     }
 
     /// The cost tracker (analytics and budget status, for `/v1/usage`).
@@ -336,11 +346,14 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
         Option<Arc<dyn RateLimitStore>>,
         Option<Arc<dyn BudgetStore>>,
     );
+    #[cfg(feature = "redis")]
+    let mut redis_conn: Option<RedisConnection> = None;
     let (rl_store, budget_store): Stores = match &v.store {
         StoreSpec::Memory => (None, None),
         #[cfg(feature = "redis")]
         StoreSpec::Redis(spec) => {
             let conn = RedisConnection::new(&spec.config)?;
+            redis_conn = Some(conn.clone());
             // Counters expire by their period unless a retention is configured.
             let mut budgets = RedisBudgetStore::with_connection(conn.clone());
             if let Some(retention) = spec.budget_retention {
@@ -606,6 +619,8 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
         gateway_description: describe_gateway(v).into(),
         gateway: v.gateway.clone(),
         alerts: alerts_tx,
+        #[cfg(feature = "redis")]
+        redis: redis_conn,
     })
 }
 

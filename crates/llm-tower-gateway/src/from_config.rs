@@ -1,8 +1,11 @@
 //! Glue to `llm-tower-config`: an [`AppState`] from a [`BuiltStack`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use llm_tower_config::{BuiltStack, GatewaySettings};
+
+use crate::responses::{MemoryResponseStore, RedisResponseStore, ResponseStore};
 
 use crate::app::{AppState, AppStateBuilder, ModelInfo, ProviderHealth};
 use crate::settings::{LogFormat, Settings};
@@ -74,6 +77,14 @@ impl AppState {
                 }
             })
             .token_counter(built.counter())
+            .response_store(Some(match built.redis() {
+                // Shared by every instance on the same Redis.
+                Some(conn) => Arc::new(RedisResponseStore::new(
+                    conn.clone(),
+                    Duration::from_secs(3600),
+                )) as Arc<dyn ResponseStore>,
+                None => Arc::new(MemoryResponseStore::default()),
+            }))
             .settings(Settings::from(built.gateway()))
             .describe(built.describe())
     }

@@ -19,6 +19,8 @@ pub mod wire;
 
 pub use app::{AppState, AppStateBuilder, HealthFuture, LlmService, ModelInfo, ProviderHealth};
 pub use auth::{Authenticator, NoKeys, StaticKeys};
+#[cfg(feature = "config")]
+pub use responses::RedisResponseStore;
 pub use responses::{MemoryResponseStore, ResponseStore, StoredResponse};
 pub use routes::{REQUEST_ID, TIMEOUT_HEADER};
 pub use server::{ConnectionInfo, ServeOptions, Shutdown, bind, serve};

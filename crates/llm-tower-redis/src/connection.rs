@@ -206,6 +206,53 @@ impl RedisConnection {
         }
     }
 
+    /// Runs one plain command (not a script) if Redis is usable, with the time limit and
+    /// the same health tracking as the scripts. Whatever the failure policy, a failure is
+    /// returned as a `Store` error: callers of plain commands (the response store) have no
+    /// local fallback.
+    ///
+    /// # Errors
+    /// `Store` when Redis is unreachable, times out or refuses the command.
+    pub async fn command<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        label: &str,
+    ) -> Result<T, Error> {
+        self.runtime()?;
+        let probe = match self.route() {
+            Route::Redis => false,
+            Route::Probe => true,
+            Route::Skip => return Err(self.down_error()),
+        };
+        let mut conn = self.manager()?;
+        if probe && let Err(e) = self.ping_on(&mut conn).await {
+            self.mark_down(&e);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.inner.config.timeout, cmd.query_async(&mut conn)).await {
+            Ok(Ok(v)) => {
+                self.mark_up();
+                Ok(v)
+            }
+            Ok(Err(e))
+                if is_reply_error(&e) || e.kind() == redis::ErrorKind::UnexpectedReturnType =>
+            {
+                self.mark_up();
+                Err(self.error(&format!("{label} failed"), &e))
+            }
+            Ok(Err(e)) => {
+                let err = self.error(&format!("{label} failed"), &e);
+                self.mark_down(&err);
+                Err(err)
+            }
+            Err(_) => {
+                let err = self.timed_out(label);
+                self.mark_down(&err);
+                Err(err)
+            }
+        }
+    }
+
     /// `Ok` inside a tokio runtime. Timers and the connection's tasks need one; without
     /// it they would panic.
     fn runtime(&self) -> Result<(), Error> {

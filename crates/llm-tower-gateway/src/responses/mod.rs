@@ -26,6 +26,8 @@ use llm_tower_core::{
 use serde_json::Value;
 use tower::ServiceExt;
 
+#[cfg(feature = "config")]
+pub use store::RedisResponseStore;
 pub use store::{MemoryResponseStore, ResponseStore, StoredResponse};
 
 use crate::app::AppState;

@@ -259,3 +259,124 @@ mod tests {
         assert!(Arc::ptr_eq(&third_history[0], &second.history[0]));
     }
 }
+
+/// Stored responses in Redis (the config's `store`), shared by every gateway instance that
+/// uses the same Redis and prefix: `previous_response_id` and `GET /v1/responses/{id}`
+/// work whichever instance answered first. Each response is one JSON value under
+/// `{prefix}:response:{id}`, expiring after the TTL (`SET ... PX`). A continuation stores
+/// its whole conversation (Redis has no shared `Arc`s); responses larger than `max_bytes`
+/// are not stored.
+#[cfg(feature = "config")]
+#[derive(Clone)]
+pub struct RedisResponseStore {
+    conn: llm_tower_redis::RedisConnection,
+    ttl: Duration,
+    max_bytes: usize,
+}
+
+#[cfg(feature = "config")]
+impl fmt::Debug for RedisResponseStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisResponseStore")
+            .field("conn", &self.conn)
+            .field("ttl", &self.ttl)
+            .field("max_bytes", &self.max_bytes)
+            .finish()
+    }
+}
+
+/// What Redis holds for one stored response.
+#[cfg(feature = "config")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredWire {
+    caller: Option<String>,
+    history: Vec<Vec<Value>>,
+    input: Vec<Value>,
+    instructions: Option<String>,
+    output: Vec<Value>,
+    response: Value,
+    size: usize,
+}
+
+#[cfg(feature = "config")]
+impl RedisResponseStore {
+    /// A store on `conn`, keeping each response for `ttl`, at most 16 MiB of JSON each.
+    pub fn new(conn: llm_tower_redis::RedisConnection, ttl: Duration) -> Self {
+        RedisResponseStore {
+            conn,
+            ttl,
+            max_bytes: 16 << 20,
+        }
+    }
+
+    /// Bounds the JSON stored for one response.
+    #[must_use]
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}:response:{id}", self.conn.prefix())
+    }
+
+    async fn get_now(&self, id: &str) -> Result<Option<Arc<StoredResponse>>, Error> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(id));
+        let bytes: Option<Vec<u8>> = self.conn.command(&cmd, "GET of a stored response").await?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let w: StoredWire = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::store(format!("a stored response in Redis is not readable: {e}"))
+        })?;
+        Ok(Some(Arc::new(StoredResponse {
+            caller: w.caller,
+            history: w.history.into_iter().map(Arc::from).collect(),
+            input: w.input,
+            instructions: w.instructions,
+            output: w.output,
+            response: w.response,
+            size: w.size,
+        })))
+    }
+
+    async fn put_now(&self, id: String, r: StoredResponse) -> Result<(), Error> {
+        let w = StoredWire {
+            caller: r.caller,
+            history: r.history.iter().map(|t| t.to_vec()).collect(),
+            input: r.input,
+            instructions: r.instructions,
+            output: r.output,
+            response: r.response,
+            size: r.size,
+        };
+        let bytes = serde_json::to_vec(&w)
+            .map_err(|e| Error::internal(format!("a response cannot be encoded: {e}")))?;
+        if bytes.len() > self.max_bytes {
+            return Err(Error::invalid_request(format!(
+                "the response is too large to store ({} bytes, at most {})",
+                bytes.len(),
+                self.max_bytes
+            )));
+        }
+        let ttl_ms = u64::try_from(self.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(&id)).arg(bytes).arg("PX").arg(ttl_ms);
+        let _: () = self.conn.command(&cmd, "SET of a stored response").await?;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "config")]
+impl ResponseStore for RedisResponseStore {
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Arc<StoredResponse>>, Error>> {
+        Box::pin(self.get_now(id))
+    }
+
+    fn put(&self, id: String, response: StoredResponse) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(self.put_now(id, response))
+    }
+}
