@@ -1,5 +1,5 @@
-//! LLM providers as `tower::Service<LlmRequest>`: OpenAI, Azure OpenAI, Anthropic,
-//! OpenAI-compatible servers, and a mock.
+//! LLM providers as `tower::Service<LlmRequest>`: OpenAI, Azure OpenAI, Anthropic, AWS
+//! Bedrock, OpenAI-compatible servers, and a mock.
 #![forbid(unsafe_code)]
 
 pub mod mock;
@@ -7,6 +7,7 @@ pub mod mock;
 // HTTP providers.
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 mod common;
 mod error_map;
 pub mod headers;
@@ -19,6 +20,7 @@ pub mod sse;
 pub use crate::http::{HttpClient, HttpConfig};
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
+pub use bedrock::{AwsCredentials, Bedrock, BedrockConfig};
 pub use openai::{MaxTokensField, OpenAi, OpenAiConfig};
 pub use openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
 pub use secret::Secret;
