@@ -201,11 +201,8 @@ fn push(turns: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, blocks:
 fn system_blocks(m: &Message, path: &str, out: &mut Vec<Value>) -> Result<(), Error> {
     match &m.content {
         None => {}
-        Some(Content::Text(t)) => {
-            if !t.is_empty() {
-                out.push(json!({"text": t}));
-            }
-        }
+        Some(Content::Text(t)) if !t.is_empty() => out.push(json!({"text": t})),
+        Some(Content::Text(_)) => {}
         Some(Content::Parts(parts)) => {
             for (j, p) in parts.iter().enumerate() {
                 match p {
@@ -235,11 +232,8 @@ fn content_blocks(content: Option<&Content>, path: &str) -> Result<Vec<Value>, E
     let mut out = Vec::new();
     match content {
         None => {}
-        Some(Content::Text(t)) => {
-            if !t.is_empty() {
-                out.push(json!({"text": t}));
-            }
-        }
+        Some(Content::Text(t)) if !t.is_empty() => out.push(json!({"text": t})),
+        Some(Content::Text(_)) => {}
         Some(Content::Parts(parts)) => {
             for (j, p) in parts.iter().enumerate() {
                 let at = format!("{path}.content[{j}]");
