@@ -19,7 +19,7 @@ pub mod sse;
 
 pub use crate::http::{HttpClient, HttpConfig};
 pub use anthropic::{Anthropic, AnthropicConfig};
-pub use azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
+pub use azure::{AzureApi, AzureAuth, AzureOpenAi, AzureOpenAiConfig, EntraTokenSource};
 pub use bedrock::{AwsCredentials, Bedrock, BedrockConfig};
 pub use openai::{MaxTokensField, OpenAi, OpenAiConfig};
 pub use openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
