@@ -178,7 +178,10 @@ fn configured(http: &HttpClient) -> Result<Vec<Target>, Error> {
     } else {
         None
     };
-    match (var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")), credentials) {
+    match (
+        var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+        credentials,
+    ) {
         (Some(region), Some((from, creds))) => {
             let p = Bedrock::new(BedrockConfig::new(region.clone(), creds), http.clone())?;
             println!("AWS Bedrock: {bedrock_model} in {region} (credentials from the {from})");
