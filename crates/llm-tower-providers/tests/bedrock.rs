@@ -342,7 +342,8 @@ async fn converse_request_is_signed_and_mapped_and_the_answer_comes_back() {
                 {"text": "And Paris?"}
             ]}
         ],
-        "inferenceConfig": {"maxTokens": 2048, "temperature": 0.5, "topP": 0.9, "stopSequences": ["END"]},
+        // Thinking is on (reasoning_effort low): temperature and topP < 0.95 are not sent.
+        "inferenceConfig": {"maxTokens": 2048, "stopSequences": ["END"]},
         "toolConfig": {
             "tools": [{"toolSpec": {"name": "get_weather", "description": "Current weather",
                         "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}}}}}}],

@@ -135,6 +135,9 @@ pub(crate) fn converse_request(chat: &ChatRequest) -> Result<Value, Error> {
         body.insert("toolConfig".into(), Value::Object(tc));
     }
     let additional = additional_fields(chat)?;
+    if is_anthropic(&chat.model) {
+        claude_thinking_limits(&additional, &mut body);
+    }
     if !additional.is_empty() {
         body.insert(
             "additionalModelRequestFields".into(),
@@ -181,6 +184,39 @@ fn additional_fields(chat: &ChatRequest) -> Result<Map<String, Value>, Error> {
         out.entry("top_k").or_insert_with(|| k.clone());
     }
     Ok(out)
+}
+
+/// With Claude's extended thinking on, Bedrock (as Anthropic) refuses `temperature`,
+/// `topP` below 0.95 and a `maxTokens` not above the thinking budget: the first two are
+/// not sent, and `maxTokens` becomes budget + `maxTokens`.
+fn claude_thinking_limits(additional: &Map<String, Value>, body: &mut Map<String, Value>) {
+    let Some(budget) = additional
+        .get("thinking")
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
+        .and_then(|t| t.get("budget_tokens"))
+        .and_then(Value::as_u64)
+    else {
+        return;
+    };
+    let Some(Value::Object(inf)) = body.get_mut("inferenceConfig") else {
+        return;
+    };
+    inf.remove("temperature");
+    if inf
+        .get("topP")
+        .and_then(Value::as_f64)
+        .is_some_and(|p| p < 0.95)
+    {
+        inf.remove("topP");
+    }
+    if let Some(m) = inf.get("maxTokens").and_then(Value::as_u64)
+        && m <= budget
+    {
+        inf.insert("maxTokens".into(), json!(budget.saturating_add(m)));
+    }
+    if inf.is_empty() {
+        body.remove("inferenceConfig");
+    }
 }
 
 /// Anthropic's models on Bedrock: `anthropic.claude-...`, `us.anthropic.claude-...`, ARNs.
@@ -723,6 +759,58 @@ impl CohereEmbeddings {
     pub fn into_vectors(self) -> Vec<Vec<f32>> {
         match self {
             CohereEmbeddings::Plain(v) | CohereEmbeddings::ByType { float: v } => v,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claude_thinking_drops_sampling_and_raises_max_tokens() {
+        let mut req = ChatRequest::new(
+            "us.anthropic.claude-sonnet-4-20250514-v1:0",
+            vec![Message::user("hi")],
+        );
+        req.max_tokens = Some(500);
+        req.temperature = Some(0.2);
+        req.top_p = Some(0.99);
+        req.extra.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": 2000}),
+        );
+        let body = converse_request(&req).unwrap();
+        assert_eq!(
+            body["inferenceConfig"],
+            json!({"maxTokens": 2500, "topP": 0.99})
+        );
+        assert_eq!(
+            body["additionalModelRequestFields"],
+            json!({"thinking": {"type": "enabled", "budget_tokens": 2000}})
+        );
+        // Other models keep their sampling and get reasoning_effort as is.
+        let mut req = ChatRequest::new("openai.gpt-oss-120b-1:0", vec![Message::user("hi")]);
+        req.temperature = Some(0.2);
+        req.extra.insert("reasoning_effort".into(), json!("high"));
+        let body = converse_request(&req).unwrap();
+        assert_eq!(body["inferenceConfig"], json!({"temperature": 0.2}));
+        assert_eq!(
+            body["additionalModelRequestFields"],
+            json!({"reasoning_effort": "high"})
+        );
+    }
+
+    #[test]
+    fn hostile_responses_do_not_panic() {
+        for text in [
+            r#"{"output": {"message": {"content": [{"toolUse": 5}, {"reasoningContent": []}, null, {"text": 3}]}}}"#,
+            r#"{"output": null, "usage": {"inputTokens": 18446744073709551615, "cacheReadInputTokens": 18446744073709551615}}"#,
+            r#"{}"#,
+        ] {
+            let w: ConverseResponse = serde_json::from_str(text).unwrap();
+            let _ = converse_response(w, "id".into(), "m", 0);
         }
     }
 }
