@@ -834,3 +834,26 @@ async fn requests_bedrock_cannot_take_fail_before_sending() {
     assert_eq!(e.param(), Some("messages[0].tool_call_id"));
     assert!(server.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_json_answer_to_converse_stream_is_named_and_session_tokens_are_optional() {
+    let server = serve(|_| Reply::json(200, converse_body())).await;
+    let p = Bedrock::new(
+        BedrockConfig::new(REGION, AwsCredentials::new(AKID, SECRET)).base_url(server.url()),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let e = call(
+        &p,
+        LlmRequest::chat(ChatRequest::new(MODEL, vec![Message::user("hi")]).streaming()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Provider { status: 502 });
+    assert!(e.message().contains("application/json"), "{}", e.message());
+    let rec = server.last();
+    assert!(rec.header("x-amz-security-token").is_none());
+    let auth = rec.header("authorization").unwrap();
+    assert!(!auth.contains("x-amz-security-token"), "{auth}");
+    assert!(auth.contains("/eu-west-3/bedrock/aws4_request"), "{auth}");
+}
