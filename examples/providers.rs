@@ -1,4 +1,4 @@
-//! Points llm-tower at OpenAI, Anthropic, Azure OpenAI and local OpenAI-compatible servers
+//! Points llm-tower at OpenAI, Anthropic, Azure OpenAI, AWS Bedrock and local OpenAI-compatible servers
 //! (Ollama, vLLM) from environment variables, wraps each provider in the real stack
 //! (`count_tokens -> track_cost -> llm_rate_limit -> llm_retry -> llm_timeout -> provider`),
 //! and sends one chat and one streamed chat through each stack whose variables are set.
@@ -10,6 +10,7 @@
 //! | OpenAI | `OPENAI_API_KEY` (optional: `OPENAI_BASE_URL`, `OPENAI_MODEL`, default `gpt-4o-mini`) |
 //! | Anthropic | `ANTHROPIC_API_KEY` (optional: `ANTHROPIC_MODEL`, default `claude-haiku-4-5`) |
 //! | Azure OpenAI | `AZURE_OPENAI_ENDPOINT`, `AZURE_OPENAI_DEPLOYMENT`, and `AZURE_OPENAI_API_KEY` or `AZURE_OPENAI_BEARER_TOKEN` (an Entra ID token, sent as `Authorization: Bearer`); optional `AZURE_OPENAI_API_VERSION` |
+//! | AWS Bedrock | `AWS_REGION` (or `AWS_DEFAULT_REGION`), and `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (optional `AWS_SESSION_TOKEN`) or `AWS_PROFILE` (a profile of `~/.aws/credentials`); optional `BEDROCK_MODEL`, default `us.anthropic.claude-3-5-haiku-20241022-v1:0` |
 //! | Ollama | `OLLAMA_BASE_URL`, e.g. `http://localhost:11434/v1` (optional: `OLLAMA_MODEL`, default `llama3.2`) |
 //! | vLLM | `VLLM_BASE_URL`, e.g. `http://localhost:8000/v1` (optional: `VLLM_API_KEY`, `VLLM_MODEL`, default `Qwen/Qwen2.5-1.5B-Instruct`) |
 //!
@@ -37,6 +38,7 @@ use llm_tower::layers::cost::BudgetAlert;
 use llm_tower::prelude::*;
 use llm_tower::providers::anthropic::{Anthropic, AnthropicConfig};
 use llm_tower::providers::azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
+use llm_tower::providers::bedrock::{AwsCredentials, Bedrock, BedrockConfig};
 use llm_tower::providers::http::HttpClient;
 use llm_tower::providers::openai::{OpenAi, OpenAiConfig};
 use llm_tower::providers::openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
@@ -75,6 +77,7 @@ fn price_for(model: &str, local: bool) -> Result<(ModelPrice, &'static str), Err
         "gpt-4o" => ("2.50", "10.00", "list price"),
         "claude-haiku-4-5" => ("1.00", "5.00", "list price"),
         "claude-sonnet-4-5" => ("3.00", "15.00", "list price"),
+        "us.anthropic.claude-3-5-haiku-20241022-v1:0" => ("0.80", "4.00", "list price"),
         _ => ("5.00", "20.00", "unknown model: placeholder price"),
     };
     Ok((
@@ -163,6 +166,35 @@ fn configured(http: &HttpClient) -> Result<Vec<Target>, Error> {
              AZURE_OPENAI_API_KEY or AZURE_OPENAI_BEARER_TOKEN; optional AZURE_OPENAI_API_VERSION, \
              default {})",
             llm_tower::providers::azure::DEFAULT_API_VERSION
+        ),
+    }
+
+    let bedrock_model = var("BEDROCK_MODEL")
+        .unwrap_or_else(|| "us.anthropic.claude-3-5-haiku-20241022-v1:0".into());
+    let credentials = if var("AWS_ACCESS_KEY_ID").is_some() {
+        Some(("environment", AwsCredentials::from_env()?))
+    } else if let Some(profile) = var("AWS_PROFILE") {
+        Some(("profile", AwsCredentials::from_profile(Some(&profile))?))
+    } else {
+        None
+    };
+    match (
+        var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+        credentials,
+    ) {
+        (Some(region), Some((from, creds))) => {
+            let p = Bedrock::new(BedrockConfig::new(region.clone(), creds), http.clone())?;
+            println!("AWS Bedrock: {bedrock_model} in {region} (credentials from the {from})");
+            out.push(Target {
+                label: "bedrock",
+                model: bedrock_model,
+                local: false,
+                provider: BoxCloneService::new(p),
+            });
+        }
+        _ => println!(
+            "AWS Bedrock: not configured (set AWS_REGION and AWS_ACCESS_KEY_ID / \
+             AWS_SECRET_ACCESS_KEY or AWS_PROFILE; would ask {bedrock_model})"
         ),
     }
 

@@ -19,7 +19,8 @@ use llm_tower_layers::retry::RetryLayer;
 use llm_tower_layers::timeout::TimeoutLayer;
 use llm_tower_layers::token_count::{CountTokensLayer, TokenCounter};
 use llm_tower_layers::trace::LlmTraceLayer;
-use llm_tower_providers::azure::AzureAuth;
+use llm_tower_providers::azure::{AzureAuth, EntraTokenSource};
+use llm_tower_providers::bedrock::{AwsCredentials, Bedrock, BedrockConfig};
 use llm_tower_providers::http::{BufferBudget, HttpClient, HttpConfig};
 use llm_tower_providers::mock::MockProvider;
 use llm_tower_providers::{
@@ -41,7 +42,9 @@ use crate::duration::format_duration;
 use crate::raw::{ProviderKind, RawScope};
 use crate::router::{BoxedLlm, ResolveLayer, Router};
 use crate::settings::GatewaySettings;
-use crate::validate::{LimitSpec, ProviderSpec, StoreSpec, Validated, sha256};
+use crate::validate::{
+    AwsSpec, AzureAuthSpec, LimitSpec, ProviderSpec, StoreSpec, Validated, sha256,
+};
 
 /// How long one provider's health probe may take.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,6 +118,7 @@ pub struct ProviderHealth {
 #[derive(Clone)]
 enum ProviderHandle {
     Mock(MockProvider),
+    Bedrock(Bedrock),
     OpenAi(OpenAi),
     Azure(AzureOpenAi),
     Anthropic(Anthropic),
@@ -125,6 +129,7 @@ impl ProviderHandle {
     async fn health(&self) -> Result<(), Error> {
         match self {
             ProviderHandle::Mock(p) => p.health().await,
+            ProviderHandle::Bedrock(p) => p.health().await,
             ProviderHandle::OpenAi(p) => p.health().await,
             ProviderHandle::Azure(p) => p.health().await,
             ProviderHandle::Anthropic(p) => p.health().await,
@@ -135,6 +140,7 @@ impl ProviderHandle {
     fn service(&self) -> BoxedLlm {
         match self {
             ProviderHandle::Mock(p) => BoxCloneSyncService::new(p.clone()),
+            ProviderHandle::Bedrock(p) => BoxCloneSyncService::new(p.clone()),
             ProviderHandle::OpenAi(p) => BoxCloneSyncService::new(p.clone()),
             ProviderHandle::Azure(p) => BoxCloneSyncService::new(p.clone()),
             ProviderHandle::Anthropic(p) => BoxCloneSyncService::new(p.clone()),
@@ -720,10 +726,28 @@ fn provider(
         }
         ProviderKind::Azure => {
             let endpoint = p.base_url.clone().unwrap_or_default();
-            let mut c = AzureOpenAiConfig::new(endpoint, AzureAuth::api_key(key()?))
+            let auth = match &p.azure_auth {
+                None => AzureAuth::api_key(key()?),
+                Some(AzureAuthSpec::ClientCredentials {
+                    token_url,
+                    client_id,
+                    client_secret,
+                }) => AzureAuth::entra(EntraTokenSource::client_credentials_at(
+                    token_url.as_str(),
+                    client_id.as_str(),
+                    client_secret.clone(),
+                )),
+                Some(AzureAuthSpec::Command(argv)) => {
+                    AzureAuth::entra(EntraTokenSource::command(argv.clone()))
+                }
+            };
+            let mut c = AzureOpenAiConfig::new(endpoint, auth)
                 .name(p.name.as_str())
                 .timeout(p.request_timeout)
                 .clock(clock.clone());
+            if p.azure_v1 {
+                c = c.v1();
+            }
             if let Some(v) = &p.api_version {
                 c = c.api_version(v.as_str());
             }
@@ -734,6 +758,33 @@ fn provider(
                 c = c.max_tokens_field(f);
             }
             ProviderHandle::Azure(AzureOpenAi::new(c, http()?).map_err(in_context)?)
+        }
+        ProviderKind::Bedrock => {
+            let credentials = match p.aws.clone().unwrap_or(AwsSpec::Env) {
+                AwsSpec::Env => AwsCredentials::from_env().map_err(in_context)?,
+                AwsSpec::Profile(name) => {
+                    AwsCredentials::from_profile(Some(&name)).map_err(in_context)?
+                }
+                AwsSpec::Keys {
+                    access_key_id,
+                    secret_access_key,
+                    session_token,
+                } => {
+                    let mut c = AwsCredentials::new(access_key_id, secret_access_key);
+                    if let Some(t) = session_token {
+                        c = c.session_token(t);
+                    }
+                    c
+                }
+            };
+            let mut c = BedrockConfig::new(p.region.clone().unwrap_or_default(), credentials)
+                .name(p.name.as_str())
+                .timeout(p.request_timeout)
+                .clock(clock.clone());
+            if let Some(u) = &p.base_url {
+                c = c.base_url(u.as_str());
+            }
+            ProviderHandle::Bedrock(Bedrock::new(c, http()?).map_err(in_context)?)
         }
         ProviderKind::Anthropic => {
             let mut c = AnthropicConfig::new(key()?)

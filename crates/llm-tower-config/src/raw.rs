@@ -88,6 +88,8 @@ pub enum ProviderKind {
     Azure,
     /// Anthropic's messages API.
     Anthropic,
+    /// AWS Bedrock (Converse / ConverseStream, SigV4).
+    Bedrock,
     /// An OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio, hosted APIs).
     OpenaiCompatible,
     /// The in-process mock provider (no network, no key).
@@ -101,6 +103,7 @@ impl ProviderKind {
             ProviderKind::Openai => "openai",
             ProviderKind::Azure => "azure",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Bedrock => "bedrock",
             ProviderKind::OpenaiCompatible => "openai_compatible",
             ProviderKind::Mock => "mock",
         }
@@ -111,14 +114,15 @@ impl ProviderKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
-    /// `openai`, `azure`, `anthropic`, `openai_compatible` or `mock`.
+    /// `openai`, `azure`, `anthropic`, `bedrock`, `openai_compatible` or `mock`.
     #[serde(rename = "type")]
     pub kind: ProviderKind,
     /// The API key (use `${ENV_VAR}`). Required for openai, azure and anthropic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretString>,
     /// Base URL (azure: the resource endpoint `https://NAME.openai.azure.com`, required;
-    /// openai_compatible: required, e.g. `http://127.0.0.1:11434/v1`).
+    /// openai_compatible: required, e.g. `http://127.0.0.1:11434/v1`; bedrock: default
+    /// `https://bedrock-runtime.{region}.amazonaws.com`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// Timeouts of this provider.
@@ -138,6 +142,19 @@ pub struct RawProvider {
     /// azure: the `api-version` (default `2024-10-21`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    /// azure: `"v1"` for the v1 API (`/openai/v1/...`, model in the body, no
+    /// `api-version`), or `"deployments"` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<RawAzureApi>,
+    /// azure: Entra ID authentication instead of `api_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RawAzureAuth>,
+    /// bedrock: the AWS region, e.g. `us-east-1` (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// bedrock: where the AWS credentials come from (default `{"env": true}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RawAwsCredentials>,
     /// azure: model name -> deployment name (default: the model name).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub deployments: IndexMap<String, String>,
@@ -177,6 +194,68 @@ pub struct RawProvider {
     /// The models this provider serves, by the name the provider knows them by.
     #[serde(default)]
     pub models: IndexMap<String, RawModel>,
+}
+
+/// The Azure OpenAI URL scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAzureApi {
+    /// `/openai/deployments/{deployment}/...?api-version=...`.
+    Deployments,
+    /// `/openai/v1/...`.
+    V1,
+}
+
+/// Azure Entra ID authentication: exactly one of `entra` and `token_command`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAzureAuth {
+    /// The client-credentials grant of an app registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra: Option<RawEntra>,
+    /// A command (program and arguments, no shell) that prints a token or the JSON of
+    /// `az account get-access-token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_command: Option<Vec<String>>,
+}
+
+/// Entra ID client credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEntra {
+    /// The directory (tenant) id.
+    pub tenant_id: String,
+    /// The application (client) id.
+    pub client_id: String,
+    /// The client secret (use `${ENV_VAR}`).
+    pub client_secret: SecretString,
+    /// The token URL (default
+    /// `https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+}
+
+/// AWS credentials: `{"env": true}` (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`), `{"profile": "name"}` (`~/.aws/credentials`), or the keys
+/// themselves (use `${ENV_VAR}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAwsCredentials {
+    /// Read the `AWS_*` environment variables when the config is built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<bool>,
+    /// A profile of the shared credentials file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<SecretString>,
+    /// The secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<SecretString>,
+    /// The session token of temporary credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<SecretString>,
 }
 
 /// The wire name of `max_tokens`.
@@ -729,6 +808,9 @@ interp_fields!(RawProvider {
     organization,
     project,
     api_version,
+    auth,
+    region,
+    credentials,
     deployments,
     anthropic_version,
     anthropic_beta,
@@ -738,6 +820,22 @@ interp_fields!(RawProvider {
     reply,
     failures,
     models
+});
+interp_fields!(RawAzureAuth {
+    entra,
+    token_command
+});
+interp_fields!(RawEntra {
+    tenant_id,
+    client_id,
+    client_secret,
+    token_url
+});
+interp_fields!(RawAwsCredentials {
+    profile,
+    access_key_id,
+    secret_access_key,
+    session_token
 });
 interp_fields!(RawTimeouts {
     connect,

@@ -26,9 +26,10 @@ use crate::error::{ConfigError, Problems, index, join};
 #[cfg(feature = "redis")]
 use crate::raw::RawOnError;
 use crate::raw::{
-    ProviderKind, RawAction, RawAlgorithm, RawBudget, RawConfig, RawGatewayKey, RawKey,
-    RawKeyBudget, RawLogFormat, RawMaxTokensField, RawMockFailureKind, RawMode, RawModel,
-    RawPeriod, RawProvider, RawRateLimit, RawReply, RawScope, RawStoreKind, RawUnit,
+    ProviderKind, RawAction, RawAlgorithm, RawAwsCredentials, RawAzureApi, RawAzureAuth, RawBudget,
+    RawConfig, RawGatewayKey, RawKey, RawKeyBudget, RawLogFormat, RawMaxTokensField,
+    RawMockFailureKind, RawMode, RawModel, RawPeriod, RawProvider, RawRateLimit, RawReply,
+    RawScope, RawStoreKind, RawUnit,
 };
 use crate::settings::{GatewaySettings, LogFormat};
 
@@ -102,8 +103,39 @@ pub(crate) struct ProviderSpec {
     pub(crate) headers: Vec<HeaderSpec>,
     pub(crate) max_tokens_field: Option<MaxTokensField>,
     pub(crate) stream_usage: Option<bool>,
+    /// azure: the v1 API.
+    pub(crate) azure_v1: bool,
+    /// azure: Entra ID authentication.
+    pub(crate) azure_auth: Option<AzureAuthSpec>,
+    /// bedrock: the region.
+    pub(crate) region: Option<String>,
+    /// bedrock: the credentials.
+    pub(crate) aws: Option<AwsSpec>,
     pub(crate) mock: Option<MockSpec>,
     pub(crate) models: Vec<ModelSpec>,
+}
+
+/// Validated Azure Entra ID authentication.
+#[derive(Debug, Clone)]
+pub(crate) enum AzureAuthSpec {
+    ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+    },
+    Command(Vec<String>),
+}
+
+/// Validated AWS credentials.
+#[derive(Debug, Clone)]
+pub(crate) enum AwsSpec {
+    Env,
+    Profile(String),
+    Keys {
+        access_key_id: String,
+        secret_access_key: Secret,
+        session_token: Option<Secret>,
+    },
 }
 
 /// A validated rate limit.
@@ -405,7 +437,7 @@ fn provider(
     raw: &RawProvider,
     unresolved: Option<&RawProvider>,
 ) -> Option<ProviderSpec> {
-    use ProviderKind::{Anthropic, Azure, Mock, Openai, OpenaiCompatible};
+    use ProviderKind::{Anthropic, Azure, Bedrock, Mock, Openai, OpenaiCompatible};
     let path = join("providers", name);
     let start = p.list.len();
     let kind = raw.kind;
@@ -428,7 +460,23 @@ fn provider(
         &join(&path, "base_url"),
         raw.base_url.is_some(),
         kind,
-        &[Openai, Azure, Anthropic, OpenaiCompatible],
+        &[Openai, Azure, Anthropic, Bedrock, OpenaiCompatible],
+    );
+    only_for(p, &join(&path, "api"), raw.api.is_some(), kind, &[Azure]);
+    only_for(p, &join(&path, "auth"), raw.auth.is_some(), kind, &[Azure]);
+    only_for(
+        p,
+        &join(&path, "region"),
+        raw.region.is_some(),
+        kind,
+        &[Bedrock],
+    );
+    only_for(
+        p,
+        &join(&path, "credentials"),
+        raw.credentials.is_some(),
+        kind,
+        &[Bedrock],
     );
     only_for(
         p,
@@ -531,7 +579,10 @@ fn provider(
     );
 
     // Required fields.
-    let key_required = matches!(kind, Openai | Azure | Anthropic);
+    let key_required = matches!(kind, Openai | Anthropic) || (kind == Azure && raw.auth.is_none());
+    if kind == Azure && raw.auth.is_some() && raw.api_key.is_some() {
+        p.push(join(&path, "auth"), "set either api_key or auth, not both");
+    }
     match &raw.api_key {
         None if key_required => p.push(
             join(&path, "api_key"),
@@ -552,6 +603,52 @@ fn provider(
         _ => {}
     }
 
+    let azure_v1 = kind == Azure && raw.api == Some(RawAzureApi::V1);
+    if azure_v1 {
+        if raw.api_version.is_some() {
+            p.push(
+                join(&path, "api_version"),
+                "the v1 API takes no api-version (remove it or set \"api\": \"deployments\")",
+            );
+        }
+        if !raw.deployments.is_empty() {
+            p.push(
+                join(&path, "deployments"),
+                "the v1 API sends the model name as the deployment: name the models after their deployments",
+            );
+        }
+    }
+    let azure_auth = match (&raw.auth, kind) {
+        (Some(a), Azure) => azure_auth(p, &join(&path, "auth"), a),
+        _ => None,
+    };
+    let region = if kind == Bedrock {
+        match raw.region.as_deref().map(str::trim) {
+            None => {
+                p.push(
+                    join(&path, "region"),
+                    "required for type bedrock (e.g. \"us-east-1\")",
+                );
+                None
+            }
+            Some(r)
+                if r.is_empty() || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                p.push(
+                    join(&path, "region"),
+                    "expected an AWS region such as us-east-1",
+                );
+                None
+            }
+            Some(r) => Some(r.to_owned()),
+        }
+    } else {
+        None
+    };
+    let aws = (kind == Bedrock)
+        .then(|| aws_credentials(p, &join(&path, "credentials"), raw.credentials.as_ref()))
+        .flatten();
+
     // Timeouts.
     let tpath = join(&path, "timeouts");
     let t = raw.timeouts.clone().unwrap_or_default();
@@ -561,7 +658,7 @@ fn provider(
             &join(&tpath, "connect"),
             t.connect.is_some(),
             kind,
-            &[Openai, Azure, Anthropic, OpenaiCompatible],
+            &[Openai, Azure, Anthropic, Bedrock, OpenaiCompatible],
         );
         only_for(
             p,
@@ -734,8 +831,115 @@ fn provider(
         headers,
         max_tokens_field,
         stream_usage: raw.stream_usage,
+        azure_v1,
+        azure_auth,
+        region,
+        aws,
         mock,
         models,
+    })
+}
+
+fn azure_auth(p: &mut Problems, path: &str, a: &RawAzureAuth) -> Option<AzureAuthSpec> {
+    match (&a.entra, &a.token_command) {
+        (Some(e), None) => {
+            let epath = join(path, "entra");
+            for (field, v) in [("tenant_id", &e.tenant_id), ("client_id", &e.client_id)] {
+                if v.trim().is_empty() || v.contains(['/', '?', '#']) {
+                    p.push(join(&epath, field), "must be a non-empty id");
+                }
+            }
+            check_secret(p, &join(&epath, "client_secret"), e.client_secret.expose());
+            let token_url = match &e.token_url {
+                Some(u) => {
+                    check_url(p, &join(&epath, "token_url"), u);
+                    u.clone()
+                }
+                None => llm_tower_providers::azure::token_url_for_tenant(e.tenant_id.trim()),
+            };
+            Some(AzureAuthSpec::ClientCredentials {
+                token_url,
+                client_id: e.client_id.trim().to_owned(),
+                client_secret: Secret::new(e.client_secret.expose()),
+            })
+        }
+        (None, Some(argv)) => {
+            if argv.first().is_none_or(|a| a.trim().is_empty()) {
+                p.push(
+                    join(path, "token_command"),
+                    "a command is a non-empty list: the program, then its arguments",
+                );
+                return None;
+            }
+            Some(AzureAuthSpec::Command(argv.clone()))
+        }
+        _ => {
+            p.push(
+                path,
+                "expected exactly one of \"entra\" and \"token_command\"",
+            );
+            None
+        }
+    }
+}
+
+fn aws_credentials(p: &mut Problems, path: &str, c: Option<&RawAwsCredentials>) -> Option<AwsSpec> {
+    let Some(c) = c else {
+        return Some(AwsSpec::Env);
+    };
+    let keys =
+        c.access_key_id.is_some() || c.secret_access_key.is_some() || c.session_token.is_some();
+    let forms = usize::from(c.env.is_some()) + usize::from(c.profile.is_some()) + usize::from(keys);
+    if forms != 1 {
+        p.push(
+            path,
+            "expected exactly one of {\"env\": true}, {\"profile\": NAME} or {\"access_key_id\", \"secret_access_key\"}",
+        );
+        return None;
+    }
+    if let Some(env) = c.env {
+        if !env {
+            p.push(
+                join(path, "env"),
+                "must be true (or name a profile or the keys)",
+            );
+            return None;
+        }
+        return Some(AwsSpec::Env);
+    }
+    if let Some(profile) = &c.profile {
+        if profile.trim().is_empty() || profile.contains([']', '[']) {
+            p.push(join(path, "profile"), "must be a profile name");
+            return None;
+        }
+        return Some(AwsSpec::Profile(profile.trim().to_owned()));
+    }
+    let (Some(id), Some(secret)) = (&c.access_key_id, &c.secret_access_key) else {
+        p.push(
+            path,
+            "access_key_id and secret_access_key are both required (session_token is optional)",
+        );
+        return None;
+    };
+    let start = p.list.len();
+    if id.expose().trim().is_empty() {
+        p.push(join(path, "access_key_id"), "must not be empty");
+    }
+    check_secret(p, &join(path, "secret_access_key"), secret.expose());
+    if let Some(t) = &c.session_token {
+        check_secret(p, &join(path, "session_token"), t.expose());
+    }
+    if p.list.len() > start {
+        return None;
+    }
+    Some(AwsSpec::Keys {
+        access_key_id: id.expose().trim().to_owned(),
+        secret_access_key: Secret::new(secret.expose()),
+        session_token: c
+            .session_token
+            .as_ref()
+            .filter(|t| !t.expose().is_empty())
+            .map(|t| Secret::new(t.expose())),
     })
 }
 

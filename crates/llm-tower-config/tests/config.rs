@@ -680,6 +680,11 @@ fn example_env() -> impl Fn(&str) -> Option<String> {
             "https://example-resource.openai.azure.com",
         ),
         ("LLM_TOWER_KEY_ALICE", "alice-gateway-key-secret"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "aws-test-secret-key"),
+        ("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000001"),
+        ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000002"),
+        ("AZURE_CLIENT_SECRET", "azure-client-test-secret"),
     ])
 }
 
@@ -698,6 +703,8 @@ fn load_save_round_trip_keeps_references_not_secrets() {
         "sk-ant-test-secret",
         "azure-test-secret",
         "alice-gateway-key-secret",
+        "aws-test-secret-key",
+        "azure-client-test-secret",
     ] {
         assert!(!text.contains(secret), "saved file contains a secret");
     }
@@ -710,7 +717,17 @@ fn load_save_round_trip_keeps_references_not_secrets() {
     again.save(&path2).unwrap();
     assert_eq!(std::fs::read_to_string(&path2).unwrap(), text);
     let providers: Vec<&String> = again.raw().providers.keys().collect();
-    assert_eq!(providers, ["openai", "anthropic", "azure", "ollama"]);
+    assert_eq!(
+        providers,
+        [
+            "openai",
+            "anthropic",
+            "azure",
+            "ollama",
+            "bedrock",
+            "azure_v1"
+        ]
+    );
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(path2);
 }
@@ -827,5 +844,154 @@ fn cache_write_and_reasoning_prices_are_read_and_checked() {
     assert_problem(
         &v,
         "providers.openai.models.gpt-4o.price.cache_write_1h: must be >= 0",
+    );
+}
+
+// ---- bedrock and azure v1 --------------------------------------------------------------
+
+fn with_provider(name: &str, provider: Value) -> Value {
+    let mut v = base();
+    v["providers"][name] = provider;
+    v
+}
+
+fn bedrock(credentials: Value) -> Value {
+    let mut p = json!({
+        "type": "bedrock",
+        "region": "eu-west-3",
+        "models": {"amazon.nova-lite-v1:0": {"price": {"input": "0.06", "output": "0.24"}}}
+    });
+    if !credentials.is_null() {
+        p["credentials"] = credentials;
+    }
+    with_provider("bedrock", p)
+}
+
+#[tokio::test]
+async fn bedrock_providers_validate_and_build() {
+    let v = bedrock(json!({"access_key_id": "AKID", "secret_access_key": "${OPENAI_API_KEY}"}));
+    let c = load(&v).unwrap();
+    let stack = build(&c).await.unwrap();
+    assert!(!stack.describe().contains(SECRET));
+    // A profile from a credentials file.
+    let dir = temp_path("aws");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("credentials");
+    std::fs::write(
+        &file,
+        "[work]\naws_access_key_id = AKIDWORK\naws_secret_access_key = s3cr3t\n",
+    )
+    .unwrap();
+    let creds =
+        llm_tower_providers::bedrock::AwsCredentials::from_profile_file(&file, "work").unwrap();
+    assert_eq!(creds.access_key_id, "AKIDWORK");
+    let _ = std::fs::remove_dir_all(dir);
+    load(&bedrock(json!({"profile": "work"}))).unwrap();
+    load(&bedrock(json!({"env": true}))).unwrap();
+    load(&bedrock(Value::Null)).unwrap();
+}
+
+#[test]
+fn bedrock_problems_have_json_paths() {
+    assert_problem(
+        &bedrock(json!({"env": true, "profile": "x"})),
+        "providers.bedrock.credentials: expected exactly one of {\"env\": true}, {\"profile\": NAME} or {\"access_key_id\", \"secret_access_key\"}",
+    );
+    assert_problem(
+        &bedrock(json!({"access_key_id": "AKID"})),
+        "providers.bedrock.credentials: access_key_id and secret_access_key are both required (session_token is optional)",
+    );
+    assert_problem(
+        &bedrock(json!({"env": false})),
+        "providers.bedrock.credentials.env: must be true (or name a profile or the keys)",
+    );
+    let mut v = bedrock(Value::Null);
+    v["providers"]["bedrock"]
+        .as_object_mut()
+        .unwrap()
+        .remove("region");
+    assert_problem(
+        &v,
+        "providers.bedrock.region: required for type bedrock (e.g. \"us-east-1\")",
+    );
+    v["providers"]["bedrock"]["region"] = json!("us east");
+    assert_problem(
+        &v,
+        "providers.bedrock.region: expected an AWS region such as us-east-1",
+    );
+    let mut v = bedrock(Value::Null);
+    v["providers"]["bedrock"]["api_key"] = json!("x");
+    assert!(
+        problems(&v)
+            .iter()
+            .any(|p| p.starts_with("providers.bedrock.api_key:"))
+    );
+    let mut v = base();
+    v["providers"]["openai"]["region"] = json!("us-east-1");
+    assert!(
+        problems(&v)
+            .iter()
+            .any(|p| p.starts_with("providers.openai.region:"))
+    );
+}
+
+fn azure(extra: Value) -> Value {
+    let mut p = json!({
+        "type": "azure",
+        "base_url": "https://example-resource.openai.azure.com",
+        "models": {"gpt-4.1-mini": {"price": {"input": "0.40", "output": "1.60"}}}
+    });
+    for (k, val) in extra.as_object().unwrap() {
+        p[k] = val.clone();
+    }
+    with_provider("az", p)
+}
+
+#[tokio::test]
+async fn azure_v1_and_entra_validate_and_build() {
+    let v = azure(json!({"api": "v1", "auth": {"entra": {
+        "tenant_id": "t1", "client_id": "c1", "client_secret": "${OPENAI_API_KEY}"}}}));
+    build(&load(&v).unwrap()).await.unwrap();
+    let v = azure(
+        json!({"auth": {"token_command": ["az", "account", "get-access-token", "-o", "json"]}}),
+    );
+    build(&load(&v).unwrap()).await.unwrap();
+    let v = azure(json!({"api": "deployments", "api_key": "${OPENAI_API_KEY}"}));
+    build(&load(&v).unwrap()).await.unwrap();
+}
+
+#[test]
+fn azure_option_problems_have_json_paths() {
+    assert_problem(
+        &azure(json!({"api": "v1", "api_key": "k", "api_version": "2024-10-21"})),
+        "providers.az.api_version: the v1 API takes no api-version (remove it or set \"api\": \"deployments\")",
+    );
+    assert_problem(
+        &azure(json!({"auth": {"token_command": ["x"]}, "api_key": "k"})),
+        "providers.az.auth: set either api_key or auth, not both",
+    );
+    assert_problem(
+        &azure(json!({"auth": {}})),
+        "providers.az.auth: expected exactly one of \"entra\" and \"token_command\"",
+    );
+    assert_problem(
+        &azure(json!({"auth": {"token_command": []}})),
+        "providers.az.auth.token_command: a command is a non-empty list: the program, then its arguments",
+    );
+    assert_problem(
+        &azure(
+            json!({"auth": {"entra": {"tenant_id": "", "client_id": "c", "client_secret": "s"}}}),
+        ),
+        "providers.az.auth.entra.tenant_id: must be a non-empty id",
+    );
+    assert!(
+        problems(&azure(json!({})))
+            .iter()
+            .any(|p| p.starts_with("providers.az.api_key: required"))
+    );
+    assert!(
+        problems(&azure(json!({"api": "v2", "api_key": "k"})))
+            .iter()
+            .any(|p| p.contains("providers.az.api") || p.contains("api")),
     );
 }

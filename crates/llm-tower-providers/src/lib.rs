@@ -1,5 +1,5 @@
-//! LLM providers as `tower::Service<LlmRequest>`: OpenAI, Azure OpenAI, Anthropic,
-//! OpenAI-compatible servers, and a mock.
+//! LLM providers as `tower::Service<LlmRequest>`: OpenAI, Azure OpenAI, Anthropic, AWS
+//! Bedrock, OpenAI-compatible servers, and a mock.
 #![forbid(unsafe_code)]
 
 pub mod mock;
@@ -7,6 +7,7 @@ pub mod mock;
 // HTTP providers.
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 mod common;
 mod error_map;
 pub mod headers;
@@ -18,7 +19,8 @@ pub mod sse;
 
 pub use crate::http::{HttpClient, HttpConfig};
 pub use anthropic::{Anthropic, AnthropicConfig};
-pub use azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
+pub use azure::{AzureApi, AzureAuth, AzureOpenAi, AzureOpenAiConfig, EntraTokenSource};
+pub use bedrock::{AwsCredentials, Bedrock, BedrockConfig};
 pub use openai::{MaxTokensField, OpenAi, OpenAiConfig};
 pub use openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
 pub use secret::Secret;

@@ -388,3 +388,205 @@ async fn compatible_server_secret_headers_are_scrubbed_from_errors() {
     }
     assert!(e.message().contains("[redacted]"), "{e}");
 }
+
+mod azure_v1_and_entra {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::common::{Reply, TestServer, guard, serve};
+    use super::{chat, reply_body};
+    use llm_tower_core::{
+        EmbeddingInput, EmbeddingsRequest, ErrorKind, LlmRequest, ManualClock, SharedClock,
+    };
+    use llm_tower_providers::azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig, EntraTokenSource};
+    use llm_tower_providers::http::HttpClient;
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    const CLIENT_SECRET: &str = "entra-CLIENT-SECRET-0123456789";
+
+    /// A server that is both the token endpoint (`/tenant/token`, answering `tok-N`) and
+    /// the Azure resource.
+    async fn server(fetches: Arc<AtomicUsize>) -> TestServer {
+        serve(move |rec| {
+            if rec.uri.path() == "/tenant/token" {
+                let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+                return Reply::json(
+                    200,
+                    json!({"token_type": "Bearer", "expires_in": 3600, "access_token": format!("tok-{n}")}),
+                );
+            }
+            if rec.uri.path().ends_with("/embeddings") {
+                return Reply::json(
+                    200,
+                    json!({"object": "list", "model": "emb", "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}],
+                           "usage": {"prompt_tokens": 1, "total_tokens": 1}}),
+                );
+            }
+            Reply::json(200, reply_body("gpt-4o-mini"))
+        })
+        .await
+    }
+
+    fn provider(server: &TestServer, clock: &ManualClock) -> AzureOpenAi {
+        let source = EntraTokenSource::client_credentials_at(
+            format!("{}/tenant/token", server.url()),
+            "client-id-1",
+            CLIENT_SECRET,
+        );
+        let shared: SharedClock = Arc::new(clock.clone());
+        AzureOpenAi::new(
+            AzureOpenAiConfig::new(server.url(), AzureAuth::entra(source))
+                .v1()
+                .deployment("gpt-4o-mini", "ignored-in-v1")
+                .clock(shared),
+            HttpClient::new().unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn v1_urls_have_no_deployment_nor_api_version_and_the_model_in_the_body() {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let server = server(fetches.clone()).await;
+        let clock = ManualClock::new();
+        let azure = provider(&server, &clock);
+        assert_eq!(azure.deployment_for("gpt-4o-mini"), "gpt-4o-mini");
+        guard(azure.clone().oneshot(chat("gpt-4o-mini")))
+            .await
+            .unwrap();
+        let token_req = &server.requests()[0];
+        assert_eq!(token_req.uri.path(), "/tenant/token");
+        let form = String::from_utf8(token_req.body.to_vec()).unwrap();
+        assert!(form.contains("grant_type=client_credentials"), "{form}");
+        assert!(form.contains("client_id=client-id-1"), "{form}");
+        assert!(
+            form.contains("scope=https%3A%2F%2Fcognitiveservices.azure.com%2F.default"),
+            "{form}"
+        );
+        let sent = server.last();
+        assert_eq!(sent.uri.path(), "/openai/v1/chat/completions");
+        assert_eq!(sent.uri.query(), None);
+        assert_eq!(sent.header("authorization"), Some("Bearer tok-1"));
+        assert!(sent.header("api-key").is_none());
+        let body = sent.json();
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert_eq!(body["max_completion_tokens"], 5);
+        assert!(body.get("max_tokens").is_none());
+
+        let e = EmbeddingsRequest {
+            model: "text-embedding-3-small".into(),
+            input: EmbeddingInput::One("hi".into()),
+            encoding_format: None,
+            dimensions: None,
+            user: None,
+            extra: Default::default(),
+        };
+        guard(azure.clone().oneshot(LlmRequest::embeddings(e)))
+            .await
+            .unwrap();
+        let sent = server.last();
+        assert_eq!(sent.uri.path(), "/openai/v1/embeddings");
+        assert_eq!(sent.uri.query(), None);
+        assert_eq!(sent.json()["model"], "text-embedding-3-small");
+        azure.health().await.unwrap();
+        assert_eq!(server.last().uri.path(), "/openai/v1/models");
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert!(!format!("{azure:?}").contains(CLIENT_SECRET));
+    }
+
+    #[tokio::test]
+    async fn the_entra_token_is_fetched_once_and_refreshed_before_expiry() {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let server = server(fetches.clone()).await;
+        let clock = ManualClock::new();
+        let azure = provider(&server, &clock);
+        // Concurrent first requests share one fetch.
+        let calls: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(azure.clone().oneshot(chat("gpt-4o-mini"))))
+            .collect();
+        for c in calls {
+            guard(c).await.unwrap().unwrap();
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        // Still fresh 54 minutes later (expires in 60, refreshed 5 minutes before).
+        clock.advance(Duration::from_secs(54 * 60));
+        guard(azure.clone().oneshot(chat("gpt-4o-mini")))
+            .await
+            .unwrap();
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert_eq!(server.last().header("authorization"), Some("Bearer tok-1"));
+        // Inside the refresh margin: a new token, before the old one expired.
+        clock.advance(Duration::from_secs(2 * 60));
+        guard(azure.clone().oneshot(chat("gpt-4o-mini")))
+            .await
+            .unwrap();
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        assert_eq!(server.last().header("authorization"), Some("Bearer tok-2"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_request_is_unauthorized_without_the_secret() {
+        let server = serve(|rec| {
+            if rec.uri.path() == "/tenant/token" {
+                Reply::json(
+                    401,
+                    json!({"error": "invalid_client", "error_description": format!("AADSTS7000215: Invalid client secret {CLIENT_SECRET}")}),
+                )
+            } else {
+                Reply::json(200, reply_body("gpt-4o-mini"))
+            }
+        })
+        .await;
+        let azure = provider(&server, &ManualClock::new());
+        let e = guard(azure.clone().oneshot(chat("gpt-4o-mini")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        assert!(
+            e.message().contains("Entra token request failed"),
+            "{}",
+            e.message()
+        );
+        assert!(!e.message().contains(CLIENT_SECRET), "{}", e.message());
+        assert_eq!(server.requests().len(), 1, "no request without a token");
+    }
+
+    #[tokio::test]
+    async fn a_command_supplies_the_token() {
+        let server = server(Arc::new(AtomicUsize::new(0))).await;
+        for (script, expected) in [
+            ("echo cmd-token-123", "Bearer cmd-token-123"),
+            (
+                r#"printf '{"accessToken":"az-token-456","expires_on":4102444800,"tokenType":"Bearer"}'"#,
+                "Bearer az-token-456",
+            ),
+        ] {
+            let source = EntraTokenSource::command(vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                script.to_owned(),
+            ]);
+            let azure = AzureOpenAi::new(
+                AzureOpenAiConfig::new(server.url(), AzureAuth::entra(source)).v1(),
+                HttpClient::new().unwrap(),
+            )
+            .unwrap();
+            guard(azure.clone().oneshot(chat("gpt-4o-mini")))
+                .await
+                .unwrap();
+            assert_eq!(server.last().header("authorization"), Some(expected));
+        }
+        let source = EntraTokenSource::command(vec!["sh".into(), "-c".into(), "exit 3".into()]);
+        let azure = AzureOpenAi::new(
+            AzureOpenAiConfig::new(server.url(), AzureAuth::entra(source)).v1(),
+            HttpClient::new().unwrap(),
+        )
+        .unwrap();
+        let e = guard(azure.clone().oneshot(chat("gpt-4o-mini")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    }
+}

@@ -3,6 +3,23 @@
 //! `api-key` header or an Entra ID bearer token, and a model -> deployment mapping.
 //! It speaks OpenAI's wire format and reuses the OpenAI code.
 //!
+//! # The v1 API
+//!
+//! With [`AzureOpenAiConfig::v1`] requests go to `{endpoint}/openai/v1/chat/completions`
+//! and `{endpoint}/openai/v1/embeddings` (models: `/openai/v1/models`), with no
+//! deployment in the path and no `api-version`: the request's `model` (which Azure reads
+//! as the deployment name) is sent in the body as is, the deployment mapping is not used,
+//! `max_tokens` goes on the wire as `max_completion_tokens` unless
+//! [`AzureOpenAiConfig::max_tokens_field`] says otherwise, and streams ask for usage.
+//!
+//! # Entra ID
+//!
+//! [`AzureAuth::Entra`] takes bearer tokens from an [`EntraTokenSource`]: the
+//! client-credentials grant (`POST https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`,
+//! scope `https://cognitiveservices.azure.com/.default`) or a command such as
+//! `az account get-access-token`. The token is cached and refreshed five minutes (or half
+//! its lifetime) before it expires; concurrent requests wait for one fetch.
+//!
 //! ```no_run
 //! # fn demo() -> Result<(), llm_tower_core::Error> {
 //! use llm_tower_providers::azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
@@ -48,6 +65,12 @@ use crate::openai::convert::{StreamUsage, WireOptions};
 use crate::openai::engine::{AzureUrls, OpenAiEngine, SharedEngine, Urls, impl_provider_service};
 use crate::secret::Secret;
 
+mod entra;
+pub use entra::{
+    COGNITIVE_SERVICES_SCOPE, COMMAND_TOKEN_TTL, EntraTokenSource, REFRESH_MARGIN,
+    token_url_for_tenant,
+};
+
 /// The default `api-version` (the current GA data-plane version).
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
 
@@ -92,6 +115,8 @@ pub enum AzureAuth {
     ApiKey(Secret),
     /// A Microsoft Entra ID access token, sent as `Authorization: Bearer`.
     BearerToken(Secret),
+    /// Entra ID access tokens from a refreshing source, sent as `Authorization: Bearer`.
+    Entra(EntraTokenSource),
 }
 
 impl AzureAuth {
@@ -105,11 +130,28 @@ impl AzureAuth {
         AzureAuth::BearerToken(token.into())
     }
 
-    fn secret(&self) -> &Secret {
+    /// Entra ID tokens from a refreshing source.
+    pub fn entra(source: EntraTokenSource) -> Self {
+        AzureAuth::Entra(source)
+    }
+
+    fn secrets(&self) -> Vec<Secret> {
         match self {
-            AzureAuth::ApiKey(s) | AzureAuth::BearerToken(s) => s,
+            AzureAuth::ApiKey(s) | AzureAuth::BearerToken(s) => vec![s.clone()],
+            AzureAuth::Entra(source) => source.secrets(),
         }
     }
+}
+
+/// Which Azure OpenAI URL scheme a provider uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AzureApi {
+    /// `/openai/deployments/{deployment}/...?api-version=...` (the default).
+    #[default]
+    Deployments,
+    /// `/openai/v1/...`, the model in the body, no `api-version`.
+    V1,
 }
 
 /// Configuration of an [`AzureOpenAi`] provider.
@@ -120,6 +162,8 @@ pub struct AzureOpenAiConfig {
     pub endpoint: String,
     /// Key or token.
     pub auth: AzureAuth,
+    /// The URL scheme (default [`AzureApi::Deployments`]).
+    pub api: AzureApi,
     /// `api-version` query parameter (default [`DEFAULT_API_VERSION`]).
     pub api_version: String,
     /// Model name -> deployment name.
@@ -146,6 +190,7 @@ impl AzureOpenAiConfig {
         AzureOpenAiConfig {
             endpoint: endpoint.into(),
             auth,
+            api: AzureApi::Deployments,
             api_version: DEFAULT_API_VERSION.to_owned(),
             deployments: BTreeMap::new(),
             default_deployment: None,
@@ -155,6 +200,16 @@ impl AzureOpenAiConfig {
             clock: None,
             stream_usage: None,
         }
+    }
+
+    /// Uses the v1 API (`/openai/v1/...`, no deployment in the path, no `api-version`),
+    /// with `max_completion_tokens` as the wire name of `max_tokens` (a later
+    /// [`max_tokens_field`](Self::max_tokens_field) overrides it).
+    #[must_use]
+    pub fn v1(mut self) -> Self {
+        self.api = AzureApi::V1;
+        self.max_tokens_field = MaxTokensField::MaxCompletionTokens;
+        self
     }
 
     /// Sets the `api-version`.
@@ -218,7 +273,7 @@ impl AzureOpenAiConfig {
     /// Whether streamed chat requests will send `stream_options.include_usage`.
     pub fn sends_stream_usage(&self) -> bool {
         self.stream_usage
-            .unwrap_or_else(|| supports_stream_usage(&self.api_version))
+            .unwrap_or_else(|| self.api == AzureApi::V1 || supports_stream_usage(&self.api_version))
     }
 }
 
@@ -247,6 +302,7 @@ impl AzureOpenAi {
             StreamUsage::Never
         };
         let mut headers = HeaderMap::new();
+        let mut token = None;
         match &config.auth {
             AzureAuth::ApiKey(k) => {
                 let (n, v) = secret_header("api-key", "", k)?;
@@ -255,6 +311,7 @@ impl AzureOpenAi {
             AzureAuth::BearerToken(t) => {
                 headers.insert(AUTHORIZATION, t.header_value("Bearer ")?);
             }
+            AzureAuth::Entra(source) => token = Some(source.clone()),
         }
         let common = Common::new(
             &config.name,
@@ -263,17 +320,22 @@ impl AzureOpenAi {
             config.timeout,
             LimitHeaders::OpenAi,
             headers,
-            [config.auth.secret().clone()],
+            config.auth.secrets(),
         );
+        let urls = match config.api {
+            AzureApi::Deployments => Urls::Azure(AzureUrls {
+                endpoint,
+                api_version: config.api_version,
+                deployments: config.deployments,
+                default_deployment: config.default_deployment,
+            }),
+            AzureApi::V1 => Urls::base(&format!("{endpoint}/openai/v1"))?,
+        };
         Ok(AzureOpenAi {
             engine: Arc::new(OpenAiEngine {
                 common,
-                urls: Urls::Azure(AzureUrls {
-                    endpoint,
-                    api_version: config.api_version,
-                    deployments: config.deployments,
-                    default_deployment: config.default_deployment,
-                }),
+                token,
+                urls,
                 opts: WireOptions {
                     max_tokens_field: config.max_tokens_field,
                     stream_usage,
@@ -289,7 +351,7 @@ impl AzureOpenAi {
         &self.engine.common.name
     }
 
-    /// The deployment that serves `model`.
+    /// The deployment that serves `model` (in v1 mode, the model name itself).
     pub fn deployment_for<'a>(&'a self, model: &'a str) -> &'a str {
         match &self.engine.urls {
             Urls::Azure(a) => a.deployment(model),

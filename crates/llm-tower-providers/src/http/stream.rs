@@ -43,10 +43,23 @@ enum State {
     Failed,
 }
 
+/// Splits a response body into events: server-sent events, or another framing (Bedrock's
+/// binary event stream) whose messages are handed to the parser as [`SseEvent`]s.
+pub(crate) trait FrameDecoder: Send + Unpin + 'static {
+    /// Feeds bytes, pushing every complete event.
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), Error>;
+}
+
+impl FrameDecoder for SseDecoder {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), Error> {
+        SseDecoder::feed(self, bytes, out)
+    }
+}
+
 /// The stream over a response body.
-pub(crate) struct SseChatStream<P> {
+pub(crate) struct SseChatStream<P, D = SseDecoder> {
     body: BodyReader,
-    decoder: SseDecoder,
+    decoder: D,
     events: Vec<SseEvent>,
     parser: P,
     out: VecDeque<ChatChunk>,
@@ -61,9 +74,33 @@ pub(crate) struct SseChatStream<P> {
 }
 
 impl<P: StreamParser> SseChatStream<P> {
-    /// A stream over `body`; `deadline` is the caller's deadline, if any.
+    /// A stream of server-sent events over `body`; `deadline` is the caller's deadline, if
+    /// any.
     pub fn new(
         body: BodyReader,
+        parser: P,
+        clock: SharedClock,
+        provider: Arc<str>,
+        idle: Duration,
+        deadline: Option<Deadline>,
+    ) -> Self {
+        SseChatStream::with_decoder(
+            body,
+            SseDecoder::new(),
+            parser,
+            clock,
+            provider,
+            idle,
+            deadline,
+        )
+    }
+}
+
+impl<P: StreamParser, D: FrameDecoder> SseChatStream<P, D> {
+    /// A stream over `body` framed by `decoder`.
+    pub fn with_decoder(
+        body: BodyReader,
+        decoder: D,
         parser: P,
         clock: SharedClock,
         provider: Arc<str>,
@@ -75,7 +112,7 @@ impl<P: StreamParser> SseChatStream<P> {
         let deadline = deadline.and_then(|d| d.at.map(|at| (d, clock.sleep_until(at))));
         SseChatStream {
             body,
-            decoder: SseDecoder::new(),
+            decoder,
             events: Vec::new(),
             parser,
             out: VecDeque::new(),
@@ -118,7 +155,7 @@ impl<P: StreamParser> SseChatStream<P> {
     }
 }
 
-impl<P: StreamParser> Stream for SseChatStream<P> {
+impl<P: StreamParser, D: FrameDecoder> Stream for SseChatStream<P, D> {
     type Item = Result<ChatChunk, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {

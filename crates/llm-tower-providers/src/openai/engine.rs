@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
 use http::{Method, Uri};
+use http_body_util::Full;
 use llm_tower_core::{
     ChatRequest, CompletionRequest, EmbeddingsRequest, Error, LlmRequest, LlmResponse, RequestBody,
     ResponseBody,
@@ -14,6 +17,7 @@ use llm_tower_core::{
 use super::convert::{self, WireOptions};
 use super::stream::OpenAiStreamParser;
 use super::wire;
+use crate::azure::EntraTokenSource;
 use crate::common::{Common, join};
 use crate::http::Deadline;
 use crate::http::stream::{SseChatStream, first_token, prepend};
@@ -139,6 +143,8 @@ pub(crate) struct OpenAiEngine {
     pub common: Common,
     pub urls: Urls,
     pub opts: WireOptions,
+    /// Entra ID bearer tokens fetched per request (Azure), when configured.
+    pub token: Option<EntraTokenSource>,
 }
 
 fn serialize_error(e: &serde_json::Error) -> Error {
@@ -161,11 +167,36 @@ impl OpenAiEngine {
 
     /// `GET /models` (spends no tokens).
     pub async fn health(&self) -> Result<(), Error> {
-        let result = match self.urls.models() {
-            Ok(uri) => self.common.get_ok(uri).await,
-            Err(e) => Err(e),
+        let result = match (self.urls.models(), &self.token) {
+            (Ok(uri), None) => self.common.get_ok(uri).await,
+            (Ok(uri), Some(_)) => self.get_ok_authorized(uri).await,
+            (Err(e), _) => Err(e),
         };
         result.map_err(|e| e.with_provider(self.common.name.clone()))
+    }
+
+    async fn get_ok_authorized(&self, uri: Uri) -> Result<(), Error> {
+        let deadline = self.common.deadline(self.common.clock.now(), None);
+        let mut req = self.common.request(Method::GET, uri, None, false)?;
+        self.authorize(&mut req).await?;
+        let ok = self.common.execute(req, &deadline).await?;
+        deadline
+            .run(
+                &self.common.clock,
+                crate::http::collect_body(ok.body, self.common.http.config().max_body_bytes, None),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `Authorization: Bearer` with a current token when a token source is set.
+    async fn authorize(&self, req: &mut http::Request<Full<Bytes>>) -> Result<(), Error> {
+        if let Some(source) = &self.token {
+            let token = source.token(&self.common.http, &self.common.clock).await?;
+            req.headers_mut()
+                .insert(AUTHORIZATION, token.header_value("Bearer ")?);
+        }
+        Ok(())
     }
 
     async fn chat(
@@ -176,12 +207,13 @@ impl OpenAiEngine {
     ) -> Result<LlmResponse, Error> {
         let deadline = self.common.deadline(t0, caller);
         let body = convert::chat_request_body(chat, &self.opts).map_err(|e| serialize_error(&e))?;
-        let req = self.common.request(
+        let mut req = self.common.request(
             Method::POST,
             self.urls.chat(&chat.model)?,
             Some(body),
             false,
         )?;
+        self.authorize(&mut req).await?;
         let ok = self.common.execute(req, &deadline).await?;
         let limits = ok.limits;
         let w: wire::ChatCompletionResponse = self
@@ -205,9 +237,10 @@ impl OpenAiEngine {
         let clock = &self.common.clock;
         let deadline = self.common.deadline(t0, caller);
         let body = convert::chat_request_body(chat, &self.opts).map_err(|e| serialize_error(&e))?;
-        let req =
+        let mut req =
             self.common
                 .request(Method::POST, self.urls.chat(&chat.model)?, Some(body), true)?;
+        self.authorize(&mut req).await?;
         let ok = self.common.execute(req, &deadline).await?;
         let limits = ok.limits;
         let latency = clock.now().saturating_duration_since(t0);
@@ -247,12 +280,13 @@ impl OpenAiEngine {
         }
         let deadline = self.common.deadline(t0, caller);
         let body = serde_json::to_vec(c).map_err(|e| serialize_error(&e))?;
-        let req = self.common.request(
+        let mut req = self.common.request(
             Method::POST,
             self.urls.completions(&c.model)?,
             Some(body),
             false,
         )?;
+        self.authorize(&mut req).await?;
         let ok = self.common.execute(req, &deadline).await?;
         let limits = ok.limits;
         let w: wire::CompletionResponse =
@@ -273,12 +307,13 @@ impl OpenAiEngine {
     ) -> Result<LlmResponse, Error> {
         let deadline = self.common.deadline(t0, caller);
         let body = serde_json::to_vec(e).map_err(|e| serialize_error(&e))?;
-        let req = self.common.request(
+        let mut req = self.common.request(
             Method::POST,
             self.urls.embeddings(&e.model)?,
             Some(body),
             false,
         )?;
+        self.authorize(&mut req).await?;
         let ok = self.common.execute(req, &deadline).await?;
         let limits = ok.limits;
         let w: wire::EmbeddingsResponse =

@@ -189,6 +189,7 @@ impl OpenAi {
         Ok(OpenAi {
             engine: Arc::new(OpenAiEngine {
                 common,
+                token: None,
                 urls: Urls::base(&base)?,
                 opts: WireOptions {
                     max_tokens_field: config.max_tokens_field,

@@ -193,6 +193,7 @@ impl OpenAiCompatible {
         Ok(OpenAiCompatible {
             engine: Arc::new(OpenAiEngine {
                 common,
+                token: None,
                 urls: Urls::base(&base)?,
                 opts: WireOptions {
                     max_tokens_field: config.max_tokens_field,
