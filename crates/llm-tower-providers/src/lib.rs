@@ -1,5 +1,5 @@
-//! LLM providers as `tower::Service<LlmRequest>`: OpenAI, Azure OpenAI, Anthropic,
-//! OpenAI-compatible servers, and a mock.
+//! LLM providers as `tower::Service<LlmRequest>`: OpenAI, Azure OpenAI, Anthropic, Gemini,
+//! Vertex AI, OpenAI-compatible servers, and a mock.
 #![forbid(unsafe_code)]
 
 pub mod mock;
@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod azure;
 mod common;
 mod error_map;
+pub mod gemini;
 pub mod headers;
 pub mod http;
 pub mod openai;
@@ -19,6 +20,7 @@ pub mod sse;
 pub use crate::http::{HttpClient, HttpConfig};
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
+pub use gemini::{Gemini, GeminiConfig};
 pub use openai::{MaxTokensField, OpenAi, OpenAiConfig};
 pub use openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
 pub use secret::Secret;
