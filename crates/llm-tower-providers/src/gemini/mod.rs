@@ -207,11 +207,13 @@ impl Engine {
         let t0 = self.common.clock.now();
         let caller = req.ctx.deadline;
         let result = match &req.body {
-            RequestBody::Chat(c) => {
-                let model = convert::model_path(&c.model)?;
-                let prefix = format!("{}/v1beta/models/{model}", self.base);
-                generate(&self.common, &prefix, None, c, t0, caller).await
-            }
+            RequestBody::Chat(c) => match convert::model_path(&c.model) {
+                Ok(model) => {
+                    let prefix = format!("{}/v1beta/models/{model}", self.base);
+                    generate(&self.common, &prefix, None, c, t0, caller).await
+                }
+                Err(e) => Err(e),
+            },
             RequestBody::Completion(_) => Err(Error::invalid_request(
                 "Gemini has no legacy completions; send a chat request",
             )),
