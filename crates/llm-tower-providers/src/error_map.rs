@@ -168,7 +168,7 @@ fn google_retry_delay(details: Option<&Value>) -> Option<Duration> {
 /// A protobuf JSON duration: `"37s"`, `"1.5s"`.
 pub(crate) fn parse_google_duration(s: &str) -> Option<Duration> {
     let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
-    if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 {
+    if !(0.0..=86_400.0).contains(&secs) {
         return None;
     }
     Some(Duration::from_secs_f64(secs))

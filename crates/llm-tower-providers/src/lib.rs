@@ -16,6 +16,7 @@ pub mod openai;
 pub mod openai_compat;
 pub mod secret;
 pub mod sse;
+pub mod vertex;
 
 pub use crate::http::{HttpClient, HttpConfig};
 pub use anthropic::{Anthropic, AnthropicConfig};
@@ -24,3 +25,4 @@ pub use gemini::{Gemini, GeminiConfig};
 pub use openai::{MaxTokensField, OpenAi, OpenAiConfig};
 pub use openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
 pub use secret::Secret;
+pub use vertex::{Vertex, VertexAuth, VertexConfig};

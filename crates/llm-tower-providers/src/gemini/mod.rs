@@ -208,10 +208,13 @@ impl Engine {
         let caller = req.ctx.deadline;
         let result = match &req.body {
             RequestBody::Chat(c) => match convert::model_path(&c.model) {
-                Ok(model) => {
-                    let prefix = format!("{}/v1beta/models/{model}", self.base);
-                    generate(&self.common, &prefix, None, c, t0, caller).await
-                }
+                Ok(model) => match request_body(c) {
+                    Ok(body) => {
+                        let prefix = format!("{}/v1beta/models/{model}", self.base);
+                        generate(&self.common, &prefix, body, None, c, t0, caller).await
+                    }
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             },
             RequestBody::Completion(_) => Err(Error::invalid_request(
@@ -259,11 +262,18 @@ impl Engine {
     }
 }
 
-/// Sends a chat request in Gemini's wire format to `{prefix}:generateContent` (or
+/// The JSON body of a chat request in Gemini's wire format.
+pub(crate) fn request_body(chat: &ChatRequest) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(&convert::generate_request(chat)?)
+        .map_err(|e| Error::invalid_request(format!("request not serializable: {e}")))
+}
+
+/// Sends a chat request's [`request_body`] to `{prefix}:generateContent` (or
 /// `:streamGenerateContent?alt=sse`), with an extra auth header when given (Vertex).
 pub(crate) async fn generate(
     common: &Common,
     prefix: &str,
+    body: Vec<u8>,
     auth: Option<(HeaderName, HeaderValue)>,
     chat: &ChatRequest,
     t0: Instant,
@@ -271,8 +281,6 @@ pub(crate) async fn generate(
 ) -> Result<LlmResponse, Error> {
     let clock = &common.clock;
     let deadline = common.deadline(t0, caller);
-    let body = serde_json::to_vec(&convert::generate_request(chat)?)
-        .map_err(|e| Error::invalid_request(format!("request not serializable: {e}")))?;
     let uri: Uri = if chat.stream {
         format!("{prefix}:streamGenerateContent?alt=sse")
     } else {
