@@ -90,6 +90,10 @@ pub enum ProviderKind {
     Anthropic,
     /// An OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio, hosted APIs).
     OpenaiCompatible,
+    /// Google's Gemini API (AI Studio).
+    Gemini,
+    /// Google Cloud Vertex AI (Gemini models, and Claude models through `rawPredict`).
+    Vertex,
     /// The in-process mock provider (no network, no key).
     Mock,
 }
@@ -102,6 +106,8 @@ impl ProviderKind {
             ProviderKind::Azure => "azure",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::OpenaiCompatible => "openai_compatible",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Vertex => "vertex",
             ProviderKind::Mock => "mock",
         }
     }
@@ -111,10 +117,10 @@ impl ProviderKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
-    /// `openai`, `azure`, `anthropic`, `openai_compatible` or `mock`.
+    /// `openai`, `azure`, `anthropic`, `openai_compatible`, `gemini`, `vertex` or `mock`.
     #[serde(rename = "type")]
     pub kind: ProviderKind,
-    /// The API key (use `${ENV_VAR}`). Required for openai, azure and anthropic.
+    /// The API key (use `${ENV_VAR}`). Required for openai, azure, anthropic and gemini.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretString>,
     /// Base URL (azure: the resource endpoint `https://NAME.openai.azure.com`, required;
@@ -132,9 +138,19 @@ pub struct RawProvider {
     /// openai: the `OpenAI-Organization` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<String>,
-    /// openai: the `OpenAI-Project` header.
+    /// openai: the `OpenAI-Project` header; vertex: the Google Cloud project id (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
+    /// vertex: the region (`us-central1`, `europe-west4`, ...) or `global` (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// vertex: how to authenticate (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RawVertexAuth>,
+    /// vertex: where service-account tokens are fetched (default: the key's `token_uri`;
+    /// for tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
     /// azure: the `api-version` (default `2024-10-21`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
@@ -147,7 +163,8 @@ pub struct RawProvider {
     /// anthropic: `anthropic-beta` features.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anthropic_beta: Vec<String>,
-    /// anthropic: `max_tokens` sent when a request sets none (the API requires one).
+    /// anthropic, vertex (Claude models): `max_tokens` sent when a request sets none (the
+    /// Messages API requires one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_max_tokens: Option<u32>,
     /// openai_compatible: extra headers sent with every request (values may be `${ENV_VAR}`).
@@ -177,6 +194,22 @@ pub struct RawProvider {
     /// The models this provider serves, by the name the provider knows them by.
     #[serde(default)]
     pub models: IndexMap<String, RawModel>,
+}
+
+/// How a `vertex` provider authenticates: exactly one of the fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawVertexAuth {
+    /// A service-account key file (`"${GOOGLE_APPLICATION_CREDENTIALS}"`): tokens are
+    /// obtained with a signed JWT, cached and refreshed before they expire.
+    ServiceAccountFile(String),
+    /// The environment variable holding an access token, read at every request.
+    TokenEnv(String),
+    /// A command printing an access token (`["gcloud", "auth", "print-access-token"]`),
+    /// run again every 10 minutes.
+    TokenCommand(Vec<String>),
+    /// A fixed access token (use `${ENV_VAR}`).
+    AccessToken(SecretString),
 }
 
 /// The wire name of `max_tokens`.
@@ -728,6 +761,9 @@ interp_fields!(RawProvider {
     timeouts,
     organization,
     project,
+    location,
+    auth,
+    token_url,
     api_version,
     deployments,
     anthropic_version,
@@ -794,6 +830,19 @@ interp_fields!(RawGatewayKey {
     budget
 });
 interp_fields!(RawLogging { level });
+
+impl Interp for RawVertexAuth {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+        match self {
+            RawVertexAuth::ServiceAccountFile(f) => {
+                f.interp(&join(path, "service_account_file"), cx)
+            }
+            RawVertexAuth::TokenEnv(v) => v.interp(&join(path, "token_env"), cx),
+            RawVertexAuth::TokenCommand(argv) => argv.interp(&join(path, "token_command"), cx),
+            RawVertexAuth::AccessToken(t) => t.interp(&join(path, "access_token"), cx),
+        }
+    }
+}
 
 impl Interp for RawReply {
     fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {

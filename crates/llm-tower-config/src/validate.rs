@@ -28,7 +28,7 @@ use crate::raw::RawOnError;
 use crate::raw::{
     ProviderKind, RawAction, RawAlgorithm, RawBudget, RawConfig, RawGatewayKey, RawKey,
     RawKeyBudget, RawLogFormat, RawMaxTokensField, RawMockFailureKind, RawMode, RawModel,
-    RawPeriod, RawProvider, RawRateLimit, RawReply, RawScope, RawStoreKind, RawUnit,
+    RawPeriod, RawProvider, RawRateLimit, RawReply, RawScope, RawStoreKind, RawUnit, RawVertexAuth,
 };
 use crate::settings::{GatewaySettings, LogFormat};
 
@@ -94,6 +94,9 @@ pub(crate) struct ProviderSpec {
     pub(crate) max_response_bytes: usize,
     pub(crate) organization: Option<String>,
     pub(crate) project: Option<String>,
+    pub(crate) location: Option<String>,
+    pub(crate) vertex_auth: Option<RawVertexAuth>,
+    pub(crate) token_url: Option<String>,
     pub(crate) api_version: Option<String>,
     pub(crate) deployments: Vec<(String, String)>,
     pub(crate) anthropic_version: Option<String>,
@@ -405,7 +408,7 @@ fn provider(
     raw: &RawProvider,
     unresolved: Option<&RawProvider>,
 ) -> Option<ProviderSpec> {
-    use ProviderKind::{Anthropic, Azure, Mock, Openai, OpenaiCompatible};
+    use ProviderKind::{Anthropic, Azure, Gemini, Mock, Openai, OpenaiCompatible, Vertex};
     let path = join("providers", name);
     let start = p.list.len();
     let kind = raw.kind;
@@ -421,14 +424,14 @@ fn provider(
         &join(&path, "api_key"),
         raw.api_key.is_some(),
         kind,
-        &[Openai, Azure, Anthropic, OpenaiCompatible],
+        &[Openai, Azure, Anthropic, OpenaiCompatible, Gemini],
     );
     only_for(
         p,
         &join(&path, "base_url"),
         raw.base_url.is_some(),
         kind,
-        &[Openai, Azure, Anthropic, OpenaiCompatible],
+        &[Openai, Azure, Anthropic, OpenaiCompatible, Gemini, Vertex],
     );
     only_for(
         p,
@@ -442,7 +445,22 @@ fn provider(
         &join(&path, "project"),
         raw.project.is_some(),
         kind,
-        &[Openai],
+        &[Openai, Vertex],
+    );
+    only_for(
+        p,
+        &join(&path, "location"),
+        raw.location.is_some(),
+        kind,
+        &[Vertex],
+    );
+    only_for(p, &join(&path, "auth"), raw.auth.is_some(), kind, &[Vertex]);
+    only_for(
+        p,
+        &join(&path, "token_url"),
+        raw.token_url.is_some(),
+        kind,
+        &[Vertex],
     );
     only_for(
         p,
@@ -477,7 +495,7 @@ fn provider(
         &join(&path, "default_max_tokens"),
         raw.default_max_tokens.is_some(),
         kind,
-        &[Anthropic],
+        &[Anthropic, Vertex],
     );
     only_for(
         p,
@@ -531,13 +549,18 @@ fn provider(
     );
 
     // Required fields.
-    let key_required = matches!(kind, Openai | Azure | Anthropic);
+    let key_required = matches!(kind, Openai | Azure | Anthropic | Gemini);
     match &raw.api_key {
         None if key_required => p.push(
             join(&path, "api_key"),
             format!(
-                "required for type {} (e.g. \"${{OPENAI_API_KEY}}\")",
-                kind.as_str()
+                "required for type {} (e.g. \"${{{}}}\")",
+                kind.as_str(),
+                if kind == Gemini {
+                    "GEMINI_API_KEY"
+                } else {
+                    "OPENAI_API_KEY"
+                }
             ),
         ),
         Some(k) if kind != Mock => check_secret(p, &join(&path, "api_key"), k.expose()),
@@ -561,14 +584,14 @@ fn provider(
             &join(&tpath, "connect"),
             t.connect.is_some(),
             kind,
-            &[Openai, Azure, Anthropic, OpenaiCompatible],
+            &[Openai, Azure, Anthropic, OpenaiCompatible, Gemini, Vertex],
         );
         only_for(
             p,
             &join(&tpath, "stream_idle"),
             t.stream_idle.is_some(),
             kind,
-            &[Openai, Azure, Anthropic, OpenaiCompatible],
+            &[Openai, Azure, Anthropic, OpenaiCompatible, Gemini, Vertex],
         );
     }
     let connect_timeout = duration_field(
@@ -614,10 +637,13 @@ fn provider(
             &join(&path, "max_response_bytes"),
             raw.max_response_bytes.is_some(),
             kind,
-            &[Openai, Azure, Anthropic, OpenaiCompatible],
+            &[Openai, Azure, Anthropic, OpenaiCompatible, Gemini, Vertex],
         );
     }
 
+    if kind == Vertex {
+        vertex(p, &path, raw);
+    }
     for (field, value) in [
         ("organization", &raw.organization),
         ("project", &raw.project),
@@ -726,6 +752,9 @@ fn provider(
         max_response_bytes,
         organization: raw.organization.clone(),
         project: raw.project.clone(),
+        location: raw.location.clone(),
+        vertex_auth: raw.auth.clone(),
+        token_url: raw.token_url.clone(),
         api_version: raw.api_version.clone(),
         deployments,
         anthropic_version: raw.anthropic_version.clone(),
@@ -737,6 +766,69 @@ fn provider(
         mock,
         models,
     })
+}
+
+/// A Vertex AI project or location: a URL path segment.
+fn check_segment(p: &mut Problems, path: &str, value: &str) {
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        p.push(
+            path,
+            "must be non-empty: letters, digits, '-', '_' and '.' only",
+        );
+    }
+}
+
+/// The fields only `vertex` has: project, location and auth are required.
+fn vertex(p: &mut Problems, path: &str, raw: &RawProvider) {
+    match &raw.project {
+        None => p.push(
+            join(path, "project"),
+            "required for type vertex (the Google Cloud project id)",
+        ),
+        Some(v) => check_segment(p, &join(path, "project"), v),
+    }
+    match &raw.location {
+        None => p.push(
+            join(path, "location"),
+            "required for type vertex (e.g. \"us-central1\" or \"global\")",
+        ),
+        Some(v) => check_segment(p, &join(path, "location"), v),
+    }
+    let apath = join(path, "auth");
+    match &raw.auth {
+        None => p.push(
+            &apath,
+            "required for type vertex: {\"service_account_file\": \"${GOOGLE_APPLICATION_CREDENTIALS}\"}, {\"token_env\": \"VAR\"}, {\"token_command\": [...]} or {\"access_token\": \"${VAR}\"}",
+        ),
+        Some(RawVertexAuth::ServiceAccountFile(f)) => {
+            if f.trim().is_empty() {
+                p.push(join(&apath, "service_account_file"), "must not be empty");
+            }
+        }
+        Some(RawVertexAuth::TokenEnv(v)) => {
+            if v.is_empty() || v.contains(['=', '\0']) {
+                p.push(join(&apath, "token_env"), "must be an environment variable name");
+            }
+        }
+        Some(RawVertexAuth::TokenCommand(argv)) => {
+            if argv.first().is_none_or(|c| c.trim().is_empty()) {
+                p.push(
+                    join(&apath, "token_command"),
+                    "must name a program (e.g. [\"gcloud\", \"auth\", \"print-access-token\"])",
+                );
+            }
+        }
+        Some(RawVertexAuth::AccessToken(t)) => {
+            check_secret(p, &join(&apath, "access_token"), t.expose());
+        }
+    }
+    if let Some(u) = &raw.token_url {
+        check_url(p, &join(path, "token_url"), u);
+    }
 }
 
 fn mock(p: &mut Problems, path: &str, raw: &RawProvider) -> MockSpec {
