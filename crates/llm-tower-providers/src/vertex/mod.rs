@@ -1,6 +1,6 @@
 //! Google Cloud Vertex AI as a `tower::Service<LlmRequest>`.
 //!
-//! - Gemini models speak the [`gemini`](crate::gemini) wire format at
+//! - Gemini models speak the [`gemini`] wire format at
 //!   `https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent`
 //!   (and `:streamGenerateContent?alt=sse`); for location `global` the host is
 //!   `aiplatform.googleapis.com`.
@@ -25,7 +25,7 @@
 //!
 //! # Errors
 //!
-//! As [`gemini`](crate::gemini) (and [`anthropic`](crate::anthropic) for Claude models).
+//! As [`gemini`] (and [`anthropic`](crate::anthropic) for Claude models).
 //! Credentials that cannot be obtained (an unset variable, a failing command, a token
 //! endpoint refusing the key) are `Unauthorized`. Embeddings and legacy completions are
 //! refused with `InvalidRequest`.
