@@ -710,3 +710,49 @@ async fn health_lists_models() {
     assert_eq!(rec.method, http::Method::GET);
     assert_eq!(rec.header("x-goog-api-key"), Some(KEY));
 }
+
+#[tokio::test]
+async fn hostile_bodies_are_errors_not_panics() {
+    for body in [
+        "not json",
+        r#"{"candidates": "x"}"#,
+        r#"{"candidates": [{"content": {"parts": [{"text": 5}]}}]}"#,
+        r#"{"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": "x"}}]}, "index": 4294967295}], "usageMetadata": {"promptTokenCount": 18446744073709551615, "thoughtsTokenCount": 18446744073709551615}}"#,
+        r#"{"error": {"code": 500, "message": "boom", "status": "INTERNAL"}}"#,
+    ] {
+        let server = serve(move |_| Reply::bytes(200, "application/json", body)).await;
+        let req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("hi")]);
+        match call(&provider(&server), LlmRequest::chat(req)).await {
+            Ok(resp) => {
+                // The odd-but-valid one: args not an object become "{}", counts saturate.
+                let c = &resp.as_chat().unwrap().choices[0];
+                assert_eq!(c.message.tool_calls[0].function.arguments, "{}");
+                assert_eq!(resp.usage.unwrap().completion_tokens, u64::MAX);
+            }
+            Err(e) => assert_eq!(e.provider(), Some("gemini"), "{body}: {e}"),
+        }
+    }
+    // An unknown OpenAI tool type is refused before sending.
+    let server = serve(|_| Reply::json(200, text_body())).await;
+    let mut req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("hi")]);
+    req.tools = vec![Tool {
+        kind: "custom".into(),
+        function: None,
+        extra: Default::default(),
+    }];
+    let e = call(&provider(&server), LlmRequest::chat(req))
+        .await
+        .unwrap_err();
+    assert_eq!(e.param(), Some("tools[0]"));
+    // Google's own tools pass through.
+    let mut req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("hi")]);
+    req.tools = vec![Tool {
+        kind: "googleSearch".into(),
+        function: None,
+        extra: Default::default(),
+    }];
+    call(&provider(&server), LlmRequest::chat(req))
+        .await
+        .unwrap();
+    assert_eq!(server.last().json()["tools"], json!([{"googleSearch": {}}]));
+}

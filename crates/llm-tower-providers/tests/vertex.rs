@@ -434,3 +434,89 @@ async fn claude_models_use_raw_predict_with_the_vertex_anthropic_version() {
     assert_eq!(body["max_tokens"], 4096);
     assert_eq!(rec.header("authorization"), Some("Bearer ya29.t"));
 }
+
+#[tokio::test]
+async fn embeddings_use_predict() {
+    let server = serve(|_| {
+        Reply::json(
+            200,
+            json!({"predictions": [
+                {"embeddings": {"values": [0.1, 0.2], "statistics": {"token_count": 3.0, "truncated": false}}},
+                {"embeddings": {"values": [0.3, 0.4], "statistics": {"token_count": 4.0, "truncated": false}}}
+            ]}),
+        )
+    })
+    .await;
+    let p = Vertex::new(
+        VertexConfig::new("p", "us-central1", VertexAuth::access_token("ya29.t"))
+            .base_url(server.url()),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let mut req = llm_tower_core::EmbeddingsRequest {
+        model: "gemini-embedding-001".into(),
+        input: llm_tower_core::EmbeddingInput::Many(vec!["a".into(), "b".into()]),
+        encoding_format: None,
+        dimensions: Some(2),
+        user: None,
+        extra: Default::default(),
+    };
+    req.extra
+        .insert("task_type".into(), json!("RETRIEVAL_QUERY"));
+    let resp = call(&p, LlmRequest::embeddings(req)).await.unwrap();
+    let rec = server.last();
+    assert_eq!(
+        rec.uri.path(),
+        "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-embedding-001:predict"
+    );
+    assert_eq!(
+        rec.json(),
+        json!({"instances": [{"content": "a", "task_type": "RETRIEVAL_QUERY"},
+                             {"content": "b", "task_type": "RETRIEVAL_QUERY"}],
+               "parameters": {"outputDimensionality": 2}})
+    );
+    assert_eq!(rec.header("authorization"), Some("Bearer ya29.t"));
+    let llm_tower_core::ResponseBody::Embeddings(e) = &resp.body else {
+        panic!("not embeddings")
+    };
+    assert_eq!(e.data.len(), 2);
+    assert_eq!(
+        e.data[1].embedding,
+        llm_tower_core::EmbeddingVector::Float(vec![0.3, 0.4])
+    );
+    assert_eq!(resp.usage.unwrap().prompt_tokens, 7);
+}
+
+#[tokio::test]
+async fn claude_streams_use_stream_raw_predict() {
+    let events: Vec<(&str, String)> = vec![
+        ("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}).to_string()),
+        ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}).to_string()),
+        ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}).to_string()),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 0}).to_string()),
+        ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 5}}).to_string()),
+        ("message_stop", json!({"type": "message_stop"}).to_string()),
+    ];
+    let server = serve(move |_| Reply::sse_events(&events)).await;
+    let p = Vertex::new(
+        VertexConfig::new("p", "global", VertexAuth::access_token("ya29.t")).base_url(server.url()),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let req = LlmRequest::chat(
+        ChatRequest::new("claude-sonnet-4-5@20250929", vec![Message::user("hello")]).streaming(),
+    );
+    let resp = call(&p, req).await.unwrap();
+    let (folded, usage) = collect_chat_stream(resp.into_stream().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(folded.text(), "Hello");
+    assert_eq!(usage.unwrap().completion_tokens, 5);
+    let rec = server.last();
+    assert_eq!(
+        rec.uri.path(),
+        "/v1/projects/p/locations/global/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict"
+    );
+    assert_eq!(rec.json()["stream"], true);
+    assert_eq!(rec.json()["anthropic_version"], "vertex-2023-10-16");
+}

@@ -319,6 +319,9 @@ fn tools(tools: &[Tool]) -> Result<Vec<Value>, Error> {
                 }
                 decls.push(Value::Object(d));
             }
+            ("custom", _) => {
+                return Err(invalid(&path, "Gemini has no custom (free-form) tools"));
+            }
             // Gemini's own tools (`googleSearch`, `codeExecution`, `urlContext`) pass
             // through as `{"type": "googleSearch", "googleSearch": {}}`.
             (kind, None) if kind != "function" => {
@@ -740,6 +743,51 @@ pub(crate) fn embed_request(e: &EmbeddingsRequest, model: &str) -> Result<Value,
         })
         .collect();
     Ok(json!({ "requests": requests }))
+}
+
+/// Vertex AI's `:predict` body for text embeddings.
+pub(crate) fn vertex_embed_request(e: &EmbeddingsRequest) -> Result<Value, Error> {
+    let texts: Vec<&str> = match &e.input {
+        EmbeddingInput::One(s) => vec![s.as_str()],
+        EmbeddingInput::Many(v) => v.iter().map(String::as_str).collect(),
+        EmbeddingInput::Tokens(_) | EmbeddingInput::ManyTokens(_) => {
+            return Err(invalid("input", "Vertex AI embeds text, not token arrays"));
+        }
+    };
+    let task_type = e.extra.get("task_type").or_else(|| e.extra.get("taskType"));
+    let instances: Vec<Value> = texts
+        .iter()
+        .map(|t| {
+            let mut i = Map::new();
+            i.insert("content".into(), Value::String((*t).to_owned()));
+            if let Some(tt) = task_type {
+                i.insert("task_type".into(), tt.clone());
+            }
+            Value::Object(i)
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("instances".into(), Value::Array(instances));
+    if let Some(d) = e.dimensions {
+        body.insert("parameters".into(), json!({ "outputDimensionality": d }));
+    }
+    Ok(Value::Object(body))
+}
+
+/// Vertex AI's `:predict` embeddings response as Gemini's, and the input tokens it counted.
+pub(crate) fn vertex_embed_response(w: &wire::VertexPredictResponse) -> (BatchEmbedResponse, u64) {
+    let mut tokens = 0u64;
+    let embeddings = w
+        .predictions
+        .iter()
+        .map(|p| {
+            tokens = tokens.saturating_add(p.embeddings.statistics.token_count as u64);
+            wire::EmbeddingValues {
+                values: p.embeddings.values.clone(),
+            }
+        })
+        .collect();
+    (BatchEmbedResponse { embeddings }, tokens)
 }
 
 /// A `batchEmbedContents` response (`base64` encoding honoured).

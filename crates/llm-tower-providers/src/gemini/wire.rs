@@ -92,3 +92,30 @@ pub(crate) struct BatchEmbedResponse {
 pub(crate) struct EmbeddingValues {
     pub values: Vec<f32>,
 }
+
+/// Vertex AI's `:predict` response for text-embedding models.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct VertexPredictResponse {
+    pub predictions: Vec<VertexPrediction>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct VertexPrediction {
+    pub embeddings: VertexEmbedding,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct VertexEmbedding {
+    pub values: Vec<f32>,
+    pub statistics: VertexStatistics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct VertexStatistics {
+    /// A float in Vertex's JSON (`5.0`).
+    pub token_count: f64,
+}

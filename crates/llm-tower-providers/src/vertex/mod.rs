@@ -27,8 +27,15 @@
 //!
 //! As [`gemini`] (and [`anthropic`](crate::anthropic) for Claude models).
 //! Credentials that cannot be obtained (an unset variable, a failing command, a token
-//! endpoint refusing the key) are `Unauthorized`. Embeddings and legacy completions are
-//! refused with `InvalidRequest`.
+//! endpoint refusing the key) are `Unauthorized`. Legacy completions are refused with
+//! `InvalidRequest`.
+//!
+//! # Embeddings
+//!
+//! Text-embedding models (`gemini-embedding-001`, `text-embedding-005`, ...) are called at
+//! `.../publishers/google/models/{model}:predict` with `instances: [{content}]`
+//! (`extra["task_type"]` -> `task_type`, `dimensions` -> `parameters.outputDimensionality`);
+//! the usage is the sum of the predictions' `statistics.token_count`.
 //!
 //! # Clone
 //!
@@ -43,7 +50,8 @@ use std::time::{Duration, Instant};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 use llm_tower_core::{
-    ChatRequest, Error, LlmRequest, LlmResponse, RequestBody, ResponseBody, SharedClock,
+    ChatRequest, EmbeddingsRequest, Error, LlmRequest, LlmResponse, RequestBody, ResponseBody,
+    SharedClock, Usage, UsageSource,
 };
 use serde_json::Value;
 
@@ -274,9 +282,7 @@ impl Engine {
             RequestBody::Completion(_) => Err(Error::invalid_request(
                 "Vertex AI has no legacy completions; send a chat request",
             )),
-            RequestBody::Embeddings(_) => Err(Error::invalid_request(
-                "embeddings are not supported by the Vertex AI provider yet",
-            )),
+            RequestBody::Embeddings(e) => self.embeddings(e, t0, caller).await,
         };
         result.map_err(|e| e.with_provider(self.common.name.clone()))
     }
@@ -307,6 +313,47 @@ impl Engine {
             auth_error("the access token contains characters a header cannot carry")
         })?;
         Ok((AUTHORIZATION, value))
+    }
+
+    async fn embeddings(
+        &self,
+        e: &EmbeddingsRequest,
+        t0: Instant,
+        caller: Option<Instant>,
+    ) -> Result<LlmResponse, Error> {
+        let model = model_path(&e.model)?;
+        let base64_out = match e.encoding_format.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(Error::invalid_request(format!(
+                    "encoding_format: unknown value {:?} (float, base64)",
+                    other.chars().take(40).collect::<String>()
+                ))
+                .with_param("encoding_format"));
+            }
+        };
+        let body = serde_json::to_vec(&gemini::convert::vertex_embed_request(e)?)
+            .map_err(|e| Error::invalid_request(format!("request not serializable: {e}")))?;
+        let auth = self.auth().await?;
+        let deadline = self.common.deadline(t0, caller);
+        let uri = format!("{}/google/models/{model}:predict", self.publishers)
+            .parse()
+            .map_err(|_| Error::invalid_request("the model name does not make a valid URL"))?;
+        let mut req = self.common.request(Method::POST, uri, Some(body), false)?;
+        req.headers_mut().insert(auth.0, auth.1);
+        let ok = self.common.execute(req, &deadline).await?;
+        let limits = ok.limits;
+        let w: gemini::wire::VertexPredictResponse =
+            self.common.read_json(ok, &deadline, "embeddings").await?;
+        let (batch, tokens) = gemini::convert::vertex_embed_response(&w);
+        let resp = gemini::convert::embed_response(batch, model, base64_out);
+        let mut out = LlmResponse::new(ResponseBody::Embeddings(resp));
+        if tokens > 0 {
+            out.usage = Some(Usage::new(tokens, 0, UsageSource::Provider));
+        }
+        out.meta = self.common.meta(model.to_owned(), &e.model, t0, limits);
+        Ok(out)
     }
 
     fn anthropic_body(&self, chat: &ChatRequest) -> Result<(Vec<u8>, Vec<String>), Error> {
