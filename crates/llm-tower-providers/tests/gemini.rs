@@ -157,6 +157,8 @@ async fn request_mapping_system_turns_images_files_tools_and_generation_config()
     );
     req.extra.insert("reasoning_effort".into(), json!("low"));
     req.extra.insert("user".into(), json!("ignored"));
+    req.extra.insert("logprobs".into(), json!(true));
+    req.extra.insert("top_logprobs".into(), json!(3));
     let resp = call(&provider(&server), LlmRequest::chat(req))
         .await
         .unwrap();
@@ -219,7 +221,8 @@ async fn request_mapping_system_turns_images_files_tools_and_generation_config()
             "seed": 7, "stopSequences": ["END"],
             "responseMimeType": "application/json",
             "responseSchema": {"type": "object", "properties": {"a": {"type": "string"}}},
-            "thinkingConfig": {"thinkingBudget": 1024, "includeThoughts": true}
+            "thinkingConfig": {"thinkingBudget": 1024, "includeThoughts": true},
+            "responseLogprobs": true, "logprobs": 3
         })
     );
     assert!(body.get("user").is_none());

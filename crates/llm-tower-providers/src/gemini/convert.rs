@@ -529,6 +529,12 @@ pub(crate) fn generate_request(chat: &ChatRequest) -> Result<Value, Error> {
         chat.stop.as_ref().map(|s| json!(s.to_vec())),
     );
     put("topK", chat.extra.get("top_k").cloned());
+    if chat.extra.get("logprobs").and_then(Value::as_bool) == Some(true) {
+        gen_cfg.insert("responseLogprobs".into(), Value::Bool(true));
+        if let Some(n) = chat.extra.get("top_logprobs") {
+            gen_cfg.insert("logprobs".into(), n.clone());
+        }
+    }
     if let Some(rf) = &chat.response_format {
         response_format(rf, &mut gen_cfg)?;
     }

@@ -15,7 +15,9 @@
 //!   `additionalProperties` and `$schema`, removed); `tool_choice` ->
 //!   `toolConfig.functionCallingConfig` (`AUTO`/`ANY`/`NONE`, `allowedFunctionNames`).
 //! - `generationConfig`: `temperature`, `top_p`, `max_tokens`, `stop`, `n`
-//!   (`candidateCount`), `seed`, penalties, `extra["top_k"]`, `response_format`
+//!   (`candidateCount`), `seed`, penalties, `extra["top_k"]`, `logprobs`/`top_logprobs`
+//!   (`responseLogprobs`/`logprobs`; Gemini's `logprobsResult` comes back as the choice's
+//!   `logprobs`), `response_format`
 //!   (`responseMimeType` + `responseSchema`), thinking (`extra["thinking_config"]` as is, or
 //!   `reasoning_effort` -> `thinkingBudget`: none 0, minimal 512, low 1024, medium 8192,
 //!   high 24576, xhigh 32768, with `includeThoughts`); `extra["generation_config"]` is merged
