@@ -1,4 +1,5 @@
-//! Points llm-tower at OpenAI, Anthropic, Azure OpenAI, AWS Bedrock and local OpenAI-compatible servers
+//! Points llm-tower at OpenAI, Anthropic, Azure OpenAI, AWS Bedrock, Gemini, Vertex AI and
+//! local OpenAI-compatible servers
 //! (Ollama, vLLM) from environment variables, wraps each provider in the real stack
 //! (`count_tokens -> track_cost -> llm_rate_limit -> llm_retry -> llm_timeout -> provider`),
 //! and sends one chat and one streamed chat through each stack whose variables are set.
@@ -11,6 +12,8 @@
 //! | Anthropic | `ANTHROPIC_API_KEY` (optional: `ANTHROPIC_MODEL`, default `claude-haiku-4-5`) |
 //! | Azure OpenAI | `AZURE_OPENAI_ENDPOINT`, `AZURE_OPENAI_DEPLOYMENT`, and `AZURE_OPENAI_API_KEY` or `AZURE_OPENAI_BEARER_TOKEN` (an Entra ID token, sent as `Authorization: Bearer`); optional `AZURE_OPENAI_API_VERSION` |
 //! | AWS Bedrock | `AWS_REGION` (or `AWS_DEFAULT_REGION`), and `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (optional `AWS_SESSION_TOKEN`) or `AWS_PROFILE` (a profile of `~/.aws/credentials`); optional `BEDROCK_MODEL`, default `us.anthropic.claude-3-5-haiku-20241022-v1:0` |
+//! | Gemini | `GEMINI_API_KEY` (optional: `GEMINI_MODEL`, default `gemini-2.5-flash`) |
+//! | Vertex AI | `VERTEX_PROJECT`, `VERTEX_LOCATION` (e.g. `us-central1` or `global`), and `GOOGLE_APPLICATION_CREDENTIALS` (a service-account key file) or `VERTEX_ACCESS_TOKEN`; optional `VERTEX_MODEL`, default `gemini-2.5-flash` |
 //! | Ollama | `OLLAMA_BASE_URL`, e.g. `http://localhost:11434/v1` (optional: `OLLAMA_MODEL`, default `llama3.2`) |
 //! | vLLM | `VLLM_BASE_URL`, e.g. `http://localhost:8000/v1` (optional: `VLLM_API_KEY`, `VLLM_MODEL`, default `Qwen/Qwen2.5-1.5B-Instruct`) |
 //!
@@ -39,9 +42,11 @@ use llm_tower::prelude::*;
 use llm_tower::providers::anthropic::{Anthropic, AnthropicConfig};
 use llm_tower::providers::azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
 use llm_tower::providers::bedrock::{AwsCredentials, Bedrock, BedrockConfig};
+use llm_tower::providers::gemini::{Gemini, GeminiConfig};
 use llm_tower::providers::http::HttpClient;
 use llm_tower::providers::openai::{OpenAi, OpenAiConfig};
 use llm_tower::providers::openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
+use llm_tower::providers::vertex::{Vertex, VertexAuth, VertexConfig};
 use llm_tower::{StreamOptions, collect_chat_stream};
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -78,6 +83,8 @@ fn price_for(model: &str, local: bool) -> Result<(ModelPrice, &'static str), Err
         "claude-haiku-4-5" => ("1.00", "5.00", "list price"),
         "claude-sonnet-4-5" => ("3.00", "15.00", "list price"),
         "us.anthropic.claude-3-5-haiku-20241022-v1:0" => ("0.80", "4.00", "list price"),
+        "gemini-2.5-flash" => ("0.30", "2.50", "list price"),
+        "gemini-2.5-pro" => ("1.25", "10.00", "list price (prompts up to 200k tokens)"),
         _ => ("5.00", "20.00", "unknown model: placeholder price"),
     };
     Ok((
@@ -195,6 +202,50 @@ fn configured(http: &HttpClient) -> Result<Vec<Target>, Error> {
         _ => println!(
             "AWS Bedrock: not configured (set AWS_REGION and AWS_ACCESS_KEY_ID / \
              AWS_SECRET_ACCESS_KEY or AWS_PROFILE; would ask {bedrock_model})"
+        ),
+    }
+
+    let gemini_model = var("GEMINI_MODEL").unwrap_or_else(|| "gemini-2.5-flash".into());
+    if let Some(key) = var("GEMINI_API_KEY") {
+        println!("Gemini: {gemini_model}");
+        out.push(Target {
+            label: "gemini",
+            model: gemini_model,
+            local: false,
+            provider: BoxCloneService::new(Gemini::new(GeminiConfig::new(key), http.clone())?),
+        });
+    } else {
+        println!("Gemini: not configured (set GEMINI_API_KEY; would ask {gemini_model})");
+    }
+
+    let vertex_model = var("VERTEX_MODEL").unwrap_or_else(|| "gemini-2.5-flash".into());
+    let vertex_auth = match (
+        var("GOOGLE_APPLICATION_CREDENTIALS"),
+        var("VERTEX_ACCESS_TOKEN"),
+    ) {
+        (Some(file), _) => Some((
+            "service-account key",
+            VertexAuth::service_account_file(file)?,
+        )),
+        (None, Some(token)) => Some(("access token", VertexAuth::access_token(token))),
+        (None, None) => None,
+    };
+    match (var("VERTEX_PROJECT"), var("VERTEX_LOCATION"), vertex_auth) {
+        (Some(project), Some(location), Some((auth_name, auth))) => {
+            println!("Vertex AI: {vertex_model} in {project}/{location} ({auth_name})");
+            out.push(Target {
+                label: "vertex",
+                model: vertex_model,
+                local: false,
+                provider: BoxCloneService::new(Vertex::new(
+                    VertexConfig::new(project, location, auth),
+                    http.clone(),
+                )?),
+            });
+        }
+        _ => println!(
+            "Vertex AI: not configured (set VERTEX_PROJECT, VERTEX_LOCATION and \
+             GOOGLE_APPLICATION_CREDENTIALS or VERTEX_ACCESS_TOKEN; would ask {vertex_model})"
         ),
     }
 

@@ -24,8 +24,8 @@ use llm_tower_providers::bedrock::{AwsCredentials, Bedrock, BedrockConfig};
 use llm_tower_providers::http::{BufferBudget, HttpClient, HttpConfig};
 use llm_tower_providers::mock::MockProvider;
 use llm_tower_providers::{
-    Anthropic, AnthropicConfig, AzureOpenAi, AzureOpenAiConfig, OpenAi, OpenAiCompatible,
-    OpenAiCompatibleConfig, OpenAiConfig,
+    Anthropic, AnthropicConfig, AzureOpenAi, AzureOpenAiConfig, Gemini, GeminiConfig, OpenAi,
+    OpenAiCompatible, OpenAiCompatibleConfig, OpenAiConfig, Vertex, VertexAuth, VertexConfig,
 };
 #[cfg(feature = "redis")]
 use llm_tower_redis::{RedisBudgetStore, RedisConnection, RedisRateLimitStore};
@@ -39,7 +39,7 @@ use crate::circuit::CircuitBreakerLayer;
 use crate::config::Config;
 use crate::counter::ConfigTokenizers;
 use crate::duration::format_duration;
-use crate::raw::{ProviderKind, RawScope};
+use crate::raw::{ProviderKind, RawScope, RawVertexAuth};
 use crate::router::{BoxedLlm, ResolveLayer, Router};
 use crate::settings::GatewaySettings;
 use crate::validate::{
@@ -123,6 +123,8 @@ enum ProviderHandle {
     Azure(AzureOpenAi),
     Anthropic(Anthropic),
     Compatible(OpenAiCompatible),
+    Gemini(Gemini),
+    Vertex(Vertex),
 }
 
 impl ProviderHandle {
@@ -134,6 +136,8 @@ impl ProviderHandle {
             ProviderHandle::Azure(p) => p.health().await,
             ProviderHandle::Anthropic(p) => p.health().await,
             ProviderHandle::Compatible(p) => p.health().await,
+            ProviderHandle::Gemini(p) => p.health().await,
+            ProviderHandle::Vertex(p) => p.health().await,
         }
     }
 
@@ -145,6 +149,8 @@ impl ProviderHandle {
             ProviderHandle::Azure(p) => BoxCloneSyncService::new(p.clone()),
             ProviderHandle::Anthropic(p) => BoxCloneSyncService::new(p.clone()),
             ProviderHandle::Compatible(p) => BoxCloneSyncService::new(p.clone()),
+            ProviderHandle::Gemini(p) => BoxCloneSyncService::new(p.clone()),
+            ProviderHandle::Vertex(p) => BoxCloneSyncService::new(p.clone()),
         }
     }
 }
@@ -804,6 +810,50 @@ fn provider(
                 c = c.default_max_tokens(n);
             }
             ProviderHandle::Anthropic(Anthropic::new(c, http()?).map_err(in_context)?)
+        }
+        ProviderKind::Gemini => {
+            let mut c = GeminiConfig::new(key()?)
+                .name(p.name.as_str())
+                .timeout(p.request_timeout)
+                .clock(clock.clone());
+            if let Some(u) = &p.base_url {
+                c = c.base_url(u.as_str());
+            }
+            ProviderHandle::Gemini(Gemini::new(c, http()?).map_err(in_context)?)
+        }
+        ProviderKind::Vertex => {
+            let auth = match &p.vertex_auth {
+                Some(RawVertexAuth::ServiceAccountFile(f)) => {
+                    VertexAuth::service_account_file(f).map_err(in_context)?
+                }
+                Some(RawVertexAuth::TokenEnv(v)) => VertexAuth::token_env(v.as_str()),
+                Some(RawVertexAuth::TokenCommand(argv)) => VertexAuth::token_command(argv.clone()),
+                Some(RawVertexAuth::AccessToken(t)) => VertexAuth::access_token(t.expose()),
+                None => {
+                    return Err(Error::config(format!(
+                        "provider {:?}: auth is required",
+                        p.name
+                    )));
+                }
+            };
+            let mut c = VertexConfig::new(
+                p.project.clone().unwrap_or_default(),
+                p.location.clone().unwrap_or_default(),
+                auth,
+            )
+            .name(p.name.as_str())
+            .timeout(p.request_timeout)
+            .clock(clock.clone());
+            if let Some(u) = &p.base_url {
+                c = c.base_url(u.as_str());
+            }
+            if let Some(u) = &p.token_url {
+                c = c.token_url(u.as_str());
+            }
+            if let Some(n) = p.default_max_tokens {
+                c = c.default_max_tokens(n);
+            }
+            ProviderHandle::Vertex(Vertex::new(c, http()?).map_err(in_context)?)
         }
         ProviderKind::OpenaiCompatible => {
             let mut c = OpenAiCompatibleConfig::new(p.base_url.clone().unwrap_or_default())

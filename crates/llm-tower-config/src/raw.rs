@@ -92,6 +92,10 @@ pub enum ProviderKind {
     Bedrock,
     /// An OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio, hosted APIs).
     OpenaiCompatible,
+    /// Google's Gemini API (AI Studio).
+    Gemini,
+    /// Google Cloud Vertex AI (Gemini models, and Claude models through `rawPredict`).
+    Vertex,
     /// The in-process mock provider (no network, no key).
     Mock,
 }
@@ -105,6 +109,8 @@ impl ProviderKind {
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Bedrock => "bedrock",
             ProviderKind::OpenaiCompatible => "openai_compatible",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Vertex => "vertex",
             ProviderKind::Mock => "mock",
         }
     }
@@ -114,10 +120,11 @@ impl ProviderKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
-    /// `openai`, `azure`, `anthropic`, `bedrock`, `openai_compatible` or `mock`.
+    /// `openai`, `azure`, `anthropic`, `bedrock`, `openai_compatible`, `gemini`, `vertex` or
+    /// `mock`.
     #[serde(rename = "type")]
     pub kind: ProviderKind,
-    /// The API key (use `${ENV_VAR}`). Required for openai, azure and anthropic.
+    /// The API key (use `${ENV_VAR}`). Required for openai, azure, anthropic and gemini.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretString>,
     /// Base URL (azure: the resource endpoint `https://NAME.openai.azure.com`, required;
@@ -136,9 +143,16 @@ pub struct RawProvider {
     /// openai: the `OpenAI-Organization` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<String>,
-    /// openai: the `OpenAI-Project` header.
+    /// openai: the `OpenAI-Project` header; vertex: the Google Cloud project id (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
+    /// vertex: the region (`us-central1`, `europe-west4`, ...) or `global` (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// vertex: where service-account tokens are fetched (default: the key's `token_uri`;
+    /// for tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
     /// azure: the `api-version` (default `2024-10-21`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
@@ -146,7 +160,9 @@ pub struct RawProvider {
     /// `api-version`), or `"deployments"` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<RawAzureApi>,
-    /// azure: Entra ID authentication instead of `api_key`.
+    /// azure: Entra ID authentication instead of `api_key` (`entra` or `token_command`);
+    /// vertex: how to authenticate (required: exactly one of `service_account_file`,
+    /// `token_env`, `token_command`, `access_token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<RawAzureAuth>,
     /// bedrock: the AWS region, e.g. `us-east-1` (required).
@@ -164,7 +180,8 @@ pub struct RawProvider {
     /// anthropic: `anthropic-beta` features.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anthropic_beta: Vec<String>,
-    /// anthropic: `max_tokens` sent when a request sets none (the API requires one).
+    /// anthropic, vertex (Claude models): `max_tokens` sent when a request sets none (the
+    /// Messages API requires one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_max_tokens: Option<u32>,
     /// openai_compatible: extra headers sent with every request (values may be `${ENV_VAR}`).
@@ -206,17 +223,59 @@ pub enum RawAzureApi {
     V1,
 }
 
-/// Azure Entra ID authentication: exactly one of `entra` and `token_command`.
+/// A provider's token authentication. azure: exactly one of `entra` and `token_command`;
+/// vertex: exactly one of `service_account_file`, `token_env`, `token_command` and
+/// `access_token`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAzureAuth {
-    /// The client-credentials grant of an app registration.
+    /// azure: the client-credentials grant of an app registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entra: Option<RawEntra>,
-    /// A command (program and arguments, no shell) that prints a token or the JSON of
-    /// `az account get-access-token`.
+    /// A command (program and arguments, no shell) that prints a token (azure: or the JSON
+    /// of `az account get-access-token`; vertex: e.g. `["gcloud", "auth",
+    /// "print-access-token"]`, run again every 10 minutes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_command: Option<Vec<String>>,
+    /// vertex: a service-account key file (`"${GOOGLE_APPLICATION_CREDENTIALS}"`): tokens
+    /// are obtained with a signed JWT, cached and refreshed before they expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_file: Option<String>,
+    /// vertex: the environment variable holding an access token, read at every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// vertex: a fixed access token (use `${ENV_VAR}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<SecretString>,
+}
+
+impl RawAzureAuth {
+    /// The Vertex AI form, or what is wrong with it.
+    pub(crate) fn vertex(&self) -> Result<RawVertexAuth, &'static str> {
+        if self.entra.is_some() {
+            return Err(
+                "entra is for azure; vertex takes service_account_file, token_env, token_command or access_token",
+            );
+        }
+        let forms = [
+            self.service_account_file
+                .clone()
+                .map(RawVertexAuth::ServiceAccountFile),
+            self.token_env.clone().map(RawVertexAuth::TokenEnv),
+            self.token_command.clone().map(RawVertexAuth::TokenCommand),
+            self.access_token.clone().map(RawVertexAuth::AccessToken),
+        ];
+        let mut set = forms.into_iter().flatten();
+        match (set.next(), set.next()) {
+            (Some(one), None) => Ok(one),
+            (None, _) => {
+                Err("set one of service_account_file, token_env, token_command, access_token")
+            }
+            (Some(_), Some(_)) => {
+                Err("set only one of service_account_file, token_env, token_command, access_token")
+            }
+        }
+    }
 }
 
 /// Entra ID client credentials.
@@ -256,6 +315,22 @@ pub struct RawAwsCredentials {
     /// The session token of temporary credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token: Option<SecretString>,
+}
+
+/// How a `vertex` provider authenticates: exactly one of the fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawVertexAuth {
+    /// A service-account key file (`"${GOOGLE_APPLICATION_CREDENTIALS}"`): tokens are
+    /// obtained with a signed JWT, cached and refreshed before they expire.
+    ServiceAccountFile(String),
+    /// The environment variable holding an access token, read at every request.
+    TokenEnv(String),
+    /// A command printing an access token (`["gcloud", "auth", "print-access-token"]`),
+    /// run again every 10 minutes.
+    TokenCommand(Vec<String>),
+    /// A fixed access token (use `${ENV_VAR}`).
+    AccessToken(SecretString),
 }
 
 /// The wire name of `max_tokens`.
@@ -807,6 +882,9 @@ interp_fields!(RawProvider {
     timeouts,
     organization,
     project,
+    location,
+    auth,
+    token_url,
     api_version,
     auth,
     region,
@@ -823,7 +901,10 @@ interp_fields!(RawProvider {
 });
 interp_fields!(RawAzureAuth {
     entra,
-    token_command
+    token_command,
+    service_account_file,
+    token_env,
+    access_token
 });
 interp_fields!(RawEntra {
     tenant_id,
@@ -892,6 +973,19 @@ interp_fields!(RawGatewayKey {
     budget
 });
 interp_fields!(RawLogging { level });
+
+impl Interp for RawVertexAuth {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+        match self {
+            RawVertexAuth::ServiceAccountFile(f) => {
+                f.interp(&join(path, "service_account_file"), cx)
+            }
+            RawVertexAuth::TokenEnv(v) => v.interp(&join(path, "token_env"), cx),
+            RawVertexAuth::TokenCommand(argv) => argv.interp(&join(path, "token_command"), cx),
+            RawVertexAuth::AccessToken(t) => t.interp(&join(path, "access_token"), cx),
+        }
+    }
+}
 
 impl Interp for RawReply {
     fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {

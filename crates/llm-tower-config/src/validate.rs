@@ -29,7 +29,7 @@ use crate::raw::{
     ProviderKind, RawAction, RawAlgorithm, RawAwsCredentials, RawAzureApi, RawAzureAuth, RawBudget,
     RawConfig, RawGatewayKey, RawKey, RawKeyBudget, RawLogFormat, RawMaxTokensField,
     RawMockFailureKind, RawMode, RawModel, RawPeriod, RawProvider, RawRateLimit, RawReply,
-    RawScope, RawStoreKind, RawUnit,
+    RawScope, RawStoreKind, RawUnit, RawVertexAuth,
 };
 use crate::settings::{GatewaySettings, LogFormat};
 
@@ -95,6 +95,9 @@ pub(crate) struct ProviderSpec {
     pub(crate) max_response_bytes: usize,
     pub(crate) organization: Option<String>,
     pub(crate) project: Option<String>,
+    pub(crate) location: Option<String>,
+    pub(crate) vertex_auth: Option<RawVertexAuth>,
+    pub(crate) token_url: Option<String>,
     pub(crate) api_version: Option<String>,
     pub(crate) deployments: Vec<(String, String)>,
     pub(crate) anthropic_version: Option<String>,
@@ -437,7 +440,7 @@ fn provider(
     raw: &RawProvider,
     unresolved: Option<&RawProvider>,
 ) -> Option<ProviderSpec> {
-    use ProviderKind::{Anthropic, Azure, Bedrock, Mock, Openai, OpenaiCompatible};
+    use ProviderKind::{Anthropic, Azure, Bedrock, Gemini, Mock, Openai, OpenaiCompatible, Vertex};
     let path = join("providers", name);
     let start = p.list.len();
     let kind = raw.kind;
@@ -453,17 +456,31 @@ fn provider(
         &join(&path, "api_key"),
         raw.api_key.is_some(),
         kind,
-        &[Openai, Azure, Anthropic, OpenaiCompatible],
+        &[Openai, Azure, Anthropic, OpenaiCompatible, Gemini],
     );
     only_for(
         p,
         &join(&path, "base_url"),
         raw.base_url.is_some(),
         kind,
-        &[Openai, Azure, Anthropic, Bedrock, OpenaiCompatible],
+        &[
+            Openai,
+            Azure,
+            Anthropic,
+            Bedrock,
+            OpenaiCompatible,
+            Gemini,
+            Vertex,
+        ],
     );
     only_for(p, &join(&path, "api"), raw.api.is_some(), kind, &[Azure]);
-    only_for(p, &join(&path, "auth"), raw.auth.is_some(), kind, &[Azure]);
+    only_for(
+        p,
+        &join(&path, "auth"),
+        raw.auth.is_some(),
+        kind,
+        &[Azure, Vertex],
+    );
     only_for(
         p,
         &join(&path, "region"),
@@ -490,7 +507,21 @@ fn provider(
         &join(&path, "project"),
         raw.project.is_some(),
         kind,
-        &[Openai],
+        &[Openai, Vertex],
+    );
+    only_for(
+        p,
+        &join(&path, "location"),
+        raw.location.is_some(),
+        kind,
+        &[Vertex],
+    );
+    only_for(
+        p,
+        &join(&path, "token_url"),
+        raw.token_url.is_some(),
+        kind,
+        &[Vertex],
     );
     only_for(
         p,
@@ -525,7 +556,7 @@ fn provider(
         &join(&path, "default_max_tokens"),
         raw.default_max_tokens.is_some(),
         kind,
-        &[Anthropic],
+        &[Anthropic, Vertex],
     );
     only_for(
         p,
@@ -579,7 +610,8 @@ fn provider(
     );
 
     // Required fields.
-    let key_required = matches!(kind, Openai | Anthropic) || (kind == Azure && raw.auth.is_none());
+    let key_required =
+        matches!(kind, Openai | Anthropic | Gemini) || (kind == Azure && raw.auth.is_none());
     if kind == Azure && raw.auth.is_some() && raw.api_key.is_some() {
         p.push(join(&path, "auth"), "set either api_key or auth, not both");
     }
@@ -587,8 +619,13 @@ fn provider(
         None if key_required => p.push(
             join(&path, "api_key"),
             format!(
-                "required for type {} (e.g. \"${{OPENAI_API_KEY}}\")",
-                kind.as_str()
+                "required for type {} (e.g. \"${{{}}}\")",
+                kind.as_str(),
+                if kind == Gemini {
+                    "GEMINI_API_KEY"
+                } else {
+                    "OPENAI_API_KEY"
+                }
             ),
         ),
         Some(k) if kind != Mock => check_secret(p, &join(&path, "api_key"), k.expose()),
@@ -658,14 +695,22 @@ fn provider(
             &join(&tpath, "connect"),
             t.connect.is_some(),
             kind,
-            &[Openai, Azure, Anthropic, Bedrock, OpenaiCompatible],
+            &[
+                Openai,
+                Azure,
+                Anthropic,
+                Bedrock,
+                OpenaiCompatible,
+                Gemini,
+                Vertex,
+            ],
         );
         only_for(
             p,
             &join(&tpath, "stream_idle"),
             t.stream_idle.is_some(),
             kind,
-            &[Openai, Azure, Anthropic, OpenaiCompatible],
+            &[Openai, Azure, Anthropic, OpenaiCompatible, Gemini, Vertex],
         );
     }
     let connect_timeout = duration_field(
@@ -711,10 +756,13 @@ fn provider(
             &join(&path, "max_response_bytes"),
             raw.max_response_bytes.is_some(),
             kind,
-            &[Openai, Azure, Anthropic, OpenaiCompatible],
+            &[Openai, Azure, Anthropic, OpenaiCompatible, Gemini, Vertex],
         );
     }
 
+    if kind == Vertex {
+        vertex(p, &path, raw);
+    }
     for (field, value) in [
         ("organization", &raw.organization),
         ("project", &raw.project),
@@ -823,6 +871,9 @@ fn provider(
         max_response_bytes,
         organization: raw.organization.clone(),
         project: raw.project.clone(),
+        location: raw.location.clone(),
+        vertex_auth: raw.auth.as_ref().and_then(|a| a.vertex().ok()),
+        token_url: raw.token_url.clone(),
         api_version: raw.api_version.clone(),
         deployments,
         anthropic_version: raw.anthropic_version.clone(),
@@ -841,6 +892,18 @@ fn provider(
 }
 
 fn azure_auth(p: &mut Problems, path: &str, a: &RawAzureAuth) -> Option<AzureAuthSpec> {
+    for (field, set) in [
+        ("service_account_file", a.service_account_file.is_some()),
+        ("token_env", a.token_env.is_some()),
+        ("access_token", a.access_token.is_some()),
+    ] {
+        if set {
+            p.push(
+                join(path, field),
+                "is for vertex; azure takes entra or token_command",
+            );
+        }
+    }
     match (&a.entra, &a.token_command) {
         (Some(e), None) => {
             let epath = join(path, "entra");
@@ -941,6 +1004,79 @@ fn aws_credentials(p: &mut Problems, path: &str, c: Option<&RawAwsCredentials>) 
             .filter(|t| !t.expose().is_empty())
             .map(|t| Secret::new(t.expose())),
     })
+}
+
+/// A Vertex AI project or location: a URL path segment.
+fn check_segment(p: &mut Problems, path: &str, value: &str) {
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        p.push(
+            path,
+            "must be non-empty: letters, digits, '-', '_' and '.' only",
+        );
+    }
+}
+
+/// The fields only `vertex` has: project, location and auth are required.
+fn vertex(p: &mut Problems, path: &str, raw: &RawProvider) {
+    match &raw.project {
+        None => p.push(
+            join(path, "project"),
+            "required for type vertex (the Google Cloud project id)",
+        ),
+        Some(v) => check_segment(p, &join(path, "project"), v),
+    }
+    match &raw.location {
+        None => p.push(
+            join(path, "location"),
+            "required for type vertex (e.g. \"us-central1\" or \"global\")",
+        ),
+        Some(v) => check_segment(p, &join(path, "location"), v),
+    }
+    let apath = join(path, "auth");
+    let auth = match raw.auth.as_ref().map(RawAzureAuth::vertex) {
+        None => {
+            p.push(
+                &apath,
+                "required for type vertex: {\"service_account_file\": \"${GOOGLE_APPLICATION_CREDENTIALS}\"}, {\"token_env\": \"VAR\"}, {\"token_command\": [...]} or {\"access_token\": \"${VAR}\"}",
+            );
+            None
+        }
+        Some(Err(why)) => {
+            p.push(&apath, why);
+            None
+        }
+        Some(Ok(a)) => Some(a),
+    };
+    match &auth {
+        Some(RawVertexAuth::ServiceAccountFile(f)) if f.trim().is_empty() => {
+            p.push(join(&apath, "service_account_file"), "must not be empty");
+        }
+        Some(RawVertexAuth::TokenEnv(v)) if v.is_empty() || v.contains(['=', '\0']) => {
+            p.push(
+                join(&apath, "token_env"),
+                "must be an environment variable name",
+            );
+        }
+        Some(RawVertexAuth::TokenCommand(argv))
+            if argv.first().is_none_or(|c| c.trim().is_empty()) =>
+        {
+            p.push(
+                join(&apath, "token_command"),
+                "must name a program (e.g. [\"gcloud\", \"auth\", \"print-access-token\"])",
+            );
+        }
+        Some(RawVertexAuth::AccessToken(t)) => {
+            check_secret(p, &join(&apath, "access_token"), t.expose());
+        }
+        _ => {}
+    }
+    if let Some(u) = &raw.token_url {
+        check_url(p, &join(path, "token_url"), u);
+    }
 }
 
 fn mock(p: &mut Problems, path: &str, raw: &RawProvider) -> MockSpec {

@@ -405,7 +405,7 @@ fn provider_fields_must_fit_the_type() {
     v["providers"]["local"] = json!({ "type": "openai_compatible", "models": {} });
     assert_problem(
         &v,
-        "providers.mock.api_key: not used by type mock (only by openai, azure, anthropic, openai_compatible)",
+        "providers.mock.api_key: not used by type mock (only by openai, azure, anthropic, openai_compatible, gemini)",
     );
     assert_problem(
         &v,
@@ -685,6 +685,7 @@ fn example_env() -> impl Fn(&str) -> Option<String> {
         ("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000001"),
         ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000002"),
         ("AZURE_CLIENT_SECRET", "azure-client-test-secret"),
+        ("GEMINI_API_KEY", "gemini-test-secret"),
     ])
 }
 
@@ -705,6 +706,7 @@ fn load_save_round_trip_keeps_references_not_secrets() {
         "alice-gateway-key-secret",
         "aws-test-secret-key",
         "azure-client-test-secret",
+        "gemini-test-secret",
     ] {
         assert!(!text.contains(secret), "saved file contains a secret");
     }
@@ -725,7 +727,9 @@ fn load_save_round_trip_keeps_references_not_secrets() {
             "azure",
             "ollama",
             "bedrock",
-            "azure_v1"
+            "azure_v1",
+            "gemini",
+            "vertex"
         ]
     );
     let _ = std::fs::remove_file(path);
@@ -994,4 +998,128 @@ fn azure_option_problems_have_json_paths() {
             .iter()
             .any(|p| p.contains("providers.az.api") || p.contains("api")),
     );
+}
+
+#[test]
+fn gemini_and_vertex_fields_are_validated_with_paths() {
+    let mut v = base();
+    v["providers"]["gem"] = json!({ "type": "gemini", "location": "us-central1",
+        "models": { "gemini-2.5-flash": {} } });
+    v["providers"]["vx"] = json!({ "type": "vertex", "api_key": "k",
+        "models": { "gemini-2.5-flash": {} } });
+    v["providers"]["vx2"] = json!({ "type": "vertex", "project": "a/b", "location": "",
+        "auth": { "token_command": [] }, "token_url": "nope",
+        "models": { "gemini-2.5-flash": {} } });
+    assert_problem(
+        &v,
+        "providers.gem.api_key: required for type gemini (e.g. \"${GEMINI_API_KEY}\")",
+    );
+    assert_problem(
+        &v,
+        "providers.gem.location: not used by type gemini (only by vertex)",
+    );
+    assert_problem(
+        &v,
+        "providers.vx.api_key: not used by type vertex (only by openai, azure, anthropic, openai_compatible, gemini)",
+    );
+    assert_problem(
+        &v,
+        "providers.vx.project: required for type vertex (the Google Cloud project id)",
+    );
+    assert_problem(
+        &v,
+        "providers.vx.location: required for type vertex (e.g. \"us-central1\" or \"global\")",
+    );
+    assert!(
+        problems(&v)
+            .iter()
+            .any(|p| p.starts_with("providers.vx.auth: required for type vertex")),
+        "{:#?}",
+        problems(&v)
+    );
+    assert_problem(
+        &v,
+        "providers.vx2.project: must be non-empty: letters, digits, '-', '_' and '.' only",
+    );
+    assert_problem(
+        &v,
+        "providers.vx2.location: must be non-empty: letters, digits, '-', '_' and '.' only",
+    );
+    assert_problem(
+        &v,
+        "providers.vx2.auth.token_command: must name a program (e.g. [\"gcloud\", \"auth\", \"print-access-token\"])",
+    );
+    assert_problem(
+        &v,
+        "providers.vx2.token_url: not a valid http(s) URL (e.g. \"https://api.example.com/v1\")",
+    );
+    // Two auth methods at once are refused by the parser.
+    let mut v = base();
+    v["providers"]["vx"] = json!({ "type": "vertex", "project": "p", "location": "global",
+        "auth": { "token_env": "A", "access_token": "b" }, "models": { "gemini-2.5-flash": {} } });
+    assert!(load(&v).is_err());
+}
+
+#[tokio::test]
+async fn gemini_and_vertex_providers_build() {
+    let key = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../llm-tower-providers/tests/data/vertex-test-key.pem");
+    let sa = json!({
+        "type": "service_account", "client_email": "t@p.iam.gserviceaccount.com",
+        "private_key_id": "k1", "private_key": std::fs::read_to_string(key).unwrap(),
+        "token_uri": "https://oauth2.googleapis.com/token"
+    });
+    let sa_path = temp_path("vertex-sa.json");
+    std::fs::write(&sa_path, sa.to_string()).unwrap();
+    let mut v = base();
+    v["providers"]["gem"] = json!({ "type": "gemini", "api_key": "${GEMINI_API_KEY}",
+        "models": { "gemini-2.5-flash": { "tokenizer": "heuristic",
+            "price": { "input": "0.30", "output": "2.50" } } } });
+    for (name, auth) in [
+        (
+            "vx_sa",
+            json!({ "service_account_file": "${GOOGLE_APPLICATION_CREDENTIALS}" }),
+        ),
+        ("vx_env", json!({ "token_env": "VERTEX_TOKEN" })),
+        (
+            "vx_cmd",
+            json!({ "token_command": ["gcloud", "auth", "print-access-token"] }),
+        ),
+        ("vx_tok", json!({ "access_token": "${VERTEX_TOKEN}" })),
+    ] {
+        v["providers"][name] = json!({ "type": "vertex", "project": "my-project",
+            "location": "us-central1", "auth": auth,
+            "models": { "gemini-2.5-flash": { "tokenizer": "heuristic",
+                "price": { "input": "0.30", "output": "2.50" } } } });
+    }
+    let sa_str = sa_path.display().to_string();
+    let c = Config::from_str_with_env(
+        &v.to_string(),
+        &env(&[
+            ("OPENAI_API_KEY", SECRET),
+            ("GEMINI_API_KEY", "gemini-secret"),
+            ("VERTEX_TOKEN", "ya29.secret"),
+            ("GOOGLE_APPLICATION_CREDENTIALS", sa_str.as_str()),
+        ]),
+    )
+    .unwrap();
+    assert!(!format!("{:?}", c.raw()).contains("gemini-secret"));
+    build(&c).await.unwrap();
+
+    // A key file that does not exist fails the build, naming the provider.
+    let c = Config::from_str_with_env(
+        &v.to_string(),
+        &env(&[
+            ("OPENAI_API_KEY", SECRET),
+            ("GEMINI_API_KEY", "gemini-secret"),
+            ("VERTEX_TOKEN", "ya29.secret"),
+            ("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/sa.json"),
+        ]),
+    )
+    .unwrap();
+    let Err(e) = build(&c).await else {
+        panic!("a missing key file must fail")
+    };
+    assert!(e.to_string().contains("vx_sa"), "{e}");
+    let _ = std::fs::remove_file(sa_path);
 }

@@ -26,6 +26,8 @@ pub(crate) enum LimitHeaders {
     OpenAi,
     /// `anthropic-ratelimit-*` with RFC 3339 timestamps.
     Anthropic,
+    /// None (Google sends no rate-limit headers).
+    None,
 }
 
 /// What every provider holds.
@@ -134,6 +136,7 @@ impl Common {
         match self.limit_headers {
             LimitHeaders::OpenAi => headers::openai_limits(headers),
             LimitHeaders::Anthropic => headers::anthropic_limits(headers, self.clock.system_now()),
+            LimitHeaders::None => None,
         }
     }
 

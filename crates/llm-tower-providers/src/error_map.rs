@@ -23,6 +23,10 @@ pub(crate) struct ErrorBody {
     pub kind: Option<String>,
     /// `error.code` (OpenAI, Azure), as a string.
     pub code: Option<String>,
+    /// `error.status` (Google: `RESOURCE_EXHAUSTED`, `INVALID_ARGUMENT`, ...).
+    pub status: Option<String>,
+    /// `error.details[].retryDelay` of a Google `RetryInfo` (`"37s"`).
+    pub retry_delay: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -48,6 +52,13 @@ fn value_string(v: Option<&Value>) -> Option<String> {
 impl ErrorBody {
     /// Parses an error body; anything that is not JSON becomes its (lossy) text.
     pub fn parse(body: &[u8]) -> ErrorBody {
+        // Google sometimes wraps the error in an array: `[{"error": {...}}]`.
+        if body.trim_ascii_start().first() == Some(&b'[')
+            && let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(body)
+            && let Some(first) = items.first()
+        {
+            return ErrorBody::from_value(first);
+        }
         if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
             return ErrorBody::from_envelope(env);
         }
@@ -55,8 +66,7 @@ impl ErrorBody {
         let text = text.trim();
         ErrorBody {
             message: (!text.is_empty()).then(|| text.to_owned()),
-            kind: None,
-            code: None,
+            ..ErrorBody::default()
         }
     }
 
@@ -74,19 +84,28 @@ impl ErrorBody {
                 message: value_string(obj.get("message")),
                 kind: value_string(obj.get("type")),
                 code: value_string(obj.get("code")),
+                status: value_string(obj.get("status")),
+                retry_delay: google_retry_delay(obj.get("details")),
             },
             Some(Value::String(s)) => ErrorBody {
                 message: Some(s),
                 kind: value_string(env.kind.as_ref()),
-                code: None,
+                ..ErrorBody::default()
             },
             _ => ErrorBody {
                 message: value_string(env.message.as_ref())
                     .or_else(|| value_string(env.detail.as_ref())),
                 kind: value_string(env.kind.as_ref()),
-                code: None,
+                ..ErrorBody::default()
             },
         }
+    }
+
+    /// Google's "API key not valid" (sent as 400 `INVALID_ARGUMENT`).
+    fn is_bad_api_key(&self) -> bool {
+        self.message
+            .as_deref()
+            .is_some_and(|m| m.contains("API key not valid") || m.contains("API_KEY_INVALID"))
     }
 
     fn is_context_length(&self) -> bool {
@@ -109,6 +128,9 @@ impl ErrorBody {
             "context length exceeded",
             "exceeds the available context size",
             "exceeds the context window",
+            // Gemini: "The input token count (1234567) exceeds the maximum number of tokens
+            // allowed (1048576)."
+            "exceeds the maximum number of tokens allowed",
         ]
         .iter()
         .any(|p| m.contains(p))
@@ -116,6 +138,7 @@ impl ErrorBody {
 
     fn is_overloaded(&self) -> bool {
         self.kind.as_deref() == Some("overloaded_error")
+            || self.status.as_deref() == Some("UNAVAILABLE")
             || self
                 .message
                 .as_deref()
@@ -128,11 +151,35 @@ impl ErrorBody {
     }
 }
 
+/// The `retryDelay` of the first `google.rpc.RetryInfo` in Google's `error.details`.
+fn google_retry_delay(details: Option<&Value>) -> Option<Duration> {
+    let Value::Array(items) = details? else {
+        return None;
+    };
+    items.iter().find_map(|d| {
+        let ty = d.get("@type")?.as_str()?;
+        if !ty.ends_with("google.rpc.RetryInfo") {
+            return None;
+        }
+        parse_google_duration(d.get("retryDelay")?.as_str()?)
+    })
+}
+
+/// A protobuf JSON duration: `"37s"`, `"1.5s"`.
+pub(crate) fn parse_google_duration(s: &str) -> Option<Duration> {
+    let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs))
+}
+
 /// The error kind for an HTTP status and error body.
 pub(crate) fn kind_for_status(status: u16, body: &ErrorBody) -> ErrorKind {
     match status {
         401 | 403 => ErrorKind::Unauthorized,
         404 => ErrorKind::InvalidRequest,
+        400 if body.is_bad_api_key() => ErrorKind::Unauthorized,
         400 | 413 | 422 if body.is_context_length() => ErrorKind::ContextLengthExceeded,
         400 | 413 | 422 => ErrorKind::InvalidRequest,
         429 if body.is_insufficient_quota() => ErrorKind::Provider { status },
@@ -148,6 +195,16 @@ pub(crate) fn kind_for_status(status: u16, body: &ErrorBody) -> ErrorKind {
 pub(crate) fn kind_for_stream_error(body: &ErrorBody) -> ErrorKind {
     if body.is_context_length() {
         return ErrorKind::ContextLengthExceeded;
+    }
+    match body.status.as_deref() {
+        Some("RESOURCE_EXHAUSTED") => return ErrorKind::RateLimited,
+        Some("UNAVAILABLE") => return ErrorKind::Overloaded,
+        Some("INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "NOT_FOUND" | "OUT_OF_RANGE") => {
+            return ErrorKind::InvalidRequest;
+        }
+        Some("UNAUTHENTICATED" | "PERMISSION_DENIED") => return ErrorKind::Unauthorized,
+        Some("DEADLINE_EXCEEDED") => return ErrorKind::Timeout,
+        _ => {}
     }
     match body.kind.as_deref() {
         Some("overloaded_error") => ErrorKind::Overloaded,
@@ -230,7 +287,9 @@ impl HttpFailure<'_> {
         };
         let mut err = Error::new(kind, format!("HTTP {status}: {prefix}{detail}"));
         let retry = headers::retry_after(self.headers, self.now).or_else(|| {
-            if kind == ErrorKind::RateLimited {
+            if body.retry_delay.is_some() && kind.is_retryable() {
+                body.retry_delay
+            } else if kind == ErrorKind::RateLimited {
                 self.limits.as_ref().and_then(headers::exhausted_reset)
             } else {
                 None

@@ -30,6 +30,7 @@ use llm_tower_layers::rate_limit::{Algorithm, KeyBy, Mode, RateLimitLayer};
 use llm_tower_layers::retry::RetryLayer;
 use llm_tower_providers::anthropic::{Anthropic, AnthropicConfig};
 use llm_tower_providers::azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
+use llm_tower_providers::gemini::{Gemini, GeminiConfig};
 use llm_tower_providers::http::HttpClient;
 use llm_tower_providers::openai::{OpenAi, OpenAiConfig};
 use llm_tower_providers::openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
@@ -62,6 +63,13 @@ fn prices() -> PriceTable {
         .with("gpt-4o-mini", gpt)
         .with("claude-sonnet-4-5", claude)
         .with("llama3", llama)
+        .with(
+            "gemini-2.5-flash",
+            ModelPrice::usd("0.30", "2.50")
+                .unwrap()
+                .cached_input(Price::parse_per_million("0.03").unwrap())
+                .max_output_tokens(65_536),
+        )
 }
 
 /// The stack and the tracker behind its cost layer.
@@ -164,9 +172,16 @@ enum Kind {
     Azure,
     Anthropic,
     Compat,
+    Gemini,
 }
 
-const ALL: [Kind; 4] = [Kind::OpenAi, Kind::Azure, Kind::Anthropic, Kind::Compat];
+const ALL: [Kind; 5] = [
+    Kind::OpenAi,
+    Kind::Azure,
+    Kind::Anthropic,
+    Kind::Compat,
+    Kind::Gemini,
+];
 
 impl Kind {
     /// The provider's name, in `meta.provider`, in errors and as a router would write it
@@ -177,6 +192,7 @@ impl Kind {
             Kind::Azure => "azure",
             Kind::Anthropic => "anthropic",
             Kind::Compat => "openai-compatible",
+            Kind::Gemini => "gemini",
         }
     }
 
@@ -185,6 +201,7 @@ impl Kind {
             Kind::OpenAi | Kind::Azure => "gpt-4o-mini",
             Kind::Anthropic => "claude-sonnet-4-5",
             Kind::Compat => "llama3",
+            Kind::Gemini => "gemini-2.5-flash",
         }
     }
 
@@ -221,6 +238,13 @@ impl Kind {
                 )
                 .unwrap(),
             ),
+            Kind::Gemini => BoxCloneSyncService::new(
+                Gemini::new(
+                    GeminiConfig::new("AIza-gemini-SECRET-key").base_url(server.url()),
+                    http,
+                )
+                .unwrap(),
+            ),
         }
     }
 
@@ -230,6 +254,7 @@ impl Kind {
             Kind::OpenAi | Kind::Compat => "/v1/chat/completions",
             Kind::Azure => "/openai/deployments/prod-mini/chat/completions",
             Kind::Anthropic => "/v1/messages",
+            Kind::Gemini => "/v1beta/models/gemini-2.5-flash:generateContent",
         }
     }
 
@@ -237,6 +262,7 @@ impl Kind {
     fn ok(self) -> Reply {
         match self {
             Kind::Anthropic => Reply::json(200, anthropic_body()),
+            Kind::Gemini => Reply::json(200, gemini_body()),
             _ => Reply::json(200, openai_body(self.model(), true)),
         }
     }
@@ -271,11 +297,21 @@ impl Kind {
             )
             .header("retry-after-ms", "20")
             .header("x-ratelimit-remaining-requests", "0"),
+            Kind::Gemini => Reply::json(
+                429,
+                json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).",
+                       "status": "RESOURCE_EXHAUSTED",
+                       "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.02s"}]}}),
+            ),
         }
     }
 
     fn server_error(self) -> Reply {
         match self {
+            Kind::Gemini => Reply::json(
+                500,
+                json!({"error": {"code": 500, "message": "An internal error has occurred.", "status": "INTERNAL"}}),
+            ),
             Kind::Anthropic => Reply::json(
                 500,
                 json!({"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}),
@@ -289,6 +325,10 @@ impl Kind {
 
     fn unauthorized(self) -> Reply {
         match self {
+            Kind::Gemini => Reply::json(
+                403,
+                json!({"error": {"code": 403, "message": "Method doesn't allow unregistered callers.", "status": "PERMISSION_DENIED"}}),
+            ),
             Kind::Anthropic => Reply::json(
                 401,
                 json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
@@ -354,6 +394,17 @@ fn openai_body(model: &str, with_usage: bool) -> Value {
                                "prompt_tokens_details": {"cached_tokens": 8}});
     }
     body
+}
+
+/// 19 prompt tokens (8 cached), 2 out, as [`Kind::ok_usage`] expects.
+fn gemini_body() -> Value {
+    json!({
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "Hi there"}]},
+                        "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 19, "cachedContentTokenCount": 8,
+                          "candidatesTokenCount": 2, "totalTokenCount": 21},
+        "modelVersion": "gemini-2.5-flash", "responseId": "g-1"
+    })
 }
 
 fn anthropic_body() -> Value {
@@ -504,6 +555,38 @@ async fn plain_chat_through_the_whole_stack_openai_compatible() {
 }
 
 #[tokio::test]
+async fn plain_chat_through_the_whole_stack_gemini() {
+    plain_chat(Kind::Gemini).await;
+}
+
+#[tokio::test]
+async fn gemini_stream_through_the_whole_stack_is_charged_once() {
+    let kind = Kind::Gemini;
+    let events = vec![
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hi"}]}, "index": 0}],
+               "modelVersion": "gemini-2.5-flash"})
+        .to_string(),
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": " there"}]}, "finishReason": "STOP", "index": 0}],
+               "usageMetadata": {"promptTokenCount": 19, "cachedContentTokenCount": 8, "candidatesTokenCount": 2, "totalTokenCount": 21},
+               "modelVersion": "gemini-2.5-flash"})
+        .to_string(),
+    ];
+    let server = serve(move |_| Reply::sse_data(&events)).await;
+    let stack = build_stack(kind.provider(&server));
+    let resp = stack.call(stream_req(kind, kind.model())).await.unwrap();
+    let chunks: Vec<ChatChunk> = collect(resp.into_stream().unwrap())
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(texts(&chunks), "Hi there");
+    let usage = kind.ok_usage();
+    let cost = stack.tracker.cost_of(kind.model(), &usage).unwrap();
+    assert_one_request(&stack.snapshot(), kind, kind.model(), &usage, cost, false);
+    stack.assert_budgets(cost).await;
+}
+
+#[tokio::test]
 async fn a_cached_prompt_is_charged_at_the_cached_price() {
     // The cached-input price must actually lower the charge for the provider's usage.
     let p = prices();
@@ -557,6 +640,11 @@ async fn rate_limited_429_with_retry_after_is_retried_anthropic() {
 #[tokio::test]
 async fn rate_limited_429_with_retry_after_is_retried_openai_compatible() {
     retried_once(Kind::Compat, Kind::Compat.rate_limited()).await;
+}
+
+#[tokio::test]
+async fn rate_limited_429_with_retry_info_is_retried_gemini() {
+    retried_once(Kind::Gemini, Kind::Gemini.rate_limited()).await;
 }
 
 #[tokio::test]

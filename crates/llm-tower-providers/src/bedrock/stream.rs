@@ -139,6 +139,8 @@ pub(crate) fn kind_for_type(kind: &str, message: &str, status: Option<u16>) -> E
                     message: Some(message.to_owned()),
                     kind: None,
                     code: None,
+                    status: None,
+                    retry_delay: None,
                 };
                 error_map::kind_for_status(s, &body)
             }

@@ -33,6 +33,13 @@ pub(crate) trait StreamParser: Send + Unpin + 'static {
 
     /// The error for a body that ended before the final event.
     fn incomplete(&self) -> Error;
+
+    /// The body ended (without a final event): a provider whose stream has no final event
+    /// (Gemini) decides here whether it is complete, pushing any last chunks. The default
+    /// is [`StreamParser::incomplete`].
+    fn end(&mut self, _out: &mut VecDeque<ChatChunk>) -> Result<(), Error> {
+        Err(self.incomplete())
+    }
 }
 
 enum State {
@@ -185,10 +192,10 @@ impl<P: StreamParser, D: FrameDecoder> Stream for SseChatStream<P, D> {
                     let e = Error::new(e.kind(), format!("stream interrupted: {}", e.message()));
                     return this.fail(e);
                 }
-                Poll::Ready(None) => {
-                    let e = this.parser.incomplete();
-                    return this.fail(e);
-                }
+                Poll::Ready(None) => match this.parser.end(&mut this.out) {
+                    Ok(()) => this.state = State::Complete,
+                    Err(e) => return this.fail(e),
+                },
                 Poll::Pending => loop {
                     let Some(idle_sleep) = &mut this.idle_sleep else {
                         return Poll::Pending;

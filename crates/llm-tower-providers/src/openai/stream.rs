@@ -44,7 +44,7 @@ impl StreamParser for OpenAiStreamParser {
                     .as_ref()
                     .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_owned)),
                 kind: w.kind.as_ref().and_then(|k| k.as_str()).map(str::to_owned),
-                code: None,
+                ..ErrorBody::default()
             };
             return Err(error_map::stream_error(&body, self.secret.as_ref()));
         }
