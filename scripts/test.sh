@@ -42,6 +42,9 @@ export LLM_TOWER_REQUIRE_SDKS=1
 export LLM_TOWER_REQUIRE_REDIS=1
 echo "test.sh: REDIS_URL=$REDIS_URL"
 
+# A one-shot build: incremental artifacts would only double the disk it needs.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 cargo fmt --all -- --check
 # Every feature on, so the facade's examples and tests that declare required-features
 # build and run; then the facade with the layers only, and the config without Redis.
