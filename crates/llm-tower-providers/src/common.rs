@@ -8,11 +8,15 @@ use bytes::Bytes;
 use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use http_body_util::Full;
-use llm_tower_core::{Error, ErrorKind, ProviderLimits, ResponseMeta, SharedClock, TokioClock};
+use llm_tower_core::{
+    Error, ErrorKind, LlmResponse, ProviderLimits, ResponseBody, ResponseMeta, SharedClock,
+    TokioClock,
+};
 use serde::de::DeserializeOwned;
 
 use crate::error_map::{self, HttpFailure};
 use crate::headers;
+use crate::http::stream::{SseChatStream, StreamParser, first_token, prepend};
 use crate::http::{BodyReader, Deadline, HttpClient, collect_body};
 use crate::secret::{Secret, Secrets};
 
@@ -218,6 +222,45 @@ impl Common {
             ),
         )
         .with_provider(self.name.clone())
+    }
+
+    /// A streamed answer over server-sent events: the body parsed by `parser` into a
+    /// `ChatStream` (idle timeout, caller's deadline), waited on until its first token
+    /// under `deadline` (so errors before any output fail the call, where retry can act),
+    /// with the response meta filled in: the model the stream names, the latency to the
+    /// response head, the time to the first token. `t0` is when the call started;
+    /// `requested` is the model the request named.
+    pub async fn sse_answer<P: StreamParser>(
+        &self,
+        ok: Success,
+        parser: P,
+        t0: Instant,
+        requested: &str,
+        deadline: &Deadline,
+        caller: Option<Instant>,
+    ) -> Result<LlmResponse, Error> {
+        let clock = &self.clock;
+        let latency = clock.now().saturating_duration_since(t0);
+        let stream = SseChatStream::new(
+            ok.body,
+            parser,
+            clock.clone(),
+            self.name.clone(),
+            self.http.config().stream_idle_timeout,
+            caller.map(Deadline::caller),
+        );
+        let (buffered, first_at, rest) = first_token(stream, deadline, clock).await?;
+        let model = buffered
+            .iter()
+            .map(|c| c.model.as_str())
+            .find(|m| !m.is_empty())
+            .unwrap_or_default()
+            .to_owned();
+        let mut out = LlmResponse::new(ResponseBody::Stream(prepend(buffered, rest)));
+        out.meta = self.meta(model, requested, t0, ok.limits);
+        out.meta.latency = latency;
+        out.meta.time_to_first_token = first_at.map(|t| t.saturating_duration_since(t0));
+        Ok(out)
     }
 
     /// Reads a whole successful body under the deadline and parses it as JSON.

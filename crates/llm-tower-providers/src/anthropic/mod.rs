@@ -82,8 +82,7 @@ use llm_tower_core::{
 };
 
 use crate::common::{Common, LimitHeaders, base_url, join, plain_header, secret_header};
-use crate::http::stream::{SseChatStream, first_token, prepend};
-use crate::http::{Deadline, HttpClient};
+use crate::http::HttpClient;
 use crate::secret::Secret;
 use stream::AnthropicStreamParser;
 
@@ -322,29 +321,11 @@ impl Engine {
             out.meta = self.common.meta(model, &chat.model, t0, limits);
             return Ok(out);
         }
-        let latency = clock.now().saturating_duration_since(t0);
         let parser =
             AnthropicStreamParser::new(clock.unix_secs(), Some(self.common.secret.clone()));
-        let stream = SseChatStream::new(
-            ok.body,
-            parser,
-            clock.clone(),
-            self.common.name.clone(),
-            self.common.http.config().stream_idle_timeout,
-            caller.map(Deadline::caller),
-        );
-        let (buffered, first_at, rest) = first_token(stream, &deadline, clock).await?;
-        let model = buffered
-            .iter()
-            .map(|c| c.model.as_str())
-            .find(|m| !m.is_empty())
-            .unwrap_or_default()
-            .to_owned();
-        let mut out = LlmResponse::new(ResponseBody::Stream(prepend(buffered, rest)));
-        out.meta = self.common.meta(model, &chat.model, t0, limits);
-        out.meta.latency = latency;
-        out.meta.time_to_first_token = first_at.map(|t| t.saturating_duration_since(t0));
-        Ok(out)
+        self.common
+            .sse_answer(ok, parser, t0, &chat.model, &deadline, caller)
+            .await
     }
 }
 

@@ -19,8 +19,6 @@ use super::stream::OpenAiStreamParser;
 use super::wire;
 use crate::azure::EntraTokenSource;
 use crate::common::{Common, join};
-use crate::http::Deadline;
-use crate::http::stream::{SseChatStream, first_token, prepend};
 
 /// Where each operation goes.
 #[derive(Debug)]
@@ -242,29 +240,10 @@ impl OpenAiEngine {
                 .request(Method::POST, self.urls.chat(&chat.model)?, Some(body), true)?;
         self.authorize(&mut req).await?;
         let ok = self.common.execute(req, &deadline).await?;
-        let limits = ok.limits;
-        let latency = clock.now().saturating_duration_since(t0);
         let parser = OpenAiStreamParser::new(clock.unix_secs(), Some(self.common.secret.clone()));
-        let stream = SseChatStream::new(
-            ok.body,
-            parser,
-            clock.clone(),
-            self.common.name.clone(),
-            self.common.http.config().stream_idle_timeout,
-            caller.map(Deadline::caller),
-        );
-        let (buffered, first_at, rest) = first_token(stream, &deadline, clock).await?;
-        let model = buffered
-            .iter()
-            .map(|c| c.model.as_str())
-            .find(|m| !m.is_empty())
-            .unwrap_or_default()
-            .to_owned();
-        let mut out = LlmResponse::new(ResponseBody::Stream(prepend(buffered, rest)));
-        out.meta = self.common.meta(model, &chat.model, t0, limits);
-        out.meta.latency = latency;
-        out.meta.time_to_first_token = first_at.map(|t| t.saturating_duration_since(t0));
-        Ok(out)
+        self.common
+            .sse_answer(ok, parser, t0, &chat.model, &deadline, caller)
+            .await
     }
 
     async fn completion(

@@ -60,8 +60,7 @@ use crate::anthropic::stream::AnthropicStreamParser;
 use crate::anthropic::wire as anthropic_wire;
 use crate::common::{Common, LimitHeaders, base_url, plain_header};
 use crate::gemini::{self, convert::model_path};
-use crate::http::stream::{SseChatStream, first_token, prepend};
-use crate::http::{Deadline, HttpClient};
+use crate::http::HttpClient;
 use auth::TokenSource;
 pub use auth::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URI, ServiceAccountKey, VertexAuth};
 
@@ -411,29 +410,11 @@ impl Engine {
             out.meta = self.common.meta(m, &chat.model, t0, limits);
             return Ok(out);
         }
-        let latency = clock.now().saturating_duration_since(t0);
         let parser =
             AnthropicStreamParser::new(clock.unix_secs(), Some(self.common.secret.clone()));
-        let stream = SseChatStream::new(
-            ok.body,
-            parser,
-            clock.clone(),
-            self.common.name.clone(),
-            self.common.http.config().stream_idle_timeout,
-            caller.map(Deadline::caller),
-        );
-        let (buffered, first_at, rest) = first_token(stream, &deadline, clock).await?;
-        let m = buffered
-            .iter()
-            .map(|c| c.model.as_str())
-            .find(|m| !m.is_empty())
-            .unwrap_or_default()
-            .to_owned();
-        let mut out = LlmResponse::new(ResponseBody::Stream(prepend(buffered, rest)));
-        out.meta = self.common.meta(m, &chat.model, t0, limits);
-        out.meta.latency = latency;
-        out.meta.time_to_first_token = first_at.map(|t| t.saturating_duration_since(t0));
-        Ok(out)
+        self.common
+            .sse_answer(ok, parser, t0, &chat.model, &deadline, caller)
+            .await
     }
 }
 
