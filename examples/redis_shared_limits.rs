@@ -36,6 +36,7 @@ async fn echo_model(req: LlmRequest) -> Result<LlmResponse, Error> {
             finish_reason: Some("stop".to_owned()),
         }],
         system_fingerprint: None,
+        native: None,
     })))
 }
 

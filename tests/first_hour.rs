@@ -181,6 +181,7 @@ fn my_provider() -> impl tower::Service<
                     }],
                     usage: None,
                     cost: None,
+                    native: None,
                 })
             })
             .collect();

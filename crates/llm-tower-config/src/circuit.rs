@@ -430,6 +430,7 @@ mod tests {
                         created: 0,
                         choices: Vec::new(),
                         system_fingerprint: None,
+                        native: None,
                     }))),
                     Err(kind) => Err(Error::new(kind, "scripted")),
                 }

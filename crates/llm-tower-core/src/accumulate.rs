@@ -290,6 +290,7 @@ impl ChatStreamAccumulator {
                 system_fingerprint,
                 service_tier,
                 extra,
+                native: None,
             },
             self.usage,
         )

@@ -15,6 +15,8 @@
 //! - `cache_control` (Anthropic prompt caching) in the `extra` map of a system or user
 //!   message, a content part or a tool.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -713,6 +715,12 @@ pub struct ChatResponse {
     /// Other fields the provider sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The provider's own response JSON, when it answered a request in a wire format the
+    /// client also speaks (an OpenAI Responses API object for a request carrying a
+    /// [`ResponsesBody`](crate::ResponsesBody)); the gateway passes it on unchanged. Not
+    /// serialized.
+    #[serde(skip)]
+    pub native: Option<Arc<Value>>,
 }
 
 impl ChatResponse {
@@ -731,6 +739,7 @@ impl ChatResponse {
             system_fingerprint: None,
             service_tier: None,
             extra: Map::new(),
+            native: None,
         }
     }
 
@@ -798,6 +807,13 @@ pub struct ChatChunk {
     /// Other fields the provider sent (`system_fingerprint`, `service_tier`, ...).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The provider's own stream event this chunk was made from, when it answered in a
+    /// wire format the client also speaks (an OpenAI Responses API event for a request
+    /// carrying a [`ResponsesBody`](crate::ResponsesBody)); the gateway passes it on
+    /// unchanged. Such a stream has a chunk (maybe without choices) for every event. Not
+    /// serialized.
+    #[serde(skip)]
+    pub native: Option<Arc<Value>>,
 }
 
 impl ChatChunk {
@@ -811,6 +827,7 @@ impl ChatChunk {
             usage: None,
             cost: None,
             extra: Map::new(),
+            native: None,
         }
     }
 

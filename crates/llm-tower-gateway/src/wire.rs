@@ -520,6 +520,7 @@ mod tests {
                 finish_reason: Some("stop".into()),
             }],
             system_fingerprint: None,
+            native: None,
         };
         let usage = Usage::new(10, 2, UsageSource::Provider).with_cached(4);
         let v: serde_json::Value = serde_json::to_value(ChatWire {
@@ -548,6 +549,7 @@ mod tests {
             choices: vec![],
             usage: None,
             cost: None,
+            native: None,
         };
         let v = serde_json::to_value(ChunkWire {
             chunk: &chunk,
@@ -575,6 +577,7 @@ mod tests {
             choices: vec![],
             usage: Some(Usage::new(3, 2, llm_tower_core::UsageSource::Provider)),
             cost: Some(llm_tower_core::Money::from_nanos(42)),
+            native: None,
         };
         let v = serde_json::to_value(ChunkWire {
             chunk: &chunk,

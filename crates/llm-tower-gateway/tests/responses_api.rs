@@ -28,6 +28,9 @@ where
         let s = s.clone();
         let answer = answer.clone();
         async move {
+            // As every provider that serves Responses requests through their chat
+            // translation does: refuse what the translation lost.
+            llm_tower_core::ResponsesBody::check_translatable(&req)?;
             let RequestBody::Chat(chat) = req.body else {
                 return Err(Error::internal("chat only"));
             };

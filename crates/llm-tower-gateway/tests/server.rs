@@ -45,6 +45,7 @@ fn chunk(text: &str, finish: Option<&str>) -> ChatChunk {
         }],
         usage: None,
         cost: None,
+        native: None,
     }
 }
 

@@ -214,6 +214,7 @@ mod tests {
                     finish_reason: Some("stop".into()),
                 }],
                 system_fingerprint: None,
+                native: None,
             };
             Ok::<_, Error>(LlmResponse::new(ResponseBody::Chat(chat)))
         })

@@ -154,6 +154,7 @@ mod tests {
                 created: 0,
                 choices: Vec::new(),
                 system_fingerprint: None,
+                native: None,
             };
             Ok::<_, Error>(LlmResponse::new(ResponseBody::Chat(chat)))
         })

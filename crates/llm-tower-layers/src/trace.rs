@@ -372,6 +372,7 @@ mod tests {
                 finish_reason: Some("stop".into()),
             }],
             system_fingerprint: None,
+            native: None,
         };
         let mut r = LlmResponse::new(ResponseBody::Chat(chat));
         r.usage = Some(Usage::new(3, 1, UsageSource::Provider));

@@ -51,6 +51,7 @@ fn answer() -> LlmResponse {
             finish_reason: Some("stop".into()),
         }],
         system_fingerprint: None,
+        native: None,
     };
     let mut r = LlmResponse::new(ResponseBody::Chat(chat));
     r.usage = Some(Usage::new(8, 2, UsageSource::Provider));

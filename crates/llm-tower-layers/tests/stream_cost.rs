@@ -42,6 +42,7 @@ fn text(t: &str) -> ChatChunk {
         }],
         usage: None,
         cost: None,
+        native: None,
     }
 }
 
@@ -269,6 +270,7 @@ async fn complete_responses_have_no_stream_cost() {
                     finish_reason: Some("stop".into()),
                 }],
                 system_fingerprint: None,
+                native: None,
             };
             Ok::<_, Error>(LlmResponse::new(ResponseBody::Chat(chat)))
         }));

@@ -851,7 +851,12 @@ impl Service<LlmRequest> for MockProvider {
                     Err(Failure::Stall.into_error(&cfg.name))
                 }
                 Some(f) => Err(f.into_error(&cfg.name)),
-                None => Ok(this.respond(&req, n)),
+                None => {
+                    // Only the chat translation of a Responses API request is served.
+                    llm_tower_core::ResponsesBody::check_translatable(&req)
+                        .map_err(|e| e.with_provider(cfg.name.clone()))?;
+                    Ok(this.respond(&req, n))
+                }
             }
         })
     }

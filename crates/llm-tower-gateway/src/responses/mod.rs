@@ -8,6 +8,7 @@
 //! - `stream`: a chat stream as Responses events;
 //! - `store`: stored responses for `previous_response_id` and retrieval.
 
+pub(crate) mod native;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod store;
@@ -75,6 +76,8 @@ async fn create_inner(
     let input_bytes = bytes.len();
     drop(bytes);
     let Parsed {
+        native,
+        mut untranslatable,
         mut chat,
         input,
         echo,
@@ -106,9 +109,14 @@ async fn create_inner(
     }
     conv.push_items(&input, "input")?;
     chat.messages = conv.finish();
-    if chat.messages.is_empty() {
+    if let Some((param, what)) = conv.untranslatable.0.take() {
+        untranslatable.0.get_or_insert((param, what));
+    }
+    // Without messages only a provider speaking the Responses API has something to read.
+    if chat.messages.is_empty() && untranslatable.0.is_none() {
         return Err(request::bad("input", "at least one input item is required"));
     }
+    let native = native_body(native, &history, &input, untranslatable);
     if stream {
         // Always ask the provider for usage, so cost is settled on real numbers and
         // `response.completed` carries it.
@@ -119,6 +127,7 @@ async fn create_inner(
     }
 
     let mut req = LlmRequest::chat(chat);
+    req.extensions.insert(native);
     if !state.knows_model(req.model()) {
         return Err(OpenAiError::model_not_found(req.model()));
     }
@@ -164,7 +173,16 @@ async fn create_inner(
     let latency = resp.meta.latency;
     let mut out = if stream {
         let chat_stream = match resp.body {
-            ResponseBody::Stream(s) => s,
+            ResponseBody::Stream(s) => match native::peek(s, deadline).await {
+                native::Peeked::Native(s) => {
+                    let store = store.map(|store| stream::StoreOnFinish { store, template });
+                    let events = native::events(meta, s, deadline, store);
+                    let mut out = event_stream(Body::from_stream(events));
+                    out.extensions_mut().insert(ProviderLatency(latency));
+                    return Ok(out);
+                }
+                native::Peeked::Chat(s) => s,
+            },
             // A provider that cannot stream answered in one piece: stream it anyway.
             ResponseBody::Chat(c) => stream::one_piece(c, resp.usage),
             _ => return Err(internal()),
@@ -188,12 +206,20 @@ async fn create_inner(
             }
             _ => return Err(internal()),
         };
-        let choice = chat.choices.iter().find(|c| c.index == 0);
-        let status = Status::from_finish(choice.and_then(|c| c.finish_reason.as_deref()));
-        let output = choice
-            .map(|c| output_items(&c.message, status))
-            .unwrap_or_default();
-        let object = response_object(&meta, &chat.model, status, &output, usage.as_ref(), None);
+        let (object, output) = match &chat.native {
+            // The provider answered in the Responses API itself: its object, as ours.
+            Some(obj) => native::object(&meta, obj),
+            None => {
+                let choice = chat.choices.iter().find(|c| c.index == 0);
+                let status = Status::from_finish(choice.and_then(|c| c.finish_reason.as_deref()));
+                let output = choice
+                    .map(|c| output_items(&c.message, status))
+                    .unwrap_or_default();
+                let object =
+                    response_object(&meta, &chat.model, status, &output, usage.as_ref(), None);
+                (object, output)
+            }
+        };
         let body = serde_json::to_vec(&object).map_err(|_| internal())?;
         if let Some(store) = store {
             let mut template = template;
@@ -209,6 +235,35 @@ async fn create_inner(
     };
     out.extensions_mut().insert(ProviderLatency(latency));
     Ok(out)
+}
+
+/// The body a provider speaking the Responses API gets: the client's, with the stored
+/// conversation it continues in `input` instead of `previous_response_id`, and the items
+/// the gateway made itself fitted for OpenAI (see [`response::native_item`]).
+fn native_body(
+    mut body: serde_json::Map<String, Value>,
+    history: &[Arc<[Value]>],
+    input: &[Value],
+    untranslatable: request::Untranslatable,
+) -> llm_tower_core::ResponsesBody {
+    let continued = body.remove("previous_response_id").is_some();
+    let items = || history.iter().flat_map(|t| t.iter()).chain(input.iter());
+    let changes = items().any(|item| {
+        !matches!(
+            response::native_item(item),
+            Some(std::borrow::Cow::Borrowed(_))
+        )
+    });
+    if continued || changes {
+        let items: Vec<Value> = items()
+            .filter_map(response::native_item)
+            .map(std::borrow::Cow::into_owned)
+            .collect();
+        body.insert("input".into(), Value::Array(items));
+    }
+    let mut native = llm_tower_core::ResponsesBody::new(body);
+    native.untranslatable = untranslatable.0;
+    native
 }
 
 /// An error of the stack, with chat's field names put back into the Responses API's.

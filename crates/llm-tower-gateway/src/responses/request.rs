@@ -21,6 +21,20 @@ pub(crate) fn bad(param: impl Into<String>, message: impl Display) -> OpenAiErro
     OpenAiError::bad_request(format!("{param}: {message}"), Some(Cow::Owned(param)))
 }
 
+/// The first feature of a request that the chat translation cannot carry: the request
+/// goes on (a provider that speaks the Responses API natively serves it whole), and every
+/// other provider refuses it naming the field (see `ResponsesBody::check_translatable`).
+#[derive(Debug, Default)]
+pub(crate) struct Untranslatable(pub Option<(String, String)>);
+
+impl Untranslatable {
+    fn note(&mut self, param: impl Into<String>, what: impl Display) {
+        if self.0.is_none() {
+            self.0 = Some((param.into(), what.to_string()));
+        }
+    }
+}
+
 fn unsupported(param: &str, what: impl Display) -> OpenAiError {
     bad(
         param,
@@ -55,6 +69,10 @@ pub(crate) struct Echo {
 /// stored conversation of `previous_response_id` first), and the input items.
 #[derive(Debug)]
 pub(crate) struct Parsed {
+    /// The request body as sent, for a provider that speaks the Responses API.
+    pub native: Map<String, Value>,
+    /// What of it the chat translation leaves out.
+    pub untranslatable: Untranslatable,
     pub chat: ChatRequest,
     pub input: Vec<Value>,
     pub echo: Echo,
@@ -105,29 +123,32 @@ pub(crate) fn parse(body: Value) -> Result<Parsed, OpenAiError> {
             None,
         ));
     };
-    // What we cannot honour: a clear 400 rather than a silent difference.
+    // What we cannot honour at all: a clear 400 rather than a silent difference.
     if m.get("background").and_then(Value::as_bool) == Some(true) {
         return Err(unsupported("background", "background mode"));
     }
-    for key in ["conversation", "prompt", "max_tool_calls"] {
+    if present(&m, "conversation") {
+        return Err(unsupported(
+            "conversation",
+            "`conversation` (use `previous_response_id`)",
+        ));
+    }
+    // What only a provider speaking the Responses API serves.
+    let mut untranslatable = Untranslatable::default();
+    for key in ["prompt", "max_tool_calls"] {
         if present(&m, key) {
-            return Err(unsupported(key, format_args!("`{key}`")));
+            untranslatable.note(key, format_args!("`{key}`"));
         }
     }
     if m.get("top_logprobs")
         .and_then(Value::as_u64)
         .is_some_and(|n| n > 0)
     {
-        return Err(unsupported("top_logprobs", "`top_logprobs`"));
+        untranslatable.note("top_logprobs", "`top_logprobs`");
     }
     match opt_str(&m, "truncation")?.as_deref() {
         None | Some("disabled") => {}
-        Some(_) => {
-            return Err(unsupported(
-                "truncation",
-                "truncation other than `disabled`",
-            ));
-        }
+        Some(_) => untranslatable.note("truncation", "truncation other than `disabled`"),
     }
     // Reasoning items always carry the blocks they can (see `THINKING_PREFIX`).
     match m.get("include") {
@@ -137,10 +158,8 @@ pub(crate) fn parse(body: Value) -> Result<Parsed, OpenAiError> {
                 match v.as_str() {
                     Some("reasoning.encrypted_content") => {}
                     Some(other) => {
-                        return Err(unsupported(
-                            &format!("include[{i}]"),
-                            format_args!("including `{other}`"),
-                        ));
+                        untranslatable
+                            .note(format!("include[{i}]"), format_args!("including `{other}`"));
                     }
                     None => return Err(bad(format!("include[{i}]"), "expected a string")),
                 }
@@ -186,13 +205,14 @@ pub(crate) fn parse(body: Value) -> Result<Parsed, OpenAiError> {
         Some(Value::Array(t)) => t.clone(),
         Some(_) => return Err(bad("tools", "expected an array")),
     };
-    let tools = raw_tools
-        .iter()
-        .enumerate()
-        .map(|(i, t)| tool(i, t))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut tools = Vec::with_capacity(raw_tools.len());
+    for (i, t) in raw_tools.iter().enumerate() {
+        if let Some(t) = tool(i, t, &mut untranslatable)? {
+            tools.push(t);
+        }
+    }
     let raw_choice = m.get("tool_choice").cloned().unwrap_or(Value::Null);
-    let tool_choice = tool_choice(&raw_choice)?;
+    let tool_choice = tool_choice(&raw_choice, &mut untranslatable)?;
 
     let reasoning = m.get("reasoning").cloned().unwrap_or(Value::Null);
     let effort = match &reasoning {
@@ -280,6 +300,8 @@ pub(crate) fn parse(body: Value) -> Result<Parsed, OpenAiError> {
         prompt_cache_key,
     };
     Ok(Parsed {
+        native: m,
+        untranslatable,
         chat,
         input,
         echo,
@@ -287,7 +309,12 @@ pub(crate) fn parse(body: Value) -> Result<Parsed, OpenAiError> {
     })
 }
 
-fn tool(i: usize, t: &Value) -> Result<Tool, OpenAiError> {
+/// A tool; `None` (noted) for a built-in tool only the Responses API itself serves.
+fn tool(
+    i: usize,
+    t: &Value,
+    untranslatable: &mut Untranslatable,
+) -> Result<Option<Tool>, OpenAiError> {
     let param = format!("tools[{i}]");
     let kind = t
         .get("type")
@@ -302,7 +329,7 @@ fn tool(i: usize, t: &Value) -> Result<Tool, OpenAiError> {
                 .map(str::to_owned);
             f.parameters = t.get("parameters").filter(|v| !v.is_null()).cloned();
             f.strict = t.get("strict").and_then(Value::as_bool);
-            Ok(Tool::function(f))
+            Ok(Some(Tool::function(f)))
         }
         "custom" => {
             let mut custom = Map::new();
@@ -314,20 +341,26 @@ fn tool(i: usize, t: &Value) -> Result<Tool, OpenAiError> {
             }
             let mut extra = Map::new();
             extra.insert("custom".into(), Value::Object(custom));
-            Ok(Tool {
+            Ok(Some(Tool {
                 kind: "custom".into(),
                 function: None,
                 extra,
-            })
+            }))
         }
-        other => Err(unsupported(
-            &format!("{param}.type"),
-            format_args!("the tool type `{other}` (only `function` and `custom` tools are)"),
-        )),
+        other => {
+            untranslatable.note(
+                format!("{param}.type"),
+                format_args!("the built-in tool type `{other}`"),
+            );
+            Ok(None)
+        }
     }
 }
 
-fn tool_choice(v: &Value) -> Result<Option<Value>, OpenAiError> {
+fn tool_choice(
+    v: &Value,
+    untranslatable: &mut Untranslatable,
+) -> Result<Option<Value>, OpenAiError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) if matches!(s.as_str(), "auto" | "none" | "required") => {
@@ -338,10 +371,10 @@ fn tool_choice(v: &Value) -> Result<Option<Value>, OpenAiError> {
                 let name = str_field(v, "name", "tool_choice")?;
                 Ok(Some(json!({"type": kind, kind: {"name": name}})))
             }
-            Some(other) => Err(unsupported(
-                "tool_choice",
-                format_args!("the tool choice `{other}`"),
-            )),
+            Some(other) => {
+                untranslatable.note("tool_choice", format_args!("the tool choice `{other}`"));
+                Ok(None)
+            }
             None => Err(bad("tool_choice.type", "a string is required")),
         },
         _ => Err(bad(
@@ -382,6 +415,8 @@ fn response_format(f: &Value) -> Result<Option<Value>, OpenAiError> {
 #[derive(Debug, Default)]
 pub(crate) struct Conversation {
     pub messages: Vec<Message>,
+    /// Items only the Responses API itself serves (built-in tool calls, item references).
+    pub untranslatable: Untranslatable,
 }
 
 impl Conversation {
@@ -396,7 +431,7 @@ impl Conversation {
 
     /// Drops assistant messages left with nothing to send (a reasoning item that no
     /// message or call followed, with no blocks to send back).
-    pub(crate) fn finish(mut self) -> Vec<Message> {
+    pub(crate) fn finish(&mut self) -> Vec<Message> {
         self.messages.retain(|m| {
             m.role != Role::Assistant
                 || m.content.is_some()
@@ -404,7 +439,7 @@ impl Conversation {
                 || !m.thinking_blocks.is_empty()
                 || m.refusal.is_some()
         });
-        self.messages
+        std::mem::take(&mut self.messages)
     }
 
     /// The last message, when it is an assistant message nothing but reasoning went into.
@@ -474,10 +509,13 @@ impl Conversation {
                 self.push_reasoning(item);
                 Ok(())
             }
-            other => Err(unsupported(
-                &format!("{param}.type"),
-                format_args!("the input item type `{other}`"),
-            )),
+            other => {
+                self.untranslatable.note(
+                    format!("{param}.type"),
+                    format_args!("the input item type `{other}`"),
+                );
+                Ok(())
+            }
         }
     }
 
@@ -737,15 +775,30 @@ mod tests {
 
     #[test]
     fn unsupported_things_name_their_field() {
-        let e = parse(json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}))
-            .unwrap_err();
-        assert!(e.message().starts_with("tools[0].type"), "{}", e.message());
+        // Built-in tools, item references, `include` options: noted, for a provider that
+        // speaks the Responses API natively; every other one refuses them by name.
+        let p = parse(json!({"model": "m", "input": "x", "include": ["file_search_call.results"]}))
+            .unwrap();
+        assert_eq!(p.untranslatable.0.unwrap().0, "include[0]");
+        let p = parse(json!({"model": "m", "input": "x", "tools": [
+            {"type": "function", "name": "f"}, {"type": "web_search"}
+        ]}))
+        .unwrap();
+        assert_eq!(p.chat.tools.len(), 1);
+        let (param, what) = p.untranslatable.0.unwrap();
+        assert_eq!(param, "tools[1].type");
+        assert!(what.contains("web_search"), "{what}");
+        assert_eq!(p.native["tools"][1]["type"], "web_search");
+        let p = parse(json!({"model": "m", "input": "x", "truncation": "auto"})).unwrap();
+        assert_eq!(p.untranslatable.0.unwrap().0, "truncation");
+        // What the gateway cannot serve at all.
         let e = parse(json!({"model": "m", "input": "x", "background": true})).unwrap_err();
         assert!(e.message().starts_with("background"));
+        let e = parse(json!({"model": "m", "input": "x", "conversation": "conv_1"})).unwrap_err();
+        assert!(e.message().starts_with("conversation"));
         let mut c = Conversation::default();
-        let e = c
-            .push_items(&[json!({"type": "item_reference", "id": "x"})], "input")
-            .unwrap_err();
-        assert!(e.message().starts_with("input[0].type"));
+        c.push_items(&[json!({"type": "item_reference", "id": "x"})], "input")
+            .unwrap();
+        assert_eq!(c.untranslatable.0.unwrap().0, "input[0].type");
     }
 }

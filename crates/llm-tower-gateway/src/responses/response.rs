@@ -8,8 +8,10 @@ use serde_json::{Map, Value, json};
 
 use super::request::{Echo, THINKING_PREFIX};
 
-/// A new id with `prefix` (`resp`, `msg`, `fc`, `rs`): 32 hex digits from a per-process
-/// random hasher over a counter and the time, so ids are not guessable from each other.
+/// A new id with `prefix` (`resp`, `msg`, `fc`, `rs`): `gw` and 32 hex digits from a
+/// per-process random hasher over a counter and the time, so ids are not guessable from
+/// each other. The `gw` (not hex) tells the gateway's ids from OpenAI's (see
+/// [`is_gateway_id`]).
 pub(crate) fn new_id(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static STATE: std::sync::OnceLock<(RandomState, RandomState)> = std::sync::OnceLock::new();
@@ -20,10 +22,41 @@ pub(crate) fn new_id(prefix: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!(
-        "{prefix}_{:016x}{:016x}",
+        "{prefix}_gw{:016x}{:016x}",
         a.hash_one((n, nanos)),
         b.hash_one((nanos, n))
     )
+}
+
+/// Whether an item id is one of the gateway's (from [`new_id`]).
+pub(crate) fn is_gateway_id(id: &str) -> bool {
+    id.split_once('_')
+        .is_some_and(|(_, rest)| rest.starts_with("gw"))
+}
+
+/// An input item as a provider speaking the Responses API takes it: `None` for a
+/// reasoning item the gateway made (from another provider's reasoning: OpenAI knows only
+/// its own), and the gateway's item ids removed (OpenAI would look them up).
+pub(crate) fn native_item(item: &Value) -> Option<std::borrow::Cow<'_, Value>> {
+    let gateway = item
+        .get("id")
+        .and_then(Value::as_str)
+        .is_some_and(is_gateway_id);
+    let ours = item
+        .get("encrypted_content")
+        .and_then(Value::as_str)
+        .is_some_and(|e| e.starts_with(THINKING_PREFIX));
+    if item.get("type").and_then(Value::as_str) == Some("reasoning") && (gateway || ours) {
+        return None;
+    }
+    if !gateway {
+        return Some(std::borrow::Cow::Borrowed(item));
+    }
+    let mut item = item.clone();
+    if let Value::Object(m) = &mut item {
+        m.remove("id");
+    }
+    Some(std::borrow::Cow::Owned(item))
 }
 
 /// Unix seconds now.

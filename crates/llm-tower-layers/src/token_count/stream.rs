@@ -63,6 +63,7 @@ impl<St> CountedStream<St> {
             choices: Vec::new(),
             usage: None,
             cost: None,
+            native: None,
         };
         CountedStream {
             inner,
@@ -133,6 +134,7 @@ where
                             choices: Vec::new(),
                             usage: None,
                             cost: None,
+                            native: None,
                         },
                     );
                     chunk.usage = Some(usage_of(*this.prompt, *this.completion));

@@ -449,6 +449,7 @@ fn chat_response(model: &str, text: &str) -> LlmResponse {
             finish_reason: Some("stop".into()),
         }],
         system_fingerprint: None,
+        native: None,
     }))
 }
 
@@ -476,6 +477,7 @@ fn chunk(model: &str, text: Option<&str>, usage: Option<Usage>) -> ChatChunk {
             .collect(),
         usage,
         cost: None,
+        native: None,
     }
 }
 

@@ -260,6 +260,9 @@ impl Engine {
     async fn call(&self, req: LlmRequest) -> Result<LlmResponse, Error> {
         let t0 = self.common.clock.now();
         let caller = req.ctx.deadline;
+        // Only the chat translation of a Responses API request can go here.
+        llm_tower_core::ResponsesBody::check_translatable(&req)
+            .map_err(|e| e.with_provider(self.common.name.clone()))?;
         let result = match &req.body {
             RequestBody::Chat(c) => {
                 let client = req.extensions.get::<llm_tower_core::ClientHeaders>();

@@ -86,6 +86,7 @@ impl AnthropicStreamParser {
             }],
             usage: None,
             cost: None,
+            native: None,
         }
     }
 
@@ -304,6 +305,7 @@ impl StreamParser for AnthropicStreamParser {
                     choices: Vec::new(),
                     usage: Some(self.counts.usage()),
                     cost: None,
+                    native: None,
                 };
                 if let Some(t) = &self.service_tier {
                     chunk

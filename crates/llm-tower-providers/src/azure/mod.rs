@@ -329,7 +329,7 @@ impl AzureOpenAi {
                 deployments: config.deployments,
                 default_deployment: config.default_deployment,
             }),
-            AzureApi::V1 => Urls::base(&format!("{endpoint}/openai/v1"))?,
+            AzureApi::V1 => Urls::with_responses(&format!("{endpoint}/openai/v1"))?,
         };
         Ok(AzureOpenAi {
             engine: Arc::new(OpenAiEngine {

@@ -316,6 +316,7 @@ pub(crate) fn chat_response(
             system_fingerprint: w.system_fingerprint,
             service_tier: w.service_tier,
             extra,
+            native: None,
         },
         usage,
     )

@@ -11,10 +11,11 @@ use http::{Method, Uri};
 use http_body_util::Full;
 use llm_tower_core::{
     ChatRequest, CompletionRequest, EmbeddingsRequest, Error, LlmRequest, LlmResponse, RequestBody,
-    ResponseBody,
+    ResponseBody, ResponsesBody,
 };
 
 use super::convert::{self, WireOptions};
+use super::responses;
 use super::stream::OpenAiStreamParser;
 use super::wire;
 use crate::azure::EntraTokenSource;
@@ -30,6 +31,9 @@ pub(crate) enum Urls {
         completions: Uri,
         embeddings: Uri,
         models: Uri,
+        /// `{base}/responses`, for a server that speaks the Responses API
+        /// ([`Urls::with_responses`]).
+        responses: Option<Uri>,
     },
     /// Azure deployment URLs.
     Azure(AzureUrls),
@@ -103,7 +107,25 @@ impl Urls {
             completions: join(base, "/completions")?,
             embeddings: join(base, "/embeddings")?,
             models: join(base, "/models")?,
+            responses: None,
         })
+    }
+
+    /// The same, with Responses API requests sent natively to `{base}/responses`.
+    pub fn with_responses(base: &str) -> Result<Urls, Error> {
+        let mut urls = Urls::base(base)?;
+        if let Urls::Base { responses, .. } = &mut urls {
+            *responses = Some(join(base, "/responses")?);
+        }
+        Ok(urls)
+    }
+
+    /// Where Responses API requests go natively, when the server speaks that API.
+    fn responses(&self) -> Option<&Uri> {
+        match self {
+            Urls::Base { responses, .. } => responses.as_ref(),
+            Urls::Azure(_) => None,
+        }
     }
 
     fn chat(&self, model: &str) -> Result<Uri, Error> {
@@ -155,12 +177,68 @@ impl OpenAiEngine {
         let t0 = self.common.clock.now();
         let caller = req.ctx.deadline;
         let result = match &req.body {
-            RequestBody::Chat(c) if c.stream => self.chat_stream(c, t0, caller).await,
-            RequestBody::Chat(c) => self.chat(c, t0, caller).await,
+            RequestBody::Chat(c) => self.chat_any(&req, c, t0, caller).await,
             RequestBody::Completion(c) => self.completion(c, t0, caller).await,
             RequestBody::Embeddings(e) => self.embeddings(e, t0, caller).await,
         };
         result.map_err(|e| e.with_provider(self.common.name.clone()))
+    }
+
+    /// A chat request: natively to the Responses API when it came in as one and the
+    /// server speaks it, else to chat completions.
+    async fn chat_any(
+        &self,
+        req: &LlmRequest,
+        chat: &ChatRequest,
+        t0: Instant,
+        caller: Option<Instant>,
+    ) -> Result<LlmResponse, Error> {
+        if let Some(body) = ResponsesBody::of(req) {
+            if let Some(uri) = self.urls.responses() {
+                return self.responses(chat, body, uri.clone(), t0, caller).await;
+            }
+            ResponsesBody::check_translatable(req)?;
+        }
+        if chat.stream {
+            self.chat_stream(chat, t0, caller).await
+        } else {
+            self.chat(chat, t0, caller).await
+        }
+    }
+
+    /// `POST {base}/responses` with the client's Responses API body.
+    async fn responses(
+        &self,
+        chat: &ChatRequest,
+        native: &ResponsesBody,
+        uri: Uri,
+        t0: Instant,
+        caller: Option<Instant>,
+    ) -> Result<LlmResponse, Error> {
+        let deadline = self.common.deadline(t0, caller);
+        let body = responses::request_body(native, chat)?;
+        let mut req = self
+            .common
+            .request(Method::POST, uri, Some(body), chat.stream)?;
+        self.authorize(&mut req).await?;
+        let ok = self.common.execute(req, &deadline).await?;
+        let now = self.common.clock.unix_secs();
+        if chat.stream {
+            let parser =
+                responses::ResponsesStreamParser::new(now, Some(self.common.secret.clone()));
+            return self
+                .common
+                .sse_answer(ok, parser, t0, &chat.model, &deadline, caller)
+                .await;
+        }
+        let limits = ok.limits;
+        let v: serde_json::Value = self.common.read_json(ok, &deadline, "response").await?;
+        let (resp, usage) = responses::response(v, now, Some(&self.common.secret))?;
+        let model = resp.model.clone();
+        let mut out = LlmResponse::new(ResponseBody::Chat(resp));
+        out.usage = usage;
+        out.meta = self.common.meta(model, &chat.model, t0, limits);
+        Ok(out)
     }
 
     /// `GET /models` (spends no tokens).

@@ -32,6 +32,7 @@
 
 pub(crate) mod convert;
 pub(crate) mod engine;
+pub(crate) mod responses;
 pub(crate) mod stream;
 pub(crate) mod wire;
 
@@ -190,7 +191,7 @@ impl OpenAi {
             engine: Arc::new(OpenAiEngine {
                 common,
                 token: None,
-                urls: Urls::base(&base)?,
+                urls: Urls::with_responses(&base)?,
                 opts: WireOptions {
                     max_tokens_field: config.max_tokens_field,
                     stream_usage: StreamUsage::Always,
