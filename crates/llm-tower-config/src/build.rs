@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llm_tower_core::{CallerKey, Error, LlmRequest, SharedClock, TokioClock};
+use llm_tower_core::{
+    CallerKey, ChatRequest, ClientHeaders, Error, LlmRequest, SharedClock, TokioClock,
+};
 use llm_tower_layers::builder::BoxLlmService;
 use llm_tower_layers::cost::{
     AlertSink, Budget, BudgetAction, BudgetAlert, BudgetScope, BudgetStore, CostTracker,
@@ -34,7 +36,7 @@ use tokio::sync::broadcast;
 use tower::Layer;
 use tower::util::{BoxCloneSyncService, MapRequestLayer};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Resolution};
 use crate::circuit::CircuitBreakerLayer;
 use crate::config::Config;
 use crate::counter::ConfigTokenizers;
@@ -169,6 +171,10 @@ pub struct BuiltStack {
     keys: Arc<[([u8; 32], CallerKey)]>,
     admins: Arc<[CallerKey]>,
     providers: Arc<[(String, ProviderHandle)]>,
+    /// What requests name, and the targets behind.
+    catalog: Arc<Catalog>,
+    /// Providers whose `count_tokens` goes to the provider (`"count_tokens": "provider"`).
+    count_upstream: Arc<[String]>,
     description: Arc<str>,
     gateway_description: Arc<str>,
     gateway: GatewaySettings,
@@ -192,6 +198,31 @@ impl BuiltStack {
     /// The whole stack as one service (`Clone + Send + Sync`; clones share all state).
     pub fn service(&self) -> BoxLlmService {
         self.service.clone()
+    }
+
+    /// Counts the input tokens of `chat` with the provider that serves its model (a
+    /// route's first target), when that provider answers `count_tokens` itself
+    /// (`"count_tokens": "provider"`, Anthropic); `None` when the gateway's own tokenizer
+    /// answers. `client` carries the caller's `anthropic-version`/`anthropic-beta`.
+    pub async fn count_tokens_upstream(
+        &self,
+        chat: &ChatRequest,
+        client: Option<&ClientHeaders>,
+    ) -> Option<Result<u64, Error>> {
+        let Resolution::Targets(targets) = self.catalog.resolve(&chat.model) else {
+            return None;
+        };
+        let target = self.catalog.target(*targets.first()?)?;
+        if !self.count_upstream.contains(&target.provider) {
+            return None;
+        }
+        let (_, handle) = self.providers.iter().find(|(n, _)| n == &target.provider)?;
+        let ProviderHandle::Anthropic(anthropic) = handle else {
+            return None;
+        };
+        let mut chat = chat.clone();
+        chat.model.clone_from(&target.model);
+        Some(anthropic.count_tokens(&chat, client).await)
     }
 
     /// What requests may name, for `/v1/models`: route aliases, then every `provider/model`.
@@ -627,6 +658,13 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
         keys: keys.into(),
         admins: admins.into(),
         providers: providers.into(),
+        catalog: catalog.clone(),
+        count_upstream: v
+            .providers
+            .iter()
+            .filter(|p| p.count_tokens_upstream)
+            .map(|p| p.name.clone())
+            .collect(),
         description: description.into(),
         gateway_description: describe_gateway(v).into(),
         gateway: v.gateway.clone(),

@@ -184,6 +184,11 @@ pub struct RawProvider {
     /// Messages API requires one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_max_tokens: Option<u32>,
+    /// anthropic: who answers the gateway's `POST /v1/messages/count_tokens` for this
+    /// provider's models: `local` (default: the gateway's tokenizer, an estimate for Claude)
+    /// or `provider` (Anthropic's own `count_tokens` endpoint, exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_tokens: Option<RawCountTokens>,
     /// openai_compatible: extra headers sent with every request (values may be `${ENV_VAR}`).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub headers: IndexMap<String, SecretString>,
@@ -331,6 +336,16 @@ pub enum RawVertexAuth {
     TokenCommand(Vec<String>),
     /// A fixed access token (use `${ENV_VAR}`).
     AccessToken(SecretString),
+}
+
+/// Who counts tokens for `count_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCountTokens {
+    /// The gateway's tokenizer.
+    Local,
+    /// The provider's own endpoint.
+    Provider,
 }
 
 /// The wire name of `max_tokens`.

@@ -86,6 +86,8 @@ pub(crate) struct HeaderSpec {
 #[derive(Debug, Clone)]
 pub(crate) struct ProviderSpec {
     pub(crate) name: String,
+    /// anthropic: `count_tokens` asks the provider.
+    pub(crate) count_tokens_upstream: bool,
     pub(crate) kind: ProviderKind,
     pub(crate) api_key: Option<Secret>,
     pub(crate) base_url: Option<String>,
@@ -553,6 +555,13 @@ fn provider(
     );
     only_for(
         p,
+        &join(&path, "count_tokens"),
+        raw.count_tokens.is_some(),
+        kind,
+        &[Anthropic],
+    );
+    only_for(
+        p,
         &join(&path, "default_max_tokens"),
         raw.default_max_tokens.is_some(),
         kind,
@@ -879,6 +888,7 @@ fn provider(
         anthropic_version: raw.anthropic_version.clone(),
         anthropic_beta: raw.anthropic_beta.clone(),
         default_max_tokens: raw.default_max_tokens,
+        count_tokens_upstream: raw.count_tokens == Some(crate::raw::RawCountTokens::Provider),
         headers,
         max_tokens_field,
         stream_usage: raw.stream_usage,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use llm_tower_core::{CallerKey, Error, LlmRequest, LlmResponse};
+use llm_tower_core::{CallerKey, ChatRequest, ClientHeaders, Error, LlmRequest, LlmResponse};
 use llm_tower_layers::cost::CostTracker;
 use llm_tower_layers::token_count::{TokenCounter, Tokenizers};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -101,6 +101,11 @@ impl ProviderHealth {
 pub type HealthFuture = BoxFuture<'static, Vec<ProviderHealth>>;
 
 type HealthProbe = Arc<dyn Fn() -> HealthFuture + Send + Sync>;
+type UpstreamCounter = Arc<
+    dyn Fn(ChatRequest, ClientHeaders) -> BoxFuture<'static, Option<Result<u64, Error>>>
+        + Send
+        + Sync,
+>;
 
 /// Everything the gateway's handlers need. Cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -128,6 +133,7 @@ pub(crate) struct Inner {
     pub(crate) describe: Option<String>,
     pub(crate) responses: Option<Arc<dyn ResponseStore>>,
     pub(crate) counter: Arc<dyn TokenCounter>,
+    pub(crate) count_upstream: Option<UpstreamCounter>,
 }
 
 impl fmt::Debug for AppState {
@@ -159,6 +165,7 @@ pub struct AppStateBuilder {
     describe: Option<String>,
     responses: Option<Arc<dyn ResponseStore>>,
     counter: Option<Arc<dyn TokenCounter>>,
+    count_upstream: Option<UpstreamCounter>,
 }
 
 impl fmt::Debug for AppStateBuilder {
@@ -196,6 +203,7 @@ impl AppState {
             describe: None,
             responses: Some(Arc::new(MemoryResponseStore::default())),
             counter: None,
+            count_upstream: None,
         }
     }
 
@@ -241,6 +249,17 @@ impl AppState {
     /// builder (the stack's own), else [`Tokenizers`].
     pub fn token_counter(&self) -> &Arc<dyn TokenCounter> {
         &self.inner.counter
+    }
+
+    /// The provider's own count of `chat`'s input tokens, when one is configured to answer
+    /// (see [`AppStateBuilder::upstream_token_count`]).
+    pub(crate) async fn count_tokens_upstream(
+        &self,
+        chat: &ChatRequest,
+        client: &ClientHeaders,
+    ) -> Option<Result<u64, Error>> {
+        let f = self.inner.count_upstream.as_ref()?;
+        f(chat.clone(), client.clone()).await
     }
 
     /// The description of the composed stack, when one was given.
@@ -376,6 +395,21 @@ impl AppStateBuilder {
         self
     }
 
+    /// Who else may answer `/v1/messages/count_tokens`: `counter(chat, client headers)`
+    /// returns `Some` with the provider's own count (Anthropic's `count_tokens` endpoint,
+    /// see `BuiltStack::count_tokens_upstream`), or `None` to let the token counter answer.
+    #[must_use]
+    pub fn upstream_token_count<F, Fut>(mut self, counter: F) -> Self
+    where
+        F: Fn(ChatRequest, ClientHeaders) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<Result<u64, Error>>> + Send + 'static,
+    {
+        self.count_upstream = Some(Arc::new(move |chat, client| {
+            Box::pin(counter(chat, client))
+        }));
+        self
+    }
+
     /// Builds the state.
     pub fn build(self) -> AppState {
         #[derive(Serialize)]
@@ -408,6 +442,7 @@ impl AppStateBuilder {
                 describe: self.describe,
                 responses: self.responses,
                 counter: self.counter.unwrap_or_else(|| Arc::new(Tokenizers::new())),
+                count_upstream: self.count_upstream,
             }),
         }
     }

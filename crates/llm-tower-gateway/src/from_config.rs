@@ -47,6 +47,7 @@ impl AppState {
     pub fn builder_from_built(built: &BuiltStack) -> AppStateBuilder {
         let for_auth = built.clone();
         let for_health = built.clone();
+        let for_count = built.clone();
         AppState::builder(built.service())
             .models(
                 built
@@ -77,6 +78,10 @@ impl AppState {
                 }
             })
             .token_counter(built.counter())
+            .upstream_token_count(move |chat, client| {
+                let built = for_count.clone();
+                async move { built.count_tokens_upstream(&chat, Some(&client)).await }
+            })
             .response_store(Some(match built.redis() {
                 // Shared by every instance on the same Redis.
                 Some(conn) => Arc::new(RedisResponseStore::new(

@@ -35,8 +35,10 @@ pub use request::Endpoint;
 
 /// `request-id`: Anthropic's name for the request id header (sent with `x-request-id`).
 pub const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
-/// `x-llm-tower-token-count` on `count_tokens` answers: `exact` when the model's own
-/// tokenizer counted, `estimate` otherwise (always for Claude models).
+/// `x-llm-tower-token-count` on `count_tokens` answers: `provider` when the provider
+/// counted (an Anthropic provider configured with `"count_tokens": "provider"`), `exact`
+/// when the model's own tokenizer counted, `estimate` otherwise (always for Claude models
+/// counted here).
 pub const TOKEN_COUNT_HEADER: HeaderName = HeaderName::from_static("x-llm-tower-token-count");
 
 /// The client's `anthropic-version` and `anthropic-beta` headers.
@@ -164,6 +166,24 @@ async fn count_tokens_inner(
     drop(bytes);
     if !state.knows_model(&chat.model) {
         return Err(OpenAiError::model_not_found(&chat.model).into());
+    }
+    let client = client_headers(headers);
+    let upstream = state.count_tokens_upstream(&chat, &client);
+    match tokio::time::timeout(state.settings().request_timeout, upstream).await {
+        Ok(Some(Ok(n))) => {
+            let body = serde_json::json!({"input_tokens": n});
+            let mut resp = json_response(StatusCode::OK, Bytes::from(body.to_string()));
+            resp.headers_mut()
+                .insert(TOKEN_COUNT_HEADER, HeaderValue::from_static("provider"));
+            return Ok(resp);
+        }
+        Ok(Some(Err(e))) => return Err(AnthropicError::from_error(&e)),
+        Ok(None) => {}
+        Err(_) => {
+            return Err(AnthropicError::from_error(&Error::timeout(
+                "the provider did not count the tokens within the gateway's request timeout",
+            )));
+        }
     }
     let claude = chat.model.to_ascii_lowercase().contains("claude");
     let count = state.token_counter().count_prompt(&RequestBody::Chat(chat));

@@ -182,6 +182,7 @@ impl AnthropicConfig {
 struct Engine {
     common: Common,
     messages: Uri,
+    count_tokens: Uri,
     models: Uri,
     default_max_tokens: u32,
     /// Configured `anthropic-beta` features (deduplicated).
@@ -230,6 +231,7 @@ impl Anthropic {
             engine: Arc::new(Engine {
                 common,
                 messages: join(&base, "/v1/messages")?,
+                count_tokens: join(&base, "/v1/messages/count_tokens")?,
                 models: join(&base, "/v1/models")?,
                 default_max_tokens: config.default_max_tokens,
                 beta,
@@ -240,6 +242,25 @@ impl Anthropic {
     /// The provider's configured name.
     pub fn name(&self) -> &str {
         &self.engine.common.name
+    }
+
+    /// Counts the input tokens of `chat` with Anthropic's own
+    /// `POST /v1/messages/count_tokens` (free; rate-limited apart from messages): the
+    /// system prompt, messages, tools, tool choice and thinking settings as a Messages
+    /// request would send them, with the client's `anthropic-version`/`anthropic-beta`.
+    ///
+    /// # Errors
+    ///
+    /// The mapped HTTP or transport error, or an invalid request.
+    pub async fn count_tokens(
+        &self,
+        chat: &ChatRequest,
+        client: Option<&llm_tower_core::ClientHeaders>,
+    ) -> Result<u64, Error> {
+        self.engine
+            .count_tokens(chat, client)
+            .await
+            .map_err(|e| e.with_provider(self.engine.common.name.clone()))
     }
 
     /// Checks the key and the connection with `GET /v1/models` (spends no tokens).
@@ -294,25 +315,7 @@ impl Engine {
             Some(wire.body),
             chat.stream,
         )?;
-        // The configured features, the request body's, and those the client sent in its own
-        // `anthropic-beta` headers (Claude Code, the Anthropic SDKs through the gateway).
-        let mut asked = wire.betas.clone();
-        if let Some(c) = client {
-            asked.extend(c.anthropic_beta.iter().cloned());
-        }
-        let beta = convert::merge_betas(&self.beta, &asked);
-        if let Some(v) = client.and_then(|c| c.anthropic_version.as_deref()) {
-            let (n, v) = plain_header("anthropic-version", v).map_err(|e| {
-                Error::invalid_request(e.message().to_owned()).with_param("anthropic-version")
-            })?;
-            req.headers_mut().insert(n, v);
-        }
-        if !beta.is_empty() {
-            let (n, v) = plain_header("anthropic-beta", &beta.join(",")).map_err(|e| {
-                Error::invalid_request(e.message().to_owned()).with_param("anthropic_beta")
-            })?;
-            req.headers_mut().insert(n, v);
-        }
+        self.version_and_betas(&mut req, &wire.betas, client)?;
         let ok = self.common.execute(req, &deadline).await?;
         let limits = ok.limits;
         if !chat.stream {
@@ -329,6 +332,74 @@ impl Engine {
         self.common
             .sse_answer(ok, parser, t0, &chat.model, &deadline, caller)
             .await
+    }
+
+    async fn count_tokens(
+        &self,
+        chat: &ChatRequest,
+        client: Option<&llm_tower_core::ClientHeaders>,
+    ) -> Result<u64, Error> {
+        /// What `count_tokens` takes of a Messages request.
+        const FIELDS: [&str; 7] = [
+            "model",
+            "messages",
+            "system",
+            "tools",
+            "tool_choice",
+            "thinking",
+            "mcp_servers",
+        ];
+        let deadline = self.common.deadline(self.common.clock.now(), None);
+        let wire = convert::messages_request(chat, self.default_max_tokens)?;
+        let mut body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&wire.body)
+                .map_err(|e| Error::internal(format!("request body: {e}")))?;
+        body.retain(|k, _| FIELDS.contains(&k.as_str()));
+        let body =
+            serde_json::to_vec(&body).map_err(|e| Error::internal(format!("request body: {e}")))?;
+        let mut req =
+            self.common
+                .request(Method::POST, self.count_tokens.clone(), Some(body), false)?;
+        self.version_and_betas(&mut req, &wire.betas, client)?;
+        let ok = self.common.execute(req, &deadline).await?;
+        let v: serde_json::Value = self.common.read_json(ok, &deadline, "token count").await?;
+        v.get("input_tokens")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| {
+                Error::new(
+                    llm_tower_core::ErrorKind::Transport,
+                    "invalid token count from provider: no `input_tokens`",
+                )
+            })
+    }
+
+    /// The client's `anthropic-version`, and the configured features, the request body's
+    /// and those the client sent in its own `anthropic-beta` headers (Claude Code, the
+    /// Anthropic SDKs through the gateway).
+    fn version_and_betas(
+        &self,
+        req: &mut http::Request<http_body_util::Full<bytes::Bytes>>,
+        betas: &[String],
+        client: Option<&llm_tower_core::ClientHeaders>,
+    ) -> Result<(), Error> {
+        let mut asked = betas.to_vec();
+        if let Some(c) = client {
+            asked.extend(c.anthropic_beta.iter().cloned());
+        }
+        let beta = convert::merge_betas(&self.beta, &asked);
+        if let Some(v) = client.and_then(|c| c.anthropic_version.as_deref()) {
+            let (n, v) = plain_header("anthropic-version", v).map_err(|e| {
+                Error::invalid_request(e.message().to_owned()).with_param("anthropic-version")
+            })?;
+            req.headers_mut().insert(n, v);
+        }
+        if !beta.is_empty() {
+            let (n, v) = plain_header("anthropic-beta", &beta.join(",")).map_err(|e| {
+                Error::invalid_request(e.message().to_owned()).with_param("anthropic_beta")
+            })?;
+            req.headers_mut().insert(n, v);
+        }
+        Ok(())
     }
 }
 
