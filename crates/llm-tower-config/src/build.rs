@@ -22,7 +22,9 @@ use llm_tower_layers::timeout::TimeoutLayer;
 use llm_tower_layers::token_count::{CountTokensLayer, TokenCounter};
 use llm_tower_layers::trace::LlmTraceLayer;
 use llm_tower_providers::azure::{AzureAuth, EntraTokenSource};
-use llm_tower_providers::bedrock::{AwsCredentials, Bedrock, BedrockConfig};
+use llm_tower_providers::bedrock::{
+    AwsCredentials, AwsCredentialsProvider, Bedrock, BedrockConfig,
+};
 use llm_tower_providers::http::{BufferBudget, HttpClient, HttpConfig};
 use llm_tower_providers::mock::MockProvider;
 use llm_tower_providers::{
@@ -804,10 +806,11 @@ fn provider(
             ProviderHandle::Azure(AzureOpenAi::new(c, http()?).map_err(in_context)?)
         }
         ProviderKind::Bedrock => {
-            let credentials = match p.aws.clone().unwrap_or(AwsSpec::Env) {
-                AwsSpec::Env => AwsCredentials::from_env().map_err(in_context)?,
+            let credentials: AwsCredentialsProvider = match p.aws.clone().unwrap_or(AwsSpec::Env) {
+                AwsSpec::Env => AwsCredentials::from_env().map_err(in_context)?.into(),
+                // Re-read when the file changes (rotated temporary credentials).
                 AwsSpec::Profile(name) => {
-                    AwsCredentials::from_profile(Some(&name)).map_err(in_context)?
+                    AwsCredentialsProvider::profile(Some(&name)).map_err(in_context)?
                 }
                 AwsSpec::Keys {
                     access_key_id,
@@ -818,7 +821,7 @@ fn provider(
                     if let Some(t) = session_token {
                         c = c.session_token(t);
                     }
-                    c
+                    c.into()
                 }
             };
             let mut c = BedrockConfig::new(p.region.clone().unwrap_or_default(), credentials)

@@ -39,6 +39,9 @@ struct Envelope {
     kind: Option<Value>,
     #[serde(default)]
     detail: Option<Value>,
+    /// OAuth2 token endpoints: `{"error": "invalid_grant", "error_description": "..."}`.
+    #[serde(default)]
+    error_description: Option<Value>,
 }
 
 fn value_string(v: Option<&Value>) -> Option<String> {
@@ -88,7 +91,10 @@ impl ErrorBody {
                 retry_delay: google_retry_delay(obj.get("details")),
             },
             Some(Value::String(s)) => ErrorBody {
-                message: Some(s),
+                message: Some(match value_string(env.error_description.as_ref()) {
+                    Some(d) => format!("{s}: {d}"),
+                    None => s,
+                }),
                 kind: value_string(env.kind.as_ref()),
                 ..ErrorBody::default()
             },

@@ -22,7 +22,7 @@ pub mod vertex;
 pub use crate::http::{HttpClient, HttpConfig};
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use azure::{AzureApi, AzureAuth, AzureOpenAi, AzureOpenAiConfig, EntraTokenSource};
-pub use bedrock::{AwsCredentials, Bedrock, BedrockConfig};
+pub use bedrock::{AwsCredentials, AwsCredentialsProvider, Bedrock, BedrockConfig};
 pub use gemini::{Gemini, GeminiConfig};
 pub use openai::{MaxTokensField, OpenAi, OpenAiConfig};
 pub use openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};

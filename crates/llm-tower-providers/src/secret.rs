@@ -1,7 +1,8 @@
 //! [`Secret`]: an API key or token that never shows up in `Debug`, `Display`, logs or errors.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use http::HeaderValue;
 use llm_tower_core::Error;
@@ -53,21 +54,39 @@ impl Secret {
 
     /// Replaces every occurrence of the secret in `text` with `[redacted]`.
     pub(crate) fn redact_in(&self, text: &str) -> String {
-        if self.0.len() < 4 || !text.contains(&*self.0) {
+        if self.0.len() < MIN_SECRET_LEN || !text.contains(&*self.0) {
             return text.to_owned();
         }
         text.replace(&*self.0, "[redacted]")
     }
 }
 
-/// Every secret a provider sends (its key, secret extra headers), scrubbed from provider
-/// messages before they become errors.
+/// Every secret a provider sends (its key, secret extra headers, and the tokens it
+/// obtains at run time), scrubbed from provider messages before they become errors.
+///
+/// The secrets given at construction stay for good; tokens added later with
+/// [`Secrets::remember`] (Entra ID and Vertex AI access tokens, refreshed AWS
+/// credentials) are kept for the last [`MAX_RUNTIME_SECRETS`] values, so a token that was
+/// refreshed a moment ago is still scrubbed from a late error.
 ///
 /// # Clone
 ///
-/// Clones share one allocation.
+/// Clones share one set: a secret remembered through one clone is scrubbed by all (the
+/// stream parsers hold clones).
 #[derive(Clone, Default)]
-pub(crate) struct Secrets(Arc<[Secret]>);
+pub(crate) struct Secrets(Arc<SecretSet>);
+
+/// How many run-time secrets (the most recent ones) are remembered.
+pub(crate) const MAX_RUNTIME_SECRETS: usize = 8;
+
+#[derive(Default)]
+struct SecretSet {
+    fixed: Box<[Secret]>,
+    runtime: RwLock<VecDeque<Secret>>,
+}
+
+/// Shortest secret scrubbed (shorter values would scrub ordinary words).
+const MIN_SECRET_LEN: usize = 4;
 
 impl Secrets {
     /// The secrets, without empty ones and duplicates.
@@ -78,24 +97,75 @@ impl Secrets {
                 v.push(s);
             }
         }
-        // Longest first, so a secret containing another is replaced whole.
-        v.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
-        Secrets(v.into())
+        Secrets(Arc::new(SecretSet {
+            fixed: v.into(),
+            runtime: RwLock::default(),
+        }))
+    }
+
+    /// Adds a secret obtained at run time (a fetched access token). Cheap when it is
+    /// already known, as on every request that reuses a cached token.
+    pub fn remember(&self, secret: &Secret) {
+        if secret.0.len() < MIN_SECRET_LEN || self.0.fixed.contains(secret) {
+            return;
+        }
+        if self
+            .0
+            .runtime
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(secret)
+        {
+            return;
+        }
+        let mut runtime = self
+            .0
+            .runtime
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if runtime.contains(secret) {
+            return;
+        }
+        runtime.push_back(secret.clone());
+        while runtime.len() > MAX_RUNTIME_SECRETS {
+            runtime.pop_front();
+        }
     }
 
     /// Replaces every occurrence of every secret in `text` with `[redacted]`.
     pub fn redact_in(&self, text: &str) -> String {
+        let runtime = self
+            .0
+            .runtime
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<&Secret> = self.0.fixed.iter().chain(runtime.iter()).collect();
+        // Longest first, so a secret containing another is replaced whole.
+        all.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         let mut out = text.to_owned();
-        for s in self.0.iter() {
+        for s in all {
             out = s.redact_in(&out);
         }
         out
+    }
+
+    /// How many secrets are known (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.fixed.len()
+            + self
+                .0
+                .runtime
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
     }
 }
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secrets([{} redacted])", self.0.len())
+        let runtime = self.0.runtime.read().map(|r| r.len()).unwrap_or_default();
+        write!(f, "Secrets([{} redacted])", self.0.fixed.len() + runtime)
     }
 }
 
@@ -175,6 +245,31 @@ mod tests {
         );
         assert!(!format!("{s:?}").contains("SECRET"));
         assert_eq!(Secrets::default().redact_in("x"), "x");
+    }
+
+    #[test]
+    fn remembered_secrets_are_shared_by_clones_and_bounded() {
+        let s = Secrets::new([Secret::new("fixed-key-1")]);
+        let parser_copy = s.clone();
+        s.remember(&Secret::new("ya29.runtime-token"));
+        s.remember(&Secret::new("ya29.runtime-token"));
+        s.remember(&Secret::new("abc"));
+        s.remember(&Secret::new("fixed-key-1"));
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            parser_copy.redact_in("echo: Bearer ya29.runtime-token / fixed-key-1"),
+            "echo: Bearer [redacted] / [redacted]"
+        );
+        for i in 0..MAX_RUNTIME_SECRETS {
+            s.remember(&Secret::new(format!("later-token-{i}")));
+        }
+        assert_eq!(s.len(), 1 + MAX_RUNTIME_SECRETS);
+        assert_eq!(s.redact_in("ya29.runtime-token"), "ya29.runtime-token");
+        assert_eq!(
+            s.redact_in("later-token-0 fixed-key-1"),
+            "[redacted] [redacted]"
+        );
+        assert!(!format!("{s:?}").contains("token"));
     }
 
     #[test]

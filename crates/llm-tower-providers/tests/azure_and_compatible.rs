@@ -589,4 +589,88 @@ mod azure_v1_and_entra {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unauthorized);
     }
+    /// An Azure resource that echoes the `Authorization` header it got in its errors (and
+    /// in an error event of a stream), behind a token endpoint or a token command.
+    async fn echoing_server() -> TestServer {
+        serve(|rec| {
+            if rec.uri.path() == "/tenant/token" {
+                return Reply::json(
+                    200,
+                    json!({"token_type": "Bearer", "expires_in": 3600,
+                           "access_token": "eyJ0eXAiOiJKV1Qi.entra-RUNTIME-token-0001"}),
+                );
+            }
+            let auth = rec.header("authorization").unwrap_or_default().to_owned();
+            let echo = format!("got {auth} with client secret {CLIENT_SECRET}, rejected");
+            if rec.json()["stream"] == true {
+                return Reply::sse_data(&[json!({"error": {"message": echo, "type": "server_error"}}).to_string()]);
+            }
+            let status = if rec.json()["messages"][0]["content"] == "400" { 400 } else { 401 };
+            Reply::json(status, json!({"error": {"message": echo, "type": "invalid_request_error", "code": "invalid_token"}}))
+        })
+        .await
+    }
+
+    fn assert_scrubbed(e: &llm_tower_core::Error, secrets: &[&str]) {
+        let shown = format!("{e} {e:?} {}", e.message());
+        assert!(e.message().contains("[redacted]"), "{shown}");
+        for s in secrets {
+            assert!(!shown.contains(s), "{s} leaked: {shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn runtime_entra_tokens_echoed_by_the_upstream_are_redacted() {
+        let server = echoing_server().await;
+        let token = "eyJ0eXAiOiJKV1Qi.entra-RUNTIME-token-0001";
+        let from_endpoint = EntraTokenSource::client_credentials_at(
+            format!("{}/tenant/token", server.url()),
+            "client-id-1",
+            CLIENT_SECRET,
+        );
+        let from_command = EntraTokenSource::command(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo cmd-RUNTIME-token-0002".into(),
+        ]);
+        // The client secret is a secret of the client-credentials source only.
+        for (source, secrets) in [
+            (from_endpoint, vec![token, CLIENT_SECRET]),
+            (from_command, vec!["cmd-RUNTIME-token-0002"]),
+        ] {
+            let token = secrets[0];
+            let azure = AzureOpenAi::new(
+                AzureOpenAiConfig::new(server.url(), AzureAuth::entra(source)).v1(),
+                HttpClient::new().unwrap(),
+            )
+            .unwrap();
+            let mut req = llm_tower_core::ChatRequest::new(
+                "gpt-4o-mini",
+                vec![llm_tower_core::Message::user("401")],
+            );
+            let e = guard(azure.clone().oneshot(LlmRequest::chat(req.clone())))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+            assert_eq!(
+                server.last().header("authorization"),
+                Some(format!("Bearer {token}").as_str()),
+                "the upstream did get the token"
+            );
+            assert_scrubbed(&e, &secrets);
+
+            req.messages = vec![llm_tower_core::Message::user("400")];
+            let e = guard(azure.clone().oneshot(LlmRequest::chat(req.clone())))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+            assert_scrubbed(&e, &secrets);
+
+            // An error event inside a stream goes through the stream parser's copy.
+            let e = guard(azure.clone().oneshot(LlmRequest::chat(req.streaming())))
+                .await
+                .unwrap_err();
+            assert_scrubbed(&e, &secrets);
+        }
+    }
 }

@@ -7,14 +7,11 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use aws_smithy_eventstream::frame::write_message_to;
-use aws_smithy_runtime_api::client::identity::Identity;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message as EsMessage};
+use common::aws::{
+    AKID, REGION, SECRET, TOKEN, creds, event_stream, exception, frame, verify_signature,
+};
 use common::{Recorded, Reply, TestServer, collect, guard, serve};
 use llm_tower_core::{
     ChatRequest, Content, ContentPart, EmbeddingInput, EmbeddingVector, EmbeddingsRequest, Error,
@@ -26,91 +23,8 @@ use llm_tower_providers::http::HttpClient;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const AKID: &str = "AKIDEXAMPLE";
-const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-const TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLE-SESSION-TOKEN";
-const REGION: &str = "eu-west-3";
 const MODEL: &str = "anthropic.claude-sonnet-4-20250514-v1:0";
 const MODEL_PATH: &str = "anthropic.claude-sonnet-4-20250514-v1%3A0";
-
-fn creds() -> AwsCredentials {
-    AwsCredentials::new(AKID, SECRET).session_token(TOKEN)
-}
-
-/// Recomputes the SigV4 signature of a received request from the test credentials and
-/// compares it with its `authorization` header.
-fn verify_signature(rec: &Recorded) -> Result<(), String> {
-    let auth = rec
-        .header("authorization")
-        .ok_or("no authorization header")?;
-    let expected_scope = format!("Credential={AKID}/");
-    if !auth.starts_with("AWS4-HMAC-SHA256 ") || !auth.contains(&expected_scope) {
-        return Err(format!("unexpected authorization {auth}"));
-    }
-    if !auth.contains(&format!("/{REGION}/bedrock/aws4_request")) {
-        return Err(format!("wrong scope in {auth}"));
-    }
-    let signed = auth
-        .split("SignedHeaders=")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .ok_or("no SignedHeaders")?;
-    let names: Vec<&str> = signed.split(';').collect();
-    for required in ["host", "x-amz-date", "x-amz-security-token"] {
-        if !names.contains(&required) {
-            return Err(format!("{required} is not signed: {signed}"));
-        }
-    }
-    let date = rec.header("x-amz-date").ok_or("no x-amz-date")?;
-    let fmt =
-        time::format_description::parse_borrowed::<2>("[year][month][day]T[hour][minute][second]Z")
-            .map_err(|e| e.to_string())?;
-    let when = time::PrimitiveDateTime::parse(date, &fmt)
-        .map_err(|e| e.to_string())?
-        .assume_utc();
-    let when: SystemTime = when.into();
-    let headers: Vec<(&str, &str)> = names
-        .iter()
-        .map(|n| (*n, rec.header(n).unwrap_or_default()))
-        .collect();
-    let host = rec.header("host").ok_or("no host")?;
-    let uri = format!(
-        "http://{host}{}",
-        rec.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-    );
-    let identity: Identity =
-        Credentials::new(AKID, SECRET, Some(TOKEN.to_owned()), None, "test").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(REGION)
-        .name("bedrock")
-        .time(when)
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let signable = SignableRequest::new(
-        rec.method.as_str(),
-        uri,
-        headers.into_iter(),
-        SignableBody::Bytes(&rec.body),
-    )
-    .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    let recomputed = instructions
-        .headers()
-        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-        .map(|(_, v)| v.to_owned())
-        .ok_or("the signer made no authorization")?;
-    if recomputed != auth {
-        return Err(format!(
-            "signature mismatch:\n got      {auth}\n expected {recomputed}"
-        ));
-    }
-    Ok(())
-}
 
 /// A server whose every request must carry a valid signature; `checked` counts them.
 async fn signed_server<F>(handler: F) -> (TestServer, Arc<AtomicUsize>)
@@ -151,44 +65,6 @@ fn chat_of(r: LlmResponse) -> llm_tower_core::ChatResponse {
         ResponseBody::Chat(c) => c,
         _ => panic!("not a chat response"),
     }
-}
-
-fn frame(event: &str, payload: Value) -> Vec<u8> {
-    let m = EsMessage::new(payload.to_string().into_bytes())
-        .add_header(Header::new(
-            ":message-type",
-            HeaderValue::String("event".into()),
-        ))
-        .add_header(Header::new(
-            ":event-type",
-            HeaderValue::String(event.to_owned().into()),
-        ))
-        .add_header(Header::new(
-            ":content-type",
-            HeaderValue::String("application/json".into()),
-        ));
-    let mut out = Vec::new();
-    write_message_to(&m, &mut out).unwrap();
-    out
-}
-
-fn exception(kind: &str, message: &str) -> Vec<u8> {
-    let m = EsMessage::new(json!({ "message": message }).to_string().into_bytes())
-        .add_header(Header::new(
-            ":message-type",
-            HeaderValue::String("exception".into()),
-        ))
-        .add_header(Header::new(
-            ":exception-type",
-            HeaderValue::String(kind.to_owned().into()),
-        ));
-    let mut out = Vec::new();
-    write_message_to(&m, &mut out).unwrap();
-    out
-}
-
-fn event_stream(frames: &[Vec<u8>]) -> Reply {
-    Reply::bytes(200, "application/vnd.amazon.eventstream", frames.concat())
 }
 
 /// The whole answer: reasoning, text, a tool call, usage with cache reads and writes.
@@ -856,4 +732,290 @@ async fn a_json_answer_to_converse_stream_is_named_and_session_tokens_are_option
     let auth = rec.header("authorization").unwrap();
     assert!(!auth.contains("x-amz-security-token"), "{auth}");
     assert!(auth.contains("/eu-west-3/bedrock/aws4_request"), "{auth}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Rotating credentials
+// ---------------------------------------------------------------------------------------
+
+fn write_profile(path: &std::path::Path, secret: &str, token: &str, mtime_secs: u64) {
+    std::fs::write(
+        path,
+        format!(
+            "[default]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other\n\n\
+             [bedrock]\naws_access_key_id = {AKID}\naws_secret_access_key = {secret}\n\
+             aws_session_token = {token}\n"
+        ),
+    )
+    .unwrap();
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(mtime_secs))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_rotated_profile_file_is_signed_with_on_the_next_request() {
+    use llm_tower_providers::bedrock::AwsCredentialsProvider;
+    let path = std::env::temp_dir().join(format!("llm-tower-bedrock-creds-{}", std::process::id()));
+    // Stale temporary credentials: the server (which knows only the current ones)
+    // refuses their signature.
+    let stale_secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYSTALEKEY";
+    write_profile(&path, stale_secret, "stale-SESSION-token-0001", 1_000);
+    let (server, checked) = signed_server(|_| Reply::json(200, converse_body())).await;
+    let p = Bedrock::new(
+        BedrockConfig::new(
+            REGION,
+            AwsCredentialsProvider::profile_file(&path, "bedrock").unwrap(),
+        )
+        .base_url(server.url()),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let req = || LlmRequest::chat(ChatRequest::new(MODEL, vec![Message::user("hi")]));
+    let e = call(&p, req()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert_eq!(
+        server.last().header("x-amz-security-token"),
+        Some("stale-SESSION-token-0001")
+    );
+    // Rotated on disk: the next request is signed with the new keys, no restart.
+    write_profile(&path, SECRET, TOKEN, 2_000);
+    call(&p, req()).await.unwrap();
+    assert_eq!(checked.load(Ordering::SeqCst), 1);
+    assert_eq!(server.last().header("x-amz-security-token"), Some(TOKEN));
+    let _ = std::fs::remove_file(&path);
+    assert!(!format!("{p:?}").contains(SECRET));
+}
+
+#[tokio::test]
+async fn credentials_from_a_closure_are_scrubbed_from_echoing_errors() {
+    // The upstream echoes the session token and (absurdly) the secret key.
+    let server = serve(|rec| {
+        let token = rec.header("x-amz-security-token").unwrap_or_default();
+        Reply::json(
+            403,
+            json!({"message": format!("The security token {token} is invalid; key {SECRET}")}),
+        )
+        .header("x-amzn-errortype", "UnrecognizedClientException")
+    })
+    .await;
+    let n = Arc::new(AtomicUsize::new(0));
+    let m = n.clone();
+    let p = Bedrock::new(
+        BedrockConfig::new(
+            REGION,
+            AwsCredentials::provider(move || {
+                let i = m.fetch_add(1, Ordering::SeqCst);
+                Ok(AwsCredentials::new(AKID, SECRET).session_token(format!("rotating-token-{i}")))
+            }),
+        )
+        .base_url(server.url()),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    for i in 0..2 {
+        let e = call(
+            &p,
+            LlmRequest::chat(ChatRequest::new(MODEL, vec![Message::user("hi")])),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        let token = format!("rotating-token-{i}");
+        assert_eq!(
+            server.last().header("x-amz-security-token"),
+            Some(token.as_str())
+        );
+        let shown = format!("{e} {e:?}");
+        assert!(e.message().contains("[redacted]"), "{shown}");
+        assert!(
+            !shown.contains(&token) && !shown.contains(SECRET),
+            "{shown}"
+        );
+    }
+    // A closure that fails is an Unauthorized error before anything is sent.
+    let p = Bedrock::new(
+        BedrockConfig::new(
+            REGION,
+            AwsCredentials::provider(|| Err(Error::config("the vault is sealed"))),
+        )
+        .base_url(server.url()),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let before = server.requests().len();
+    let e = call(
+        &p,
+        LlmRequest::chat(ChatRequest::new(MODEL, vec![Message::user("hi")])),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    assert!(e.message().contains("the vault is sealed"), "{e}");
+    assert_eq!(server.requests().len(), before);
+}
+
+// ---------------------------------------------------------------------------------------
+// response_format
+// ---------------------------------------------------------------------------------------
+
+fn json_schema_request() -> ChatRequest {
+    let mut req = ChatRequest::new(MODEL, vec![Message::user("Weather in Paris as JSON")]);
+    req.response_format = Some(json!({
+        "type": "json_schema",
+        "json_schema": {"name": "weather report", "strict": true, "schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "temp_c": {"type": "number"}},
+            "required": ["city", "temp_c"]
+        }}
+    }));
+    req
+}
+
+#[tokio::test]
+async fn response_format_json_schema_is_a_forced_tool_whose_input_is_the_answer() {
+    let (server, checked) = signed_server(|rec| {
+        if rec.uri.path().ends_with("/converse-stream") {
+            event_stream(&[
+                frame("messageStart", json!({"role": "assistant"})),
+                frame(
+                    "contentBlockStart",
+                    json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_j", "name": "weather_report"}}}),
+                ),
+                frame(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "{\"city\":\"Paris\","}}}),
+                ),
+                frame(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "\"temp_c\":21}"}}}),
+                ),
+                frame("contentBlockStop", json!({"contentBlockIndex": 0})),
+                frame("messageStop", json!({"stopReason": "tool_use"})),
+                frame(
+                    "metadata",
+                    json!({"usage": {"inputTokens": 50, "outputTokens": 12}, "metrics": {"latencyMs": 5}}),
+                ),
+            ])
+            .split_every(7)
+        } else {
+            Reply::json(
+                200,
+                json!({
+                    "output": {"message": {"role": "assistant", "content": [
+                        {"toolUse": {"toolUseId": "tooluse_j", "name": "weather_report",
+                                     "input": {"city": "Paris", "temp_c": 21}}}
+                    ]}},
+                    "stopReason": "tool_use",
+                    "usage": {"inputTokens": 50, "outputTokens": 12}
+                }),
+            )
+        }
+    })
+    .await;
+    let p = provider(&server);
+
+    let resp = call(&p, LlmRequest::chat(json_schema_request()))
+        .await
+        .unwrap();
+    let sent = server.last().json();
+    assert_eq!(
+        sent["toolConfig"],
+        json!({
+            "tools": [{"toolSpec": {
+                "name": "weather_report",
+                "description": "Respond with the answer as the input of this tool, as JSON that matches its schema.",
+                "inputSchema": {"json": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}, "temp_c": {"type": "number"}},
+                    "required": ["city", "temp_c"]
+                }}
+            }}],
+            "toolChoice": {"tool": {"name": "weather_report"}}
+        })
+    );
+    assert!(sent.get("response_format").is_none());
+    let chat = chat_of(resp);
+    let choice = &chat.choices[0];
+    assert_eq!(choice.finish_reason.as_deref(), Some("stop"));
+    assert!(choice.message.tool_calls.is_empty());
+    let text = choice.message.content.as_ref().unwrap().text().into_owned();
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"city": "Paris", "temp_c": 21})
+    );
+
+    // Streamed: the tool's input arrives as content deltas.
+    let resp = call(&p, LlmRequest::chat(json_schema_request().streaming()))
+        .await
+        .unwrap();
+    assert_eq!(server.last().json()["toolConfig"], sent["toolConfig"]);
+    let ResponseBody::Stream(stream) = resp.body else {
+        panic!("not a stream")
+    };
+    let (folded, usage) = guard(llm_tower_core::collect_chat_stream(stream))
+        .await
+        .unwrap();
+    let m = &folded.choices[0].message;
+    assert!(m.tool_calls.is_empty(), "{m:?}");
+    assert_eq!(
+        m.content.as_ref().unwrap().text(),
+        r#"{"city":"Paris","temp_c":21}"#
+    );
+    assert_eq!(folded.choices[0].finish_reason.as_deref(), Some("stop"));
+    assert_eq!(usage.unwrap().completion_tokens, 12);
+    assert_eq!(checked.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn response_format_next_to_tools_and_the_refused_json_mode() {
+    let (server, _) = signed_server(|_| Reply::json(200, converse_body())).await;
+    let p = provider(&server);
+    // Next to the caller's tools: one more tool, and the model must call one of them.
+    let mut req = json_schema_request();
+    let mut f = FunctionDef::new("get_weather");
+    f.parameters = Some(json!({"type": "object"}));
+    req.tools = vec![Tool::function(f)];
+    let resp = call(&p, LlmRequest::chat(req.clone())).await.unwrap();
+    let sent = server.last().json();
+    let names: Vec<&str> = sent["toolConfig"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["toolSpec"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["get_weather", "weather_report"]);
+    assert_eq!(sent["toolConfig"]["toolChoice"], json!({"any": {}}));
+    // A real tool call stays a tool call.
+    let chat = chat_of(resp);
+    assert_eq!(chat.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(
+        chat.choices[0].message.tool_calls[0].function.name,
+        "get_weather"
+    );
+
+    let n = server.requests().len();
+    for (rf, what) in [
+        (json!({"type": "json_object"}), "json_schema"),
+        (
+            json!({"type": "json_schema", "json_schema": {"name": "x"}}),
+            "schema",
+        ),
+        (json!({"type": "yaml"}), "json_schema"),
+    ] {
+        let mut req = ChatRequest::new(MODEL, vec![Message::user("hi")]);
+        req.response_format = Some(rf.clone());
+        let e = call(&p, LlmRequest::chat(req)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{rf}");
+        assert_eq!(e.http_status(), 400);
+        assert_eq!(e.param(), Some("response_format"), "{rf}");
+        assert!(e.message().contains("response_format"), "{}", e.message());
+        assert!(e.message().contains(what), "{}", e.message());
+    }
+    assert_eq!(server.requests().len(), n, "refused before sending");
+    // `text` is the default and changes nothing.
+    let mut req = ChatRequest::new(MODEL, vec![Message::user("hi")]);
+    req.response_format = Some(json!({"type": "text"}));
+    call(&p, LlmRequest::chat(req)).await.unwrap();
+    assert!(server.last().json().get("toolConfig").is_none());
 }

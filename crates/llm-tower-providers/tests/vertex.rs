@@ -520,3 +520,113 @@ async fn claude_streams_use_stream_raw_predict() {
     assert_eq!(rec.json()["stream"], true);
     assert_eq!(rec.json()["anthropic_version"], "vertex-2023-10-16");
 }
+
+/// A Vertex endpoint that echoes the `Authorization` header in its errors (a 400 for a
+/// prompt of "400", else a 401), behind a token endpoint that hands out
+/// `ya29.sa-RUNTIME-token` for a valid JWT and echoes the form it got when it refuses.
+async fn echoing_server(clock: ManualClock) -> TestServer {
+    serve(move |rec| {
+        if rec.uri.path() == "/token" {
+            let now = llm_tower_core::Clock::unix_secs(&clock);
+            let form = String::from_utf8_lossy(&rec.body).into_owned();
+            return match verify_token_request(rec, now) {
+                Ok(()) => Reply::json(
+                    200,
+                    json!({"access_token": "ya29.sa-RUNTIME-token", "expires_in": 3600}),
+                ),
+                Err(why) => Reply::json(
+                    400,
+                    json!({"error": "invalid_grant",
+                           "error_description": format!("you sent {form}: {why}")}),
+                ),
+            };
+        }
+        let auth = rec.header("authorization").unwrap_or_default();
+        let echo = format!("Request had invalid authentication credentials: {auth}");
+        if rec.json()["contents"][0]["parts"][0]["text"] == "400" {
+            Reply::json(
+                400,
+                json!({"error": {"code": 400, "message": echo, "status": "INVALID_ARGUMENT"}}),
+            )
+        } else {
+            Reply::json(
+                401,
+                json!({"error": {"code": 401, "message": echo, "status": "UNAUTHENTICATED"}}),
+            )
+        }
+    })
+    .await
+}
+
+fn assert_scrubbed(e: &Error, secret: &str) {
+    let shown = format!("{e} {e:?} {}", e.message());
+    assert!(e.message().contains("[redacted]"), "{shown}");
+    assert!(!shown.contains(secret), "leaked: {shown}");
+}
+
+#[tokio::test]
+async fn runtime_access_tokens_echoed_by_the_upstream_are_redacted() {
+    let clock = ManualClock::starting_at_unix(START);
+    let server = echoing_server(clock.clone()).await;
+    let key = ServiceAccountKey::from_json(&key_json()).unwrap();
+    let from_key = VertexAuth::ServiceAccount(key);
+    let from_command = VertexAuth::token_command(["sh", "-c", "echo ya29.cmd-RUNTIME-token"]);
+    for (auth, token) in [
+        (from_key, "ya29.sa-RUNTIME-token"),
+        (from_command, "ya29.cmd-RUNTIME-token"),
+    ] {
+        let p = Vertex::new(
+            VertexConfig::new("p", "us-central1", auth)
+                .base_url(server.url())
+                .token_url(format!("{}/token", server.url()))
+                .clock(Arc::new(clock.clone())),
+            HttpClient::new().unwrap(),
+        )
+        .unwrap();
+        let e = call(&p, chat("gemini-2.5-flash")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+        assert_eq!(
+            api_requests(&server)
+                .last()
+                .unwrap()
+                .header("authorization"),
+            Some(format!("Bearer {token}").as_str())
+        );
+        assert_scrubbed(&e, token);
+        let e = call(&p, chat_with("gemini-2.5-flash", "400"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+        assert_scrubbed(&e, token);
+    }
+}
+
+fn chat_with(model: &str, text: &str) -> LlmRequest {
+    LlmRequest::chat(ChatRequest::new(model, vec![Message::user(text)]))
+}
+
+#[tokio::test]
+async fn a_token_endpoint_echoing_the_jwt_assertion_does_not_leak_it() {
+    let clock = ManualClock::starting_at_unix(START);
+    let server = echoing_server(clock.clone()).await;
+    // A wrong audience: the endpoint refuses and echoes the form with the assertion.
+    let mut json: Value = serde_json::from_str(&key_json()).unwrap();
+    json["token_uri"] = json!("https://elsewhere.example/token");
+    let key = ServiceAccountKey::from_json(&json.to_string()).unwrap();
+    let p = Vertex::new(
+        VertexConfig::new("p", "us-central1", VertexAuth::ServiceAccount(key))
+            .base_url(server.url())
+            .token_url(format!("{}/token", server.url()))
+            .clock(Arc::new(clock.clone())),
+        HttpClient::new().unwrap(),
+    )
+    .unwrap();
+    let e = call(&p, chat("gemini-2.5-flash")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    let form = String::from_utf8(server.last().body.to_vec()).unwrap();
+    let jwt = form.split("assertion=").nth(1).unwrap();
+    assert!(jwt.starts_with("eyJ"), "{form}");
+    assert!(e.message().contains("[redacted]"), "{}", e.message());
+    assert!(!format!("{e} {e:?}").contains(jwt), "{e:?}");
+    assert!(!format!("{e} {e:?}").contains("eyJ"), "{e:?}");
+}

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::aws::{self, event_stream, frame, verify_signature};
 use common::{End, Reply, TestServer, collect, guard, serve};
 use llm_tower_core::{
     ChatChunk, ChatRequest, Error, ErrorKind, LlmRequest, LlmResponse, Message, Money, Price,
@@ -30,10 +31,12 @@ use llm_tower_layers::rate_limit::{Algorithm, KeyBy, Mode, RateLimitLayer};
 use llm_tower_layers::retry::RetryLayer;
 use llm_tower_providers::anthropic::{Anthropic, AnthropicConfig};
 use llm_tower_providers::azure::{AzureAuth, AzureOpenAi, AzureOpenAiConfig};
+use llm_tower_providers::bedrock::{Bedrock, BedrockConfig};
 use llm_tower_providers::gemini::{Gemini, GeminiConfig};
 use llm_tower_providers::http::HttpClient;
 use llm_tower_providers::openai::{OpenAi, OpenAiConfig};
 use llm_tower_providers::openai_compat::{OpenAiCompatible, OpenAiCompatibleConfig};
+use llm_tower_providers::vertex::{Vertex, VertexAuth, VertexConfig};
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
 use tower::ServiceExt;
@@ -42,6 +45,10 @@ use tower::util::BoxCloneSyncService;
 type BoxSvc = BoxCloneSyncService<LlmRequest, LlmResponse, Error>;
 
 const CALLER: &str = "alice";
+/// The Bedrock model of these tests (Amazon Nova Pro, served through Converse).
+const BEDROCK_MODEL: &str = "amazon.nova-pro-v1:0";
+/// The static Vertex access token.
+const VERTEX_TOKEN: &str = "ya29.vertex-SECRET-token";
 
 // ---------------------------------------------------------------------------------------
 // The stack
@@ -63,6 +70,13 @@ fn prices() -> PriceTable {
         .with("gpt-4o-mini", gpt)
         .with("claude-sonnet-4-5", claude)
         .with("llama3", llama)
+        .with(
+            BEDROCK_MODEL,
+            ModelPrice::usd("0.80", "3.20")
+                .unwrap()
+                .cached_input(Price::parse_per_million("0.20").unwrap())
+                .max_output_tokens(10_000),
+        )
         .with(
             "gemini-2.5-flash",
             ModelPrice::usd("0.30", "2.50")
@@ -173,14 +187,18 @@ enum Kind {
     Anthropic,
     Compat,
     Gemini,
+    Vertex,
+    Bedrock,
 }
 
-const ALL: [Kind; 5] = [
+const ALL: [Kind; 7] = [
     Kind::OpenAi,
     Kind::Azure,
     Kind::Anthropic,
     Kind::Compat,
     Kind::Gemini,
+    Kind::Vertex,
+    Kind::Bedrock,
 ];
 
 impl Kind {
@@ -193,6 +211,8 @@ impl Kind {
             Kind::Anthropic => "anthropic",
             Kind::Compat => "openai-compatible",
             Kind::Gemini => "gemini",
+            Kind::Vertex => "vertex",
+            Kind::Bedrock => "bedrock",
         }
     }
 
@@ -201,7 +221,8 @@ impl Kind {
             Kind::OpenAi | Kind::Azure => "gpt-4o-mini",
             Kind::Anthropic => "claude-sonnet-4-5",
             Kind::Compat => "llama3",
-            Kind::Gemini => "gemini-2.5-flash",
+            Kind::Gemini | Kind::Vertex => "gemini-2.5-flash",
+            Kind::Bedrock => BEDROCK_MODEL,
         }
     }
 
@@ -245,6 +266,38 @@ impl Kind {
                 )
                 .unwrap(),
             ),
+            Kind::Vertex => BoxCloneSyncService::new(
+                Vertex::new(
+                    VertexConfig::new(
+                        "test-project",
+                        "us-central1",
+                        VertexAuth::access_token(VERTEX_TOKEN),
+                    )
+                    .base_url(server.url()),
+                    http,
+                )
+                .unwrap(),
+            ),
+            Kind::Bedrock => BoxCloneSyncService::new(
+                Bedrock::new(
+                    BedrockConfig::new(aws::REGION, aws::creds()).base_url(server.url()),
+                    http,
+                )
+                .unwrap(),
+            ),
+        }
+    }
+
+    /// Checks what only some providers send: Vertex's bearer token, Bedrock's SigV4
+    /// signature (recomputed from the test credentials).
+    fn check_auth(self, sent: &common::Recorded) {
+        match self {
+            Kind::Vertex => assert_eq!(
+                sent.header("authorization"),
+                Some(format!("Bearer {VERTEX_TOKEN}").as_str())
+            ),
+            Kind::Bedrock => verify_signature(sent).unwrap(),
+            _ => {}
         }
     }
 
@@ -255,6 +308,10 @@ impl Kind {
             Kind::Azure => "/openai/deployments/prod-mini/chat/completions",
             Kind::Anthropic => "/v1/messages",
             Kind::Gemini => "/v1beta/models/gemini-2.5-flash:generateContent",
+            Kind::Vertex => {
+                "/v1/projects/test-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
+            }
+            Kind::Bedrock => "/model/amazon.nova-pro-v1%3A0/converse",
         }
     }
 
@@ -262,7 +319,8 @@ impl Kind {
     fn ok(self) -> Reply {
         match self {
             Kind::Anthropic => Reply::json(200, anthropic_body()),
-            Kind::Gemini => Reply::json(200, gemini_body()),
+            Kind::Gemini | Kind::Vertex => Reply::json(200, gemini_body()),
+            Kind::Bedrock => Reply::json(200, bedrock_body()),
             _ => Reply::json(200, openai_body(self.model(), true)),
         }
     }
@@ -297,18 +355,26 @@ impl Kind {
             )
             .header("retry-after-ms", "20")
             .header("x-ratelimit-remaining-requests", "0"),
-            Kind::Gemini => Reply::json(
+            Kind::Gemini | Kind::Vertex => Reply::json(
                 429,
                 json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).",
                        "status": "RESOURCE_EXHAUSTED",
                        "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.02s"}]}}),
             ),
+            Kind::Bedrock => Reply::json(
+                429,
+                json!({"message": "Too many requests, please wait before trying again."}),
+            )
+            .header("x-amzn-errortype", "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/")
+            .header("retry-after", "0"),
         }
     }
 
     fn server_error(self) -> Reply {
         match self {
-            Kind::Gemini => Reply::json(
+            Kind::Bedrock => Reply::json(500, json!({"message": "Internal server error"}))
+                .header("x-amzn-errortype", "InternalServerException"),
+            Kind::Gemini | Kind::Vertex => Reply::json(
                 500,
                 json!({"error": {"code": 500, "message": "An internal error has occurred.", "status": "INTERNAL"}}),
             ),
@@ -325,6 +391,16 @@ impl Kind {
 
     fn unauthorized(self) -> Reply {
         match self {
+            Kind::Vertex => Reply::json(
+                401,
+                json!({"error": {"code": 401, "message": "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+                       "status": "UNAUTHENTICATED"}}),
+            ),
+            Kind::Bedrock => Reply::json(
+                403,
+                json!({"message": "The security token included in the request is invalid."}),
+            )
+            .header("x-amzn-errortype", "UnrecognizedClientException"),
             Kind::Gemini => Reply::json(
                 403,
                 json!({"error": {"code": 403, "message": "Method doesn't allow unregistered callers.", "status": "PERMISSION_DENIED"}}),
@@ -405,6 +481,53 @@ fn gemini_body() -> Value {
                           "candidatesTokenCount": 2, "totalTokenCount": 21},
         "modelVersion": "gemini-2.5-flash", "responseId": "g-1"
     })
+}
+
+/// 19 prompt tokens (11 fresh + 8 cache reads), 2 out, as [`Kind::ok_usage`] expects.
+fn bedrock_body() -> Value {
+    json!({
+        "output": {"message": {"role": "assistant", "content": [{"text": "Hi there"}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 11, "outputTokens": 2, "totalTokens": 21,
+                  "cacheReadInputTokens": 8, "cacheWriteInputTokens": 0},
+        "metrics": {"latencyMs": 30}
+    })
+}
+
+/// The same answer as ConverseStream frames; `cut_after` keeps only the first frames.
+fn bedrock_frames() -> Vec<Vec<u8>> {
+    vec![
+        frame("messageStart", json!({"role": "assistant"})),
+        frame(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "Hi"}}),
+        ),
+        frame(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": " there"}}),
+        ),
+        frame("contentBlockStop", json!({"contentBlockIndex": 0})),
+        frame("messageStop", json!({"stopReason": "end_turn"})),
+        frame(
+            "metadata",
+            json!({"usage": {"inputTokens": 11, "outputTokens": 2, "totalTokens": 21,
+                             "cacheReadInputTokens": 8, "cacheWriteInputTokens": 0},
+                   "metrics": {"latencyMs": 30}}),
+        ),
+    ]
+}
+
+/// A Gemini (and Vertex) stream saying "Hi there", usage on its last event.
+fn gemini_stream() -> Vec<String> {
+    vec![
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hi"}]}, "index": 0}],
+               "modelVersion": "gemini-2.5-flash"})
+        .to_string(),
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": " there"}]}, "finishReason": "STOP", "index": 0}],
+               "usageMetadata": {"promptTokenCount": 19, "cachedContentTokenCount": 8, "candidatesTokenCount": 2, "totalTokenCount": 21},
+               "modelVersion": "gemini-2.5-flash"})
+        .to_string(),
+    ]
 }
 
 fn anthropic_body() -> Value {
@@ -514,6 +637,7 @@ async fn plain_chat(kind: Kind) {
     let sent = server.last();
     assert_eq!(server.requests().len(), 1);
     assert_eq!(sent.uri.path(), kind.path(), "{kind:?}");
+    kind.check_auth(&sent);
     assert!(!texts_of(&resp).is_empty());
 
     let usage = resp.usage.expect("usage");
@@ -557,6 +681,16 @@ async fn plain_chat_through_the_whole_stack_openai_compatible() {
 #[tokio::test]
 async fn plain_chat_through_the_whole_stack_gemini() {
     plain_chat(Kind::Gemini).await;
+}
+
+#[tokio::test]
+async fn plain_chat_through_the_whole_stack_vertex() {
+    plain_chat(Kind::Vertex).await;
+}
+
+#[tokio::test]
+async fn plain_chat_through_the_whole_stack_bedrock() {
+    plain_chat(Kind::Bedrock).await;
 }
 
 #[tokio::test]
@@ -645,6 +779,53 @@ async fn rate_limited_429_with_retry_after_is_retried_openai_compatible() {
 #[tokio::test]
 async fn rate_limited_429_with_retry_info_is_retried_gemini() {
     retried_once(Kind::Gemini, Kind::Gemini.rate_limited()).await;
+}
+
+#[tokio::test]
+async fn rate_limited_429_with_retry_info_is_retried_vertex() {
+    retried_once(Kind::Vertex, Kind::Vertex.rate_limited()).await;
+}
+
+#[tokio::test]
+async fn throttling_exception_429_is_retried_bedrock() {
+    retried_once(Kind::Bedrock, Kind::Bedrock.rate_limited()).await;
+}
+
+#[tokio::test]
+async fn a_throttling_exception_frame_before_output_is_retried_bedrock() {
+    // Throttled inside ConverseStream, before the first token: retried like a 429.
+    let throttled = event_stream(&[
+        frame("messageStart", json!({"role": "assistant"})),
+        aws::exception("throttlingException", "Too many tokens, please wait."),
+    ]);
+    let server = serve_seq(vec![throttled, event_stream(&bedrock_frames())]).await;
+    let stack = build_stack(Kind::Bedrock.provider(&server));
+    let resp = stack
+        .call(stream_req(Kind::Bedrock, BEDROCK_MODEL))
+        .await
+        .unwrap();
+    assert_eq!(resp.meta.attempts, 2);
+    assert_eq!(server.requests().len(), 2);
+    for rec in server.requests() {
+        verify_signature(&rec).unwrap();
+    }
+    let chunks: Vec<_> = collect(resp.into_stream().unwrap())
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(texts(&chunks), "Hi there");
+    let usage = Kind::Bedrock.ok_usage();
+    let cost = stack.tracker.cost_of(BEDROCK_MODEL, &usage).unwrap();
+    assert_one_request(
+        &stack.snapshot(),
+        Kind::Bedrock,
+        BEDROCK_MODEL,
+        &usage,
+        cost,
+        false,
+    );
+    stack.assert_budgets(cost).await;
 }
 
 #[tokio::test]
@@ -824,6 +1005,31 @@ async fn streaming_through_the_stack_azure_skips_prompt_filter_results() {
     )
     .await;
     assert_eq!(server.last().uri.path(), Kind::Azure.path());
+}
+
+#[tokio::test]
+async fn streaming_through_the_stack_vertex() {
+    let server = serve(|_| Reply::sse_data(&gemini_stream())).await;
+    stream_settles_at_the_end(Kind::Vertex, &server, Kind::Vertex.ok_usage()).await;
+    let sent = server.last();
+    assert_eq!(
+        sent.uri.to_string(),
+        "/v1/projects/test-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    );
+    Kind::Vertex.check_auth(&sent);
+}
+
+#[tokio::test]
+async fn streaming_through_the_stack_bedrock() {
+    // Event-stream frames fed a few bytes at a time.
+    let server = serve(|_| event_stream(&bedrock_frames()).split_every(5)).await;
+    stream_settles_at_the_end(Kind::Bedrock, &server, Kind::Bedrock.ok_usage()).await;
+    let sent = server.last();
+    assert_eq!(
+        sent.uri.path(),
+        "/model/amazon.nova-pro-v1%3A0/converse-stream"
+    );
+    Kind::Bedrock.check_auth(&sent);
 }
 
 #[tokio::test]
@@ -1037,6 +1243,34 @@ async fn stream_cut_in_the_middle_openai() {
 async fn stream_cut_in_the_middle_anthropic() {
     let reply = Reply::sse_events(&anthropic_stream()[..4]).ending(End::Abort);
     cut_stream_settles_partial_output(Kind::Anthropic, reply, "Hello", ErrorKind::Transport).await;
+}
+
+#[tokio::test]
+async fn stream_cut_in_the_middle_vertex() {
+    let reply = Reply::sse_data(&gemini_stream()[..1]).ending(End::Abort);
+    cut_stream_settles_partial_output(Kind::Vertex, reply, "Hi", ErrorKind::Transport).await;
+}
+
+#[tokio::test]
+async fn stream_cut_in_the_middle_bedrock() {
+    let reply = event_stream(&bedrock_frames()[..3]).ending(End::Abort);
+    cut_stream_settles_partial_output(Kind::Bedrock, reply, "Hi there", ErrorKind::Transport).await;
+}
+
+#[tokio::test]
+async fn a_model_stream_error_in_the_middle_reaches_the_caller_bedrock() {
+    let mut frames = bedrock_frames()[..3].to_vec();
+    frames.push(aws::exception(
+        "modelStreamErrorException",
+        "The model stopped unexpectedly.",
+    ));
+    cut_stream_settles_partial_output(
+        Kind::Bedrock,
+        event_stream(&frames).split_every(1),
+        "Hi there",
+        ErrorKind::Provider { status: 424 },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -29,8 +29,16 @@ fn cache_point() -> Value {
     json!({"cachePoint": {"type": "default"}})
 }
 
+/// A Converse request body, and the name of the tool that stands for `response_format`
+/// (its `toolUse` input is the answer's JSON text).
+#[derive(Debug)]
+pub(crate) struct ConverseBody {
+    pub body: Value,
+    pub json_tool: Option<String>,
+}
+
 /// The Converse body of a chat request (`stream` changes nothing in the body).
-pub(crate) fn converse_request(chat: &ChatRequest) -> Result<Value, Error> {
+pub(crate) fn converse_request(chat: &ChatRequest) -> Result<ConverseBody, Error> {
     if chat.n.is_some_and(|n| n > 1) {
         return Err(
             Error::invalid_request("Bedrock returns one choice; n must be 1").with_param("n"),
@@ -126,10 +134,23 @@ pub(crate) fn converse_request(chat: &ChatRequest) -> Result<Value, Error> {
     if !inference.is_empty() {
         body.insert("inferenceConfig".into(), Value::Object(inference));
     }
-    if !chat.tools.is_empty() {
+    let json_tool = response_format_tool(chat)?;
+    if !chat.tools.is_empty() || json_tool.is_some() {
+        let mut specs = tools(&chat.tools)?;
+        let mut choice = tool_choice(chat.tool_choice.as_ref())?;
+        if let Some((name, spec)) = &json_tool {
+            specs.push(spec.clone());
+            // Alone, the schema's tool is forced; next to the caller's tools the model
+            // must call one of them (the caller's tool_choice, when given, wins).
+            if chat.tools.is_empty() {
+                choice = Some(json!({"tool": {"name": name}}));
+            } else if choice.is_none() {
+                choice = Some(json!({"any": {}}));
+            }
+        }
         let mut tc = Map::new();
-        tc.insert("tools".into(), Value::Array(tools(&chat.tools)?));
-        if let Some(choice) = tool_choice(chat.tool_choice.as_ref())? {
+        tc.insert("tools".into(), Value::Array(specs));
+        if let Some(choice) = choice {
             tc.insert("toolChoice".into(), choice);
         }
         body.insert("toolConfig".into(), Value::Object(tc));
@@ -149,7 +170,79 @@ pub(crate) fn converse_request(chat: &ChatRequest) -> Result<Value, Error> {
             body.insert((*k).to_owned(), v.clone());
         }
     }
-    Ok(Value::Object(body))
+    Ok(ConverseBody {
+        body: Value::Object(body),
+        json_tool: json_tool.map(|(name, _)| name),
+    })
+}
+
+/// The tool name made of a schema name: Bedrock takes `[a-zA-Z0-9_-]{1,64}`.
+fn tool_name_of(schema_name: Option<&str>) -> String {
+    let name: String = schema_name
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "json_response".to_owned()
+    } else {
+        name
+    }
+}
+
+/// `response_format` as Converse has no such field: `json_schema` becomes a tool named
+/// after the schema whose input schema is the schema (the caller's `toolSpec` and the
+/// tool's name are returned); `text` is the default; `json_object` has no faithful
+/// mapping (no schema to force) and is refused.
+fn response_format_tool(chat: &ChatRequest) -> Result<Option<(String, Value)>, Error> {
+    let Some(rf) = chat.response_format.as_ref().filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let bad = |msg: &str| Error::invalid_request(msg.to_owned()).with_param("response_format");
+    match rf.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_schema") => {
+            let js = rf.get("json_schema").ok_or_else(|| {
+                bad("response_format: json_schema needs a json_schema object with a schema")
+            })?;
+            let schema = js.get("schema").filter(|s| s.is_object()).ok_or_else(|| {
+                bad("response_format.json_schema.schema: required, a JSON schema object")
+            })?;
+            let name = tool_name_of(js.get("name").and_then(Value::as_str));
+            if chat
+                .tools
+                .iter()
+                .any(|t| t.function.as_ref().is_some_and(|f| f.name == name))
+            {
+                return Err(bad(&format!(
+                    "response_format: the schema name {name:?} is also the name of a tool; rename one"
+                )));
+            }
+            let description = js
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("Respond with the answer as the input of this tool, as JSON that matches its schema.");
+            let spec = json!({"toolSpec": {
+                "name": name,
+                "description": description,
+                "inputSchema": {"json": schema},
+            }});
+            Ok(Some((name, spec)))
+        }
+        Some("json_object") => Err(bad(
+            "response_format: Bedrock's Converse API has no JSON mode; use {\"type\": \"json_schema\"} with a schema",
+        )),
+        _ => Err(bad(
+            "response_format: expected type text or json_schema (json_object is not supported by Bedrock)",
+        )),
+    }
 }
 
 /// `additionalModelRequestFields`: the request's own, plus thinking.
@@ -635,17 +728,22 @@ fn arguments(input: Option<&Value>) -> String {
     }
 }
 
-/// A Converse response as a chat response, with usage.
+/// A Converse response as a chat response, with usage. The input of a call to
+/// `json_tool` (the tool standing for `response_format`) becomes the message's text, and
+/// the call's `tool_use` stop a `stop`.
 pub(crate) fn converse_response(
     w: ConverseResponse,
     id: String,
     model: &str,
     created: u64,
+    json_tool: Option<&str>,
 ) -> (ChatResponse, Option<Usage>) {
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     let mut thinking_blocks = Vec::new();
     let mut reasoning: Vec<String> = Vec::new();
+    let mut answered_in_json = false;
+    let mut json_text = String::new();
     let blocks = w
         .output
         .and_then(|o| o.message)
@@ -654,6 +752,12 @@ pub(crate) fn converse_response(
     for b in &blocks {
         if let Some(t) = b.get("text").and_then(Value::as_str) {
             text.push_str(t);
+        } else if let Some(tu) = b.get("toolUse")
+            && json_tool.is_some()
+            && str_at(tu, &["name"]) == json_tool
+        {
+            answered_in_json = true;
+            json_text.push_str(&arguments(tu.get("input")));
         } else if let Some(tu) = b.get("toolUse") {
             tool_calls.push(ToolCall {
                 extra: Map::new(),
@@ -681,6 +785,10 @@ pub(crate) fn converse_response(
             }
         }
     }
+    // The answer is the JSON alone (no prose around it).
+    if answered_in_json {
+        text = json_text;
+    }
     let content = if text.is_empty() && !tool_calls.is_empty() {
         None
     } else {
@@ -691,7 +799,13 @@ pub(crate) fn converse_response(
     message.tool_calls = tool_calls;
     message.thinking_blocks = thinking_blocks;
     message.reasoning_content = (!reasoning.is_empty()).then(|| reasoning.join("\n\n"));
-    let mut choice = ChatChoice::new(0, message, w.stop_reason.as_deref().map(finish_reason));
+    let finish = match w.stop_reason.as_deref() {
+        Some("tool_use") if answered_in_json && message.tool_calls.is_empty() => {
+            Some("stop".to_owned())
+        }
+        other => other.map(finish_reason),
+    };
+    let mut choice = ChatChoice::new(0, message, finish);
     if let Some(raw) = w.stop_reason {
         choice
             .extra
@@ -781,7 +895,7 @@ mod tests {
             "thinking".into(),
             json!({"type": "enabled", "budget_tokens": 2000}),
         );
-        let body = converse_request(&req).unwrap();
+        let body = converse_request(&req).unwrap().body;
         assert_eq!(
             body["inferenceConfig"],
             json!({"maxTokens": 2500, "topP": 0.99})
@@ -794,7 +908,7 @@ mod tests {
         let mut req = ChatRequest::new("openai.gpt-oss-120b-1:0", vec![Message::user("hi")]);
         req.temperature = Some(0.2);
         req.extra.insert("reasoning_effort".into(), json!("high"));
-        let body = converse_request(&req).unwrap();
+        let body = converse_request(&req).unwrap().body;
         assert_eq!(body["inferenceConfig"], json!({"temperature": 0.2}));
         assert_eq!(
             body["additionalModelRequestFields"],
@@ -810,7 +924,7 @@ mod tests {
             r#"{}"#,
         ] {
             let w: ConverseResponse = serde_json::from_str(text).unwrap();
-            let _ = converse_response(w, "id".into(), "m", 0);
+            let _ = converse_response(w, "id".into(), "m", 0, Some("json_response"));
         }
     }
 }

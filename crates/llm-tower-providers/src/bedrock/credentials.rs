@@ -1,8 +1,10 @@
 //! AWS credentials: explicit, from `AWS_*` environment variables, or from a profile of the
-//! shared credentials file; and SigV4 signing of requests with them.
+//! shared credentials file (re-read when the file changes), or from a closure; and SigV4
+//! signing of requests with them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
@@ -100,13 +102,17 @@ impl AwsCredentials {
     ///
     /// `Config` when the file cannot be read or has no such profile with both keys.
     pub fn from_profile(profile: Option<&str>) -> Result<Self, Error> {
-        let name = profile
-            .map(str::to_owned)
-            .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()))
-            .unwrap_or_else(|| "default".to_owned());
-        let path = credentials_file()
-            .ok_or_else(|| Error::config("AWS credentials: cannot find the home directory"))?;
+        let (path, name) = profile_location(profile)?;
         Self::from_profile_file(&path, &name)
+    }
+
+    /// A provider calling `f` for the credentials of every request (see
+    /// [`AwsCredentialsProvider::from_fn`]): for credentials that rotate.
+    pub fn provider<F>(f: F) -> AwsCredentialsProvider
+    where
+        F: Fn() -> Result<AwsCredentials, Error> + Send + Sync + 'static,
+    {
+        AwsCredentialsProvider::from_fn(f)
     }
 
     /// The credentials of `profile` in the credentials file at `path`.
@@ -183,6 +189,178 @@ impl AwsCredentials {
             ))),
         }
     }
+}
+
+/// What a closure-backed provider calls for the current credentials.
+type CredentialsFn = dyn Fn() -> Result<AwsCredentials, Error> + Send + Sync;
+
+/// The state of a profile-file provider: the file's last seen modification time and
+/// length, and the credentials read from it then.
+struct FileState {
+    stamp: Option<(SystemTime, u64)>,
+    credentials: AwsCredentials,
+}
+
+enum Source {
+    Fixed(AwsCredentials),
+    ProfileFile {
+        path: PathBuf,
+        profile: String,
+        state: Mutex<FileState>,
+    },
+    Fn(Box<CredentialsFn>),
+}
+
+/// Where a [`Bedrock`](super::Bedrock) provider gets the credentials it signs each request
+/// with: fixed ones, a profile of the shared credentials file (re-read whenever the
+/// file's modification time or length changes, so credentials that a tool such as
+/// `aws sso login` or a credential-rotation job rewrites are picked up without a
+/// restart), or a closure called for every request.
+///
+/// `Debug` shows the source, never a secret.
+///
+/// ```
+/// use llm_tower_providers::bedrock::{AwsCredentials, AwsCredentialsProvider};
+///
+/// let fixed: AwsCredentialsProvider = AwsCredentials::new("AKID", "secret").into();
+/// let rotating = AwsCredentials::provider(|| AwsCredentials::from_env());
+/// # let _ = (fixed, rotating);
+/// ```
+///
+/// # Clone
+///
+/// Clones share the source (and a profile file's cached credentials).
+#[derive(Clone)]
+pub struct AwsCredentialsProvider(Arc<Source>);
+
+impl fmt::Debug for AwsCredentialsProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.0 {
+            Source::Fixed(c) => f.debug_tuple("Fixed").field(c).finish(),
+            Source::ProfileFile { path, profile, .. } => f
+                .debug_struct("ProfileFile")
+                .field("path", path)
+                .field("profile", profile)
+                .finish_non_exhaustive(),
+            Source::Fn(_) => f.write_str("Fn(..)"),
+        }
+    }
+}
+
+impl From<AwsCredentials> for AwsCredentialsProvider {
+    fn from(c: AwsCredentials) -> Self {
+        AwsCredentialsProvider::fixed(c)
+    }
+}
+
+/// The file's modification time and length, when it can be read.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+impl AwsCredentialsProvider {
+    /// Always the same credentials.
+    pub fn fixed(credentials: AwsCredentials) -> Self {
+        AwsCredentialsProvider(Arc::new(Source::Fixed(credentials)))
+    }
+
+    /// `profile` of the credentials file at `path`, read now and again whenever the file's
+    /// modification time or length changes.
+    ///
+    /// # Errors
+    ///
+    /// `Config` when the file cannot be read now or has no such profile with both keys.
+    pub fn profile_file(
+        path: impl Into<PathBuf>,
+        profile: impl Into<String>,
+    ) -> Result<Self, Error> {
+        let path = path.into();
+        let profile = profile.into();
+        let stamp = stamp(&path);
+        let credentials = AwsCredentials::from_profile_file(&path, &profile)?;
+        Ok(AwsCredentialsProvider(Arc::new(Source::ProfileFile {
+            path,
+            profile,
+            state: Mutex::new(FileState { stamp, credentials }),
+        })))
+    }
+
+    /// `profile` (default: `AWS_PROFILE`, else `default`) of the shared credentials file
+    /// (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`), re-read when it
+    /// changes (see [`profile_file`](Self::profile_file)).
+    ///
+    /// # Errors
+    ///
+    /// `Config` when the file cannot be found or read, or has no such profile.
+    pub fn profile(profile: Option<&str>) -> Result<Self, Error> {
+        let (path, name) = profile_location(profile)?;
+        Self::profile_file(path, name)
+    }
+
+    /// Credentials from `f`, called before every request is signed (it should be cheap:
+    /// cache inside it when it is not).
+    pub fn from_fn<F>(f: F) -> Self
+    where
+        F: Fn() -> Result<AwsCredentials, Error> + Send + Sync + 'static,
+    {
+        AwsCredentialsProvider(Arc::new(Source::Fn(Box::new(f))))
+    }
+
+    /// The credentials to sign the next request with.
+    ///
+    /// A profile file that changed is read again; if it cannot be read or parsed (a
+    /// half-written file), the previous credentials are kept and a warning is logged.
+    ///
+    /// # Errors
+    ///
+    /// Only from a closure source: its error.
+    pub fn current(&self) -> Result<AwsCredentials, Error> {
+        match &*self.0 {
+            Source::Fixed(c) => Ok(c.clone()),
+            Source::Fn(f) => f(),
+            Source::ProfileFile {
+                path,
+                profile,
+                state,
+            } => {
+                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = stamp(path);
+                if now.is_some() && now != state.stamp {
+                    match AwsCredentials::from_profile_file(path, profile) {
+                        Ok(c) => {
+                            state.credentials = c;
+                            state.stamp = now;
+                        }
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            "AWS credentials file changed but cannot be read; keeping the previous credentials"
+                        ),
+                    }
+                }
+                Ok(state.credentials.clone())
+            }
+        }
+    }
+
+    /// The fixed credentials, when the source is fixed.
+    pub(crate) fn as_fixed(&self) -> Option<&AwsCredentials> {
+        match &*self.0 {
+            Source::Fixed(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// The shared credentials file and the profile to read from it.
+fn profile_location(profile: Option<&str>) -> Result<(PathBuf, String), Error> {
+    let name = profile
+        .map(str::to_owned)
+        .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()))
+        .unwrap_or_else(|| "default".to_owned());
+    let path = credentials_file()
+        .ok_or_else(|| Error::config("AWS credentials: cannot find the home directory"))?;
+    Ok((path, name))
 }
 
 fn credentials_file() -> Option<PathBuf> {
@@ -281,6 +459,72 @@ aws_access_key_id = AKIDBROKEN
         assert!(!e.message().contains("AKIDBROKEN"));
         let e = AwsCredentials::parse_profile(text, "missing").unwrap_err();
         assert!(e.message().contains("no profile [missing]"));
+    }
+
+    fn write(path: &Path, text: &str, mtime_secs: u64) {
+        std::fs::write(path, text).unwrap();
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime_secs))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_profile_file_is_read_again_when_it_changes() {
+        let path = std::env::temp_dir().join(format!(
+            "llm-tower-aws-credentials-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let creds = |id: &str, token: &str| {
+            format!(
+                "[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = x\n\n\
+                 [work]\naws_access_key_id = {id}\naws_secret_access_key = secret-{id}\n\
+                 aws_session_token = {token}\n"
+            )
+        };
+        write(&path, &creds("ASIAFIRST", "token-1"), 1_000);
+        let p = AwsCredentialsProvider::profile_file(&path, "work").unwrap();
+        let c = p.current().unwrap();
+        assert_eq!(c.access_key_id, "ASIAFIRST");
+        assert_eq!(c.session_token.as_ref().unwrap().expose(), "token-1");
+        assert!(!format!("{p:?}").contains("secret-"), "{p:?}");
+
+        // Rotated (same length, new mtime): the next request gets the new keys.
+        write(&path, &creds("ASIASECND", "token-2"), 2_000);
+        let c = p.clone().current().unwrap();
+        assert_eq!(c.access_key_id, "ASIASECND");
+        assert_eq!(c.secret_access_key.expose(), "secret-ASIASECND");
+        assert_eq!(c.session_token.unwrap().expose(), "token-2");
+
+        // A half-written file keeps the last good credentials.
+        write(&path, "[work]\naws_access_key_id = ASIATHIRD\n", 3_000);
+        assert_eq!(p.current().unwrap().access_key_id, "ASIASECND");
+        // Once complete, it is read.
+        write(&path, &creds("ASIATHIRD", "token-3"), 4_000);
+        assert_eq!(p.current().unwrap().access_key_id, "ASIATHIRD");
+
+        // A missing file at start is an error naming the file, not the keys.
+        std::fs::remove_file(&path).unwrap();
+        let e = AwsCredentialsProvider::profile_file(&path, "work").unwrap_err();
+        assert!(e.message().contains("cannot read"), "{}", e.message());
+        // A file deleted later keeps the credentials read before.
+        assert_eq!(p.current().unwrap().access_key_id, "ASIATHIRD");
+    }
+
+    #[test]
+    fn a_closure_provider_is_called_for_every_request() {
+        let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let m = n.clone();
+        let p = AwsCredentials::provider(move || {
+            let i = m.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(AwsCredentials::new(format!("AKID{i}"), "s3cr3t").session_token(format!("t{i}")))
+        });
+        assert_eq!(p.current().unwrap().access_key_id, "AKID0");
+        assert_eq!(p.current().unwrap().access_key_id, "AKID1");
+        assert_eq!(format!("{p:?}"), "Fn(..)");
+        let fixed: AwsCredentialsProvider = AwsCredentials::new("AKIDFIX", "s3cr3t").into();
+        assert_eq!(fixed.current().unwrap().access_key_id, "AKIDFIX");
+        assert!(!format!("{fixed:?}").contains("s3cr3t"));
     }
 
     #[test]

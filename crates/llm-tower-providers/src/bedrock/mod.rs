@@ -25,7 +25,14 @@
 //!   `extra["additionalModelRequestFields"]`. `guardrailConfig`, `performanceConfig`,
 //!   `promptVariables`, `requestMetadata`, `additionalModelResponseFieldPaths` and
 //!   `serviceTier` in `extra` pass through; other OpenAI fields (`seed`, penalties,
-//!   `response_format`, `user`, ...) are dropped, as Converse refuses unknown fields.
+//!   `user`, ...) are dropped, as Converse refuses unknown fields.
+//! - `response_format` `json_schema` -> a tool named after the schema (characters outside
+//!   `[a-zA-Z0-9_-]` become `_`) with the schema as its `inputSchema`, forced with
+//!   `toolChoice: {tool: {name}}` (next to the caller's own tools: `{any: {}}` unless the
+//!   caller chose); the model's call of that tool comes back as the assistant's text
+//!   (the input as a JSON string) with `finish_reason` `stop`, streamed or not.
+//!   `json_object` (no schema to force) is refused with a 400 `InvalidRequest` naming
+//!   `response_format`; `text` is the default.
 //! - `stopReason`: `end_turn`/`stop_sequence` -> `stop`, `max_tokens` -> `length`,
 //!   `tool_use` -> `tool_calls`, `guardrail_intervened`/`content_filtered` ->
 //!   `content_filter`; the raw value in `choice.extra["bedrock_stop_reason"]`.
@@ -57,10 +64,14 @@
 //!
 //! # Credentials
 //!
-//! Static: given, from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
-//! `AWS_SESSION_TOKEN`, or from a profile of `~/.aws/credentials` (see
-//! [`AwsCredentials`]). Temporary credentials are not refreshed: restart or reload the
-//! configuration when they are renewed.
+//! Given, from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, or
+//! from a profile of the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else
+//! `~/.aws/credentials`; `AWS_PROFILE`), see [`AwsCredentials`]. Temporary credentials
+//! that rotate: [`AwsCredentialsProvider::profile`] re-reads the profile whenever the
+//! file's modification time changes, and [`AwsCredentials::provider`] takes a closure
+//! called for every request. (Environment variables cannot change under a running
+//! process, so credentials from them are read once.) Whatever the source, the secret
+//! and session token in use are scrubbed from errors.
 
 mod convert;
 mod credentials;
@@ -80,7 +91,7 @@ use llm_tower_core::{
 };
 use serde::de::DeserializeOwned;
 
-pub use credentials::AwsCredentials;
+pub use credentials::{AwsCredentials, AwsCredentialsProvider};
 
 use crate::common::{Common, LimitHeaders, base_url};
 use crate::error_map;
@@ -101,8 +112,8 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub struct BedrockConfig {
     /// The AWS region (`us-east-1`).
     pub region: String,
-    /// The credentials requests are signed with.
-    pub credentials: AwsCredentials,
+    /// Where the credentials requests are signed with come from.
+    pub credentials: AwsCredentialsProvider,
     /// The runtime base URL (default `https://bedrock-runtime.{region}.amazonaws.com`).
     pub base_url: Option<String>,
     /// The control-plane base URL used by [`Bedrock::health`] (default
@@ -118,11 +129,12 @@ pub struct BedrockConfig {
 }
 
 impl BedrockConfig {
-    /// A configuration for `region` with `credentials`.
-    pub fn new(region: impl Into<String>, credentials: AwsCredentials) -> Self {
+    /// A configuration for `region` with `credentials` (fixed [`AwsCredentials`] or an
+    /// [`AwsCredentialsProvider`]).
+    pub fn new(region: impl Into<String>, credentials: impl Into<AwsCredentialsProvider>) -> Self {
         BedrockConfig {
             region: region.into(),
-            credentials,
+            credentials: credentials.into(),
             base_url: None,
             control_url: None,
             name: "bedrock".to_owned(),
@@ -173,7 +185,7 @@ struct Engine {
     runtime: String,
     control: String,
     region: String,
-    credentials: AwsCredentials,
+    credentials: AwsCredentialsProvider,
 }
 
 /// The Bedrock provider.
@@ -184,6 +196,11 @@ struct Engine {
 #[derive(Debug, Clone)]
 pub struct Bedrock {
     engine: Arc<Engine>,
+}
+
+/// Both an access key id and a secret.
+fn usable(c: &AwsCredentials) -> bool {
+    !c.access_key_id.trim().is_empty() && !c.secret_access_key.is_empty()
 }
 
 fn valid_region(r: &str) -> bool {
@@ -221,8 +238,8 @@ impl Bedrock {
                 "bedrock region: expected a region such as us-east-1, got {region:?}"
             )));
         }
-        if config.credentials.access_key_id.trim().is_empty()
-            || config.credentials.secret_access_key.is_empty()
+        if let Some(c) = config.credentials.as_fixed()
+            && !usable(c)
         {
             return Err(Error::config(
                 "bedrock credentials: the access key id and the secret are required",
@@ -237,8 +254,11 @@ impl Bedrock {
             (None, Some(_)) => runtime.clone(),
             (None, None) => format!("https://bedrock.{region}.amazonaws.com"),
         };
-        let mut secrets = vec![config.credentials.secret_access_key.clone()];
-        secrets.extend(config.credentials.session_token.clone());
+        let mut secrets = Vec::new();
+        if let Some(c) = config.credentials.as_fixed() {
+            secrets.push(c.secret_access_key.clone());
+            secrets.extend(c.session_token.clone());
+        }
         let common = Common::new(
             &config.name,
             http,
@@ -314,6 +334,28 @@ impl Engine {
         ))
     }
 
+    /// The current credentials; their secret and token are remembered, so an error that
+    /// echoes them (rotated ones included) is scrubbed.
+    fn credentials(&self) -> Result<AwsCredentials, Error> {
+        let c = self.credentials.current().map_err(|e| {
+            Error::new(
+                ErrorKind::Unauthorized,
+                format!("AWS credentials: {}", e.message()),
+            )
+        })?;
+        if !usable(&c) {
+            return Err(Error::new(
+                ErrorKind::Unauthorized,
+                "AWS credentials: the access key id and the secret are required",
+            ));
+        }
+        self.common.secret.remember(&c.secret_access_key);
+        if let Some(t) = &c.session_token {
+            self.common.secret.remember(t);
+        }
+        Ok(c)
+    }
+
     /// A request with its final headers, signed.
     fn signed(
         &self,
@@ -332,10 +374,11 @@ impl Engine {
             h.insert(ACCEPT, HeaderValue::from_static(EVENT_STREAM));
             h.remove(ACCEPT_ENCODING);
         }
+        let creds = self.credentials()?;
         credentials::sign_request(
             &mut req,
             if has_body { &body } else { &[] },
-            &self.credentials,
+            &creds,
             &self.region,
             SERVICE,
             self.common.clock.system_now(),
@@ -484,7 +527,7 @@ impl Engine {
     ) -> Result<LlmResponse, Error> {
         let clock = &self.common.clock;
         let deadline = self.common.deadline(t0, caller);
-        let body = convert::converse_request(chat)?;
+        let convert::ConverseBody { body, json_tool } = convert::converse_request(chat)?;
         let body = serde_json::to_vec(&body)
             .map_err(|e| Error::internal(format!("cannot encode the Converse request: {e}")))?;
         let action = if chat.stream {
@@ -498,7 +541,13 @@ impl Engine {
         let id = self.response_id(&ok.headers);
         if !chat.stream {
             let w: convert::ConverseResponse = self.read_json(ok, &deadline, "response").await?;
-            let (resp, usage) = convert::converse_response(w, id, &chat.model, clock.unix_secs());
+            let (resp, usage) = convert::converse_response(
+                w,
+                id,
+                &chat.model,
+                clock.unix_secs(),
+                json_tool.as_deref(),
+            );
             let mut out = LlmResponse::new(ResponseBody::Chat(resp));
             out.usage = usage;
             out.meta = self.common.meta(String::new(), &chat.model, t0, None);
@@ -524,7 +573,8 @@ impl Engine {
             chat.model.clone(),
             clock.unix_secs(),
             Some(self.common.secret.clone()),
-        );
+        )
+        .json_tool(json_tool);
         let stream = SseChatStream::with_decoder(
             ok.body,
             EventStreamDecoder::default(),

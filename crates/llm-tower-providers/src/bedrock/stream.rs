@@ -197,6 +197,8 @@ pub(crate) fn bedrock_error(
 enum Open {
     /// A tool use and its tool-call ordinal.
     Tool(u32),
+    /// The call of the tool standing for `response_format`: its input is the answer text.
+    Json,
     /// A reasoning block: text and signature so far, whether its text was emitted.
     Reasoning {
         text: String,
@@ -215,6 +217,10 @@ pub(crate) struct BedrockStreamParser {
     next_tool: u32,
     reasoning_emitted: bool,
     secret: Option<Secrets>,
+    /// The tool standing for `response_format`, if any.
+    json_tool: Option<String>,
+    /// Whether that tool was called.
+    answered_in_json: bool,
 }
 
 impl BedrockStreamParser {
@@ -227,7 +233,16 @@ impl BedrockStreamParser {
             next_tool: 0,
             reasoning_emitted: false,
             secret,
+            json_tool: None,
+            answered_in_json: false,
         }
+    }
+
+    /// Streams calls of `tool` (the tool standing for `response_format`) as content.
+    #[must_use]
+    pub fn json_tool(mut self, tool: Option<String>) -> Self {
+        self.json_tool = tool;
+        self
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatChunk {
@@ -239,12 +254,19 @@ impl BedrockStreamParser {
         self.chunk(delta, None)
     }
 
-    fn tool_start(&mut self, index: u64, start: &Value) -> ChatChunk {
+    /// A tool call's start: a tool-call delta, or nothing for the `response_format` tool.
+    fn tool_start(&mut self, index: u64, start: &Value) -> Option<ChatChunk> {
+        let name = start.get("name").and_then(Value::as_str);
+        if name.is_some() && name == self.json_tool.as_deref() {
+            self.blocks.insert(index, Open::Json);
+            self.answered_in_json = true;
+            return None;
+        }
         let ordinal = self.next_tool;
         self.next_tool = self.next_tool.saturating_add(1);
         self.blocks.insert(index, Open::Tool(ordinal));
         let s = |k: &str| start.get(k).and_then(Value::as_str).map(str::to_owned);
-        self.delta_chunk(Delta {
+        Some(self.delta_chunk(Delta {
             tool_calls: vec![ToolCallDelta {
                 index: ordinal,
                 id: s("toolUseId"),
@@ -256,7 +278,7 @@ impl BedrockStreamParser {
                 ..ToolCallDelta::default()
             }],
             ..Delta::default()
-        })
+        }))
     }
 
     fn reasoning_block(&mut self, index: u64) -> &mut Open {
@@ -280,10 +302,18 @@ impl BedrockStreamParser {
             let input = tu.get("input").and_then(Value::as_str).unwrap_or_default();
             let ordinal = match self.blocks.get(&index) {
                 Some(Open::Tool(o)) => *o,
+                Some(Open::Json) => {
+                    if !input.is_empty() {
+                        out.push_back(self.delta_chunk(Delta {
+                            content: Some(input.to_owned()),
+                            ..Delta::default()
+                        }));
+                    }
+                    return;
+                }
                 // A delta without its start: open the call now.
                 _ => {
-                    let c = self.tool_start(index, &Value::Null);
-                    out.push_back(c);
+                    out.extend(self.tool_start(index, &Value::Null));
                     match self.blocks.get(&index) {
                         Some(Open::Tool(o)) => *o,
                         _ => return,
@@ -405,7 +435,7 @@ impl StreamParser for BedrockStreamParser {
                 let index = index_of(&v);
                 if let Some(tu) = v.get("start").and_then(|s| s.get("toolUse")) {
                     let c = self.tool_start(index, tu);
-                    out.push_back(c);
+                    out.extend(c);
                 }
             }
             "contentBlockDelta" => {
@@ -419,7 +449,13 @@ impl StreamParser for BedrockStreamParser {
                     .get("stopReason")
                     .and_then(Value::as_str)
                     .unwrap_or("end_turn");
-                let mut c = self.chunk(Delta::default(), Some(finish_reason(stop)));
+                // The answer came as the response_format tool's input: a plain stop.
+                let finish = if stop == "tool_use" && self.answered_in_json && self.next_tool == 0 {
+                    "stop".to_owned()
+                } else {
+                    finish_reason(stop)
+                };
+                let mut c = self.chunk(Delta::default(), Some(finish));
                 if let Some(f) = v.get("additionalModelResponseFields") {
                     c.extra
                         .insert("additionalModelResponseFields".into(), f.clone());

@@ -265,10 +265,12 @@ impl OpenAiEngine {
         Ok(())
     }
 
-    /// Adds `Authorization: Bearer` with a current token when a token source is set.
+    /// Adds `Authorization: Bearer` with a current token when a token source is set (and
+    /// remembers the token, so an upstream error that echoes it is scrubbed).
     async fn authorize(&self, req: &mut http::Request<Full<Bytes>>) -> Result<(), Error> {
         if let Some(source) = &self.token {
             let token = source.token(&self.common.http, &self.common.clock).await?;
+            self.common.secret.remember(&token);
             req.headers_mut()
                 .insert(AUTHORIZATION, token.header_value("Bearer ")?);
         }

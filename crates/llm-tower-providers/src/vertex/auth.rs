@@ -339,6 +339,8 @@ impl TokenSource {
         let url = self.token_url.as_deref().unwrap_or(aud);
         let iat = common.clock.unix_secs();
         let jwt = key.assertion(aud, iat)?;
+        // The signed assertion buys tokens for an hour: never let an error echo it.
+        common.secret.remember(&Secret::new(jwt.clone()));
         let body = format!(
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={jwt}"
         );

@@ -311,6 +311,8 @@ impl Engine {
 
     async fn auth(&self) -> Result<(http::HeaderName, http::HeaderValue), Error> {
         let token = self.tokens.token(&self.common).await?;
+        // A fetched, printed or env token is scrubbed from errors like a configured key.
+        self.common.secret.remember(&token);
         let value = token.header_value("Bearer ").map_err(|_| {
             auth_error("the access token contains characters a header cannot carry")
         })?;

@@ -19,6 +19,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+pub mod aws;
+
 /// A request the server received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
