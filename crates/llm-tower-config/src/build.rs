@@ -1,6 +1,7 @@
 //! [`build`]: the validated config -> the whole stack.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -18,6 +19,9 @@ use llm_tower_layers::rate_limit::{
     Algorithm, KeyBy, KeyExtractor, Mode, RateLimitLayer, RateLimitStore, Unit,
 };
 use llm_tower_layers::retry::RetryLayer;
+use llm_tower_layers::route::{
+    Affinity, Balance, BalanceTarget, Fallback, Hedge, HedgeDelay, Strategy,
+};
 use llm_tower_layers::timeout::TimeoutLayer;
 use llm_tower_layers::token_count::{CountTokensLayer, TokenCounter};
 use llm_tower_layers::trace::LlmTraceLayer;
@@ -39,7 +43,7 @@ use tower::Layer;
 use tower::util::{BoxCloneSyncService, MapRequestLayer};
 
 use crate::catalog::{Catalog, Resolution};
-use crate::circuit::CircuitBreakerLayer;
+use crate::circuit::{CircuitBreakerLayer, CircuitState};
 use crate::config::Config;
 use crate::counter::ConfigTokenizers;
 use crate::duration::format_duration;
@@ -511,6 +515,8 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
     // One service per target.
     let mut targets: Vec<Option<BoxedLlm>> = vec![None; catalog.targets.len()];
     let mut target_desc: Vec<String> = vec![String::new(); catalog.targets.len()];
+    // Each target's circuit, for the balance groups to leave open ones out.
+    let mut circuits: Vec<Option<CircuitBreakerLayer>> = vec![None; catalog.targets.len()];
     for (spec, (_, handle)) in v.providers.iter().zip(&providers) {
         for m in &spec.models {
             let Some(target) = catalog.target(m.target) else {
@@ -576,12 +582,14 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
                 }
             ));
             if let Some(c) = v.circuit {
-                svc = BoxCloneSyncService::new(
+                let breaker =
                     CircuitBreakerLayer::new(target.id.as_str(), c.failure_threshold, c.cooldown)
                         .provider(provider_name.clone())
-                        .clock(clock.clone())
-                        .layer(svc),
-                );
+                        .clock(clock.clone());
+                svc = BoxCloneSyncService::new(breaker.layer(svc));
+                if let Some(slot) = circuits.get_mut(m.target) {
+                    *slot = Some(breaker);
+                }
                 desc.push(format!(
                     "circuit[{} failures, {}]",
                     c.failure_threshold,
@@ -609,7 +617,9 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
 
     // The outer stack, innermost first.
     let mut outer_desc = vec!["router".to_owned()];
-    let mut svc: BoxedLlm = BoxCloneSyncService::new(Router::new(catalog.clone(), targets));
+    let plans = route_plans(v, &catalog, &targets, &circuits, &counter_dyn, &clock);
+    let mut svc: BoxedLlm =
+        BoxCloneSyncService::new(Router::new(catalog.clone(), targets).plans(plans));
     for l in caller_limits.iter().rev() {
         svc = BoxCloneSyncService::new(l.layer.layer(svc));
         outer_desc.push(format!(
@@ -674,6 +684,76 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
         #[cfg(feature = "redis")]
         redis: redis_conn,
     })
+}
+
+/// The services of route objects: a balanced group (leaving out targets whose circuit is
+/// open), its fallbacks, and a hedge around them, by alias.
+fn route_plans(
+    v: &Validated,
+    catalog: &Catalog,
+    targets: &[Option<BoxedLlm>],
+    circuits: &[Option<CircuitBreakerLayer>],
+    counter: &Arc<dyn TokenCounter>,
+    clock: &SharedClock,
+) -> HashMap<String, BoxedLlm> {
+    let mut plans = HashMap::new();
+    for shape in &v.shapes {
+        let member = |t: usize| -> Option<(String, BoxedLlm)> {
+            let id = catalog.target(t)?.id.clone();
+            Some((id, targets.get(t).cloned().flatten()?))
+        };
+        let group: Vec<BalanceTarget<BoxedLlm>> = shape
+            .group
+            .iter()
+            .filter_map(|&(t, weight)| {
+                let (id, svc) = member(t)?;
+                let mut bt = BalanceTarget::new(id, svc).weight(weight);
+                if let Some(breaker) = circuits.get(t).cloned().flatten() {
+                    bt = bt.available(move || {
+                        !matches!(
+                            breaker.state(),
+                            CircuitState::Open { .. } | CircuitState::HalfOpen { probing: true }
+                        )
+                    });
+                }
+                Some(bt)
+            })
+            .collect();
+        let strategy = if shape.weighted {
+            Strategy::Weighted
+        } else {
+            Strategy::P2c
+        };
+        let mut balance = Balance::new(shape.alias.as_str(), strategy, group).clock(clock.clone());
+        if let Some(tokens) = shape.affinity_tokens {
+            balance = balance.affinity(Affinity::PromptPrefix {
+                tokens,
+                counter: counter.clone(),
+            });
+        }
+        let mut steps: Vec<BoxedLlm> = vec![BoxCloneSyncService::new(balance)];
+        steps.extend(shape.fallback.iter().filter_map(|&t| member(t).map(|(_, s)| s)));
+        let mut plan: BoxedLlm = if steps.len() == 1 {
+            steps.remove(0)
+        } else {
+            BoxCloneSyncService::new(Fallback::new(steps))
+        };
+        if let Some(h) = shape.hedge {
+            let delay = match h.after {
+                Ok(d) => HedgeDelay::Fixed(d),
+                Err(p) => HedgeDelay::Percentile(p),
+            };
+            plan = BoxCloneSyncService::new(Hedge::with_clock(
+                shape.alias.as_str(),
+                delay,
+                h.max_extra,
+                plan,
+                clock.clone(),
+            ));
+        }
+        plans.insert(shape.alias.clone(), plan);
+    }
+    plans
 }
 
 /// Sends alerts to the broadcast channel and to the user's sink.

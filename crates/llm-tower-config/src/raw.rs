@@ -64,9 +64,10 @@ pub struct RawConfig {
     /// Spending budgets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<RawBudget>,
-    /// Model aliases: an ordered fallback list of `provider/model` targets.
+    /// Model aliases: an ordered fallback list of `provider/model` targets, or a route
+    /// object (a balanced group of targets, fallbacks, hedging, prompt-cache affinity).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub routes: IndexMap<String, Vec<String>>,
+    pub routes: IndexMap<String, RawRoute>,
     /// Where rate-limit and budget state lives (default: memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<RawStore>,
@@ -336,6 +337,142 @@ pub enum RawVertexAuth {
     TokenCommand(Vec<String>),
     /// A fixed access token (use `${ENV_VAR}`).
     AccessToken(SecretString),
+}
+
+/// A route: `["p/m", "q/m"]` (ordered fallback) or an object.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawRoute {
+    /// `provider/model` targets tried in order.
+    List(Vec<String>),
+    /// A balanced group with fallbacks.
+    Object(RawRouteObject),
+}
+
+impl<'de> Deserialize<'de> for RawRoute {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawRoute;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of provider/model names or a route object")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RawRoute, A::Error> {
+                Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawRoute::List)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawRoute, A::Error> {
+                RawRouteObject::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawRoute::Object)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A route object: `targets` balanced as one group, then `fallback` targets in order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteObject {
+    /// The group: `provider/model` names, or `{"model": "p/m", "weight": 2}`.
+    pub targets: Vec<RawRouteTarget>,
+    /// How the group is balanced (default `p2c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<RawBalance>,
+    /// `provider/model` targets tried in order when the whole group failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
+    /// `prompt_prefix`: requests sharing their first `affinity_tokens` tokens (tools,
+    /// system prompt, first messages) go to the same target while it is healthy and not
+    /// overloaded, so the provider's prompt cache stays warm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<RawAffinity>,
+    /// How many tokens make the prefix for `affinity` (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity_tokens: Option<u64>,
+    /// Send another attempt when the first is slow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<RawHedge>,
+    /// `false`: requests to this route are never answered from, nor stored in, the
+    /// response cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
+}
+
+/// A target of a route group.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawRouteTarget {
+    /// `provider/model`, weight 1.
+    Name(String),
+    /// With a weight.
+    Weighted {
+        /// `provider/model`.
+        model: String,
+        /// Share of the draws (default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight: Option<u32>,
+    },
+}
+
+impl<'de> Deserialize<'de> for RawRouteTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Weighted {
+            model: String,
+            #[serde(default)]
+            weight: Option<u32>,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawRouteTarget;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a provider/model name or {\"model\": ..., \"weight\": ...}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawRouteTarget, E> {
+                Ok(RawRouteTarget::Name(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawRouteTarget, A::Error> {
+                let w = Weighted::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawRouteTarget::Weighted {
+                    model: w.model,
+                    weight: w.weight,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// How a route group is balanced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawBalance {
+    /// Power of two choices over PeakEWMA load.
+    P2c,
+    /// At random by weight.
+    Weighted,
+}
+
+/// Request affinity of a route group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAffinity {
+    /// By the hash of the cacheable prompt prefix.
+    PromptPrefix,
+}
+
+/// Hedging of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHedge {
+    /// `"p90"` (a percentile of recent latencies, to the first token for streams) or a
+    /// duration such as `"800ms"`.
+    pub after: String,
+    /// Extra attempts at most (default 1, at most 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_extra: Option<u32>,
 }
 
 /// Who counts tokens for `count_tokens`.
@@ -878,6 +1015,27 @@ macro_rules! interp_fields {
             }
         }
     };
+}
+
+impl Interp for RawRoute {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+        match self {
+            RawRoute::List(v) => v.interp(path, cx),
+            RawRoute::Object(o) => {
+                o.targets.interp(&join(path, "targets"), cx);
+                o.fallback.interp(&join(path, "fallback"), cx);
+            }
+        }
+    }
+}
+
+impl Interp for RawRouteTarget {
+    fn interp(&mut self, path: &str, cx: &mut InterpCx<'_>) {
+        match self {
+            RawRouteTarget::Name(m) => m.interp(path, cx),
+            RawRouteTarget::Weighted { model, .. } => model.interp(&join(path, "model"), cx),
+        }
+    }
 }
 
 interp_fields!(RawConfig {

@@ -1,5 +1,6 @@
 //! Name resolution and the fallback router.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -13,9 +14,10 @@ use crate::catalog::{Catalog, Resolution};
 /// The service type of one route target and of the whole stack.
 pub(crate) type BoxedLlm = BoxCloneSyncService<LlmRequest, LlmResponse, Error>;
 
-/// The targets a request was resolved to (a request extension set by [`Resolve`]).
+/// The targets a request was resolved to (a request extension set by [`Resolve`]), and
+/// the route alias it named, if any.
 #[derive(Debug, Clone)]
-pub(crate) struct RouteChoice(pub(crate) Arc<[usize]>);
+pub(crate) struct RouteChoice(pub(crate) Arc<[usize]>, pub(crate) Option<Arc<str>>);
 
 /// The error for a name that is no route, no `provider/model` and no model name.
 pub(crate) fn model_not_found(name: &str) -> Error {
@@ -82,7 +84,12 @@ where
     fn call(&mut self, mut req: LlmRequest) -> Self::Future {
         match resolve(&self.catalog, req.model()) {
             Ok(targets) => {
-                req.extensions.insert(RouteChoice(targets));
+                let alias = self
+                    .catalog
+                    .routes
+                    .contains_key(req.model())
+                    .then(|| Arc::from(req.model()));
+                req.extensions.insert(RouteChoice(targets, alias));
                 Box::pin(self.inner.call(req))
             }
             Err(e) => Box::pin(std::future::ready(Err(e))),
@@ -97,6 +104,8 @@ where
 pub(crate) struct Router {
     catalog: Arc<Catalog>,
     targets: Arc<[Option<BoxedLlm>]>,
+    /// Route objects (balanced groups, fallbacks, hedging) by alias.
+    plans: Arc<HashMap<String, BoxedLlm>>,
 }
 
 impl Router {
@@ -104,7 +113,14 @@ impl Router {
         Router {
             catalog,
             targets: targets.into(),
+            plans: Arc::default(),
         }
+    }
+
+    /// The services of route objects, by alias.
+    pub(crate) fn plans(mut self, plans: HashMap<String, BoxedLlm>) -> Self {
+        self.plans = Arc::new(plans);
+        self
     }
 }
 
@@ -118,7 +134,15 @@ impl Service<LlmRequest> for Router {
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let route = match req.extensions.get::<RouteChoice>() {
+        let choice = req.extensions.get::<RouteChoice>();
+        let alias = match choice {
+            Some(c) => c.1.as_deref(),
+            None => Some(req.model()),
+        };
+        if let Some(plan) = alias.and_then(|a| self.plans.get(a)) {
+            return Box::pin(plan.clone().oneshot(req));
+        }
+        let route = match choice {
             Some(r) => Ok(r.0.clone()),
             None => resolve(&self.catalog, req.model()),
         };

@@ -31,6 +31,7 @@ use crate::raw::{
     RawMockFailureKind, RawMode, RawModel, RawPeriod, RawProvider, RawRateLimit, RawReply,
     RawScope, RawStoreKind, RawUnit, RawVertexAuth,
 };
+use crate::raw::{RawAffinity, RawBalance, RawRoute, RawRouteObject, RawRouteTarget};
 use crate::settings::{GatewaySettings, LogFormat};
 
 /// How a model's tokens are counted.
@@ -225,6 +226,168 @@ pub(crate) struct Validated {
     pub(crate) keys: Vec<KeySpec>,
     pub(crate) store: StoreSpec,
     pub(crate) gateway: GatewaySettings,
+    /// Route objects: their groups, balance, hedging and cache settings.
+    pub(crate) shapes: Vec<RouteShape>,
+}
+
+/// A route object, validated: its group's targets are balanced, then the fallbacks are
+/// tried in order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RouteShape {
+    pub(crate) alias: String,
+    /// (target, weight) of the balanced group.
+    pub(crate) group: Vec<(usize, u32)>,
+    pub(crate) weighted: bool,
+    pub(crate) fallback: Vec<usize>,
+    /// Prefix tokens for prompt-cache affinity, when on.
+    pub(crate) affinity_tokens: Option<u64>,
+    pub(crate) hedge: Option<HedgeSpec>,
+    /// `false`: the response cache leaves this route alone.
+    pub(crate) cache: bool,
+}
+
+/// When a route hedges.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct HedgeSpec {
+    /// A fixed delay, or a percentile (0-100) of recent latencies.
+    pub(crate) after: Result<Duration, f64>,
+    pub(crate) max_extra: u32,
+}
+
+/// Resolves one `provider/model` of a route into `targets`, reporting problems at `path`.
+fn route_target(
+    p: &mut Problems,
+    catalog: &Catalog,
+    entry: &str,
+    path: &str,
+    targets: &mut Vec<usize>,
+) -> Option<usize> {
+    match catalog.resolve_model(entry) {
+        Resolution::Targets(t) => {
+            let mut first = None;
+            for &ti in t.iter() {
+                if targets.contains(&ti) {
+                    p.push(path, format!("{entry:?} is already in this route"));
+                } else {
+                    targets.push(ti);
+                    first = first.or(Some(ti));
+                }
+            }
+            first
+        }
+        Resolution::Ambiguous(ids) => {
+            p.push(
+                path,
+                format!(
+                    "model {entry:?} is served by several providers: write one of {}",
+                    ids.join(", ")
+                ),
+            );
+            None
+        }
+        Resolution::Unknown => {
+            p.push(path, format!("unknown model {entry:?}"));
+            None
+        }
+    }
+}
+
+/// The `hedge.after` of a route: a duration or a percentile.
+fn hedge_after(p: &mut Problems, path: &str, after: &str) -> Option<Result<Duration, f64>> {
+    match after.strip_prefix('p').map(str::parse::<f64>) {
+        Some(Ok(q)) if q > 0.0 && q < 100.0 => Some(Err(q)),
+        Some(_) => {
+            p.push(path, "a percentile is written p1 to p99.9, e.g. \"p90\"");
+            None
+        }
+        None => match parse_duration(after) {
+            Ok(d) if !d.is_zero() => Some(Ok(d)),
+            Ok(_) => {
+                p.push(path, "must be > 0");
+                None
+            }
+            Err(e) => {
+                p.push(path, format!("{e} (or a percentile such as \"p90\")"));
+                None
+            }
+        },
+    }
+}
+
+/// Validates a route object; its targets (group, then fallbacks) go into `targets`.
+fn route_shape(
+    p: &mut Problems,
+    catalog: &Catalog,
+    alias: &str,
+    path: &str,
+    o: &RawRouteObject,
+    targets: &mut Vec<usize>,
+) -> RouteShape {
+    let tpath = join(path, "targets");
+    if o.targets.is_empty() {
+        p.push(&tpath, "a route object needs at least one target");
+    }
+    let mut group = Vec::new();
+    for (i, t) in o.targets.iter().enumerate() {
+        let epath = index(&tpath, i);
+        let (model, weight) = match t {
+            RawRouteTarget::Name(m) => (m, 1),
+            RawRouteTarget::Weighted { model, weight } => (model, weight.unwrap_or(1)),
+        };
+        if weight == 0 {
+            p.push(join(&epath, "weight"), "must be >= 1");
+        }
+        if let Some(ti) = route_target(p, catalog, model, &epath, targets) {
+            group.push((ti, weight.max(1)));
+        }
+    }
+    let mut fallback = Vec::new();
+    let fpath = join(path, "fallback");
+    for (i, entry) in o.fallback.iter().enumerate() {
+        if let Some(ti) = route_target(p, catalog, entry, &index(&fpath, i), targets) {
+            fallback.push(ti);
+        }
+    }
+    let affinity_tokens = match (o.affinity, o.affinity_tokens) {
+        (Some(RawAffinity::PromptPrefix), n) => {
+            let n = n.unwrap_or(1024);
+            if n == 0 {
+                p.push(join(path, "affinity_tokens"), "must be >= 1");
+            }
+            Some(n)
+        }
+        (None, Some(_)) => {
+            p.push(
+                join(path, "affinity_tokens"),
+                "only applies with \"affinity\": \"prompt_prefix\"",
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    if o.balance == Some(RawBalance::Weighted) && affinity_tokens.is_some() {
+        p.push(
+            join(path, "affinity"),
+            "prompt_prefix affinity needs \"balance\": \"p2c\" (it falls back on load)",
+        );
+    }
+    let hedge = o.hedge.as_ref().and_then(|h| {
+        let hpath = join(path, "hedge");
+        let max_extra = h.max_extra.unwrap_or(1);
+        if !(1..=3).contains(&max_extra) {
+            p.push(join(&hpath, "max_extra"), "must be 1, 2 or 3");
+        }
+        hedge_after(p, &join(&hpath, "after"), &h.after).map(|after| HedgeSpec { after, max_extra })
+    });
+    RouteShape {
+        alias: alias.to_owned(),
+        group,
+        weighted: o.balance == Some(RawBalance::Weighted),
+        fallback,
+        affinity_tokens,
+        hedge,
+        cache: o.cache.unwrap_or(true),
+    }
 }
 
 const DEFAULT_CONNECT: Duration = Duration::from_secs(10);
@@ -260,7 +423,8 @@ pub(crate) fn validate(
 
     // Routes.
     let mut routes = Vec::new();
-    for (alias, entries) in &resolved.routes {
+    let mut shapes = Vec::new();
+    for (alias, route) in &resolved.routes {
         let path = join("routes", alias);
         if alias.trim().is_empty() {
             p.push(&path, "route names must not be empty");
@@ -270,30 +434,18 @@ pub(crate) fn validate(
                 "route names must not contain '/' (that is how provider/model is written)",
             );
         }
-        if entries.is_empty() {
-            p.push(&path, "a route needs at least one provider/model");
-        }
         let mut targets = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
-            let epath = index(&path, i);
-            match catalog.resolve_model(entry) {
-                Resolution::Targets(t) => {
-                    for &ti in t.iter() {
-                        if targets.contains(&ti) {
-                            p.push(&epath, format!("{entry:?} is already in this route"));
-                        } else {
-                            targets.push(ti);
-                        }
-                    }
+        match route {
+            RawRoute::List(entries) => {
+                if entries.is_empty() {
+                    p.push(&path, "a route needs at least one provider/model");
                 }
-                Resolution::Ambiguous(ids) => p.push(
-                    &epath,
-                    format!(
-                        "model {entry:?} is served by several providers: write one of {}",
-                        ids.join(", ")
-                    ),
-                ),
-                Resolution::Unknown => p.push(&epath, format!("unknown model {entry:?}")),
+                for (i, entry) in entries.iter().enumerate() {
+                    route_target(&mut p, &catalog, entry, &index(&path, i), &mut targets);
+                }
+            }
+            RawRoute::Object(o) => {
+                shapes.push(route_shape(&mut p, &catalog, alias, &path, o, &mut targets));
             }
         }
         routes.push((alias.clone(), targets));
@@ -365,6 +517,7 @@ pub(crate) fn validate(
         keys,
         store,
         gateway,
+        shapes,
     })
 }
 

@@ -516,6 +516,17 @@ async fn llm_inner(
     Ok(out)
 }
 
+/// What a client asks of the stack in headers: `x-llm-tower-hedge: off` (the request has
+/// side effects: never send it twice, see `llm_tower_layers::route::Hedge`).
+pub(crate) fn client_options(headers: &HeaderMap, req: &mut llm_tower_core::LlmRequest) {
+    if headers
+        .get("x-llm-tower-hedge")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"))
+    {
+        req.extensions.insert(llm_tower_layers::route::NoHedge);
+    }
+}
+
 /// Calls the stack with a parsed request, as every LLM route does: 404 for a model the
 /// gateway does not serve, 400 for out-of-range fields, then the caller, the request id
 /// (the client's, or the context's, which is then echoed) and the deadline go into the
@@ -543,6 +554,7 @@ pub(crate) async fn call_stack(
         }
     }
     req.ctx.deadline = Some(deadline.into_std());
+    client_options(headers, &mut req);
     let call = state.service().oneshot(req);
     match tokio::time::timeout_at(deadline, call).await {
         Ok(Ok(resp)) => Ok((resp, deadline)),

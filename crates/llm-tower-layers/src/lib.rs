@@ -6,6 +6,7 @@ pub mod classify;
 pub mod cost;
 pub mod rate_limit;
 pub mod retry;
+pub mod route;
 pub mod timeout;
 pub mod token_count;
 pub mod trace;

@@ -142,6 +142,7 @@ async fn create_inner(
         }
     }
     req.ctx.deadline = Some(deadline.into_std());
+    crate::routes::client_options(headers, &mut req);
 
     let store = state.response_store().filter(|_| echo.store).cloned();
     // Its size so far: the history and the request; the response's is added at the end.
