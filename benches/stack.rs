@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use llm_tower::layers::rate_limit::Mode;
+use llm_tower::layers::route::{Balance, BalanceTarget, Strategy};
 use llm_tower::prelude::*;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -103,6 +104,19 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("whole_stack", |b| {
         b.iter(|| rt.block_on(stack.clone().oneshot(req.clone())).unwrap());
+    });
+    // A balanced group (p2c over two targets) in front of the same mock: the difference
+    // to `bare_mock` is what the balance adds per request.
+    let balance = Balance::new(
+        "bench",
+        Strategy::P2c,
+        vec![
+            BalanceTarget::new("a", mock.clone()),
+            BalanceTarget::new("b", mock.clone()),
+        ],
+    );
+    g.bench_function("balance_p2c_two_mocks", |b| {
+        b.iter(|| rt.block_on(balance.clone().oneshot(req.clone())).unwrap());
     });
     g.finish();
 }

@@ -51,7 +51,7 @@ use crate::raw::{ProviderKind, RawScope, RawVertexAuth};
 use crate::router::{BoxedLlm, ResolveLayer, Router};
 use crate::settings::GatewaySettings;
 use crate::validate::{
-    AwsSpec, AzureAuthSpec, LimitSpec, ProviderSpec, StoreSpec, Validated, sha256,
+    AwsSpec, AzureAuthSpec, LimitSpec, ProviderSpec, RouteShape, StoreSpec, Validated, sha256,
 };
 
 /// How long one provider's health probe may take.
@@ -732,7 +732,12 @@ fn route_plans(
             });
         }
         let mut steps: Vec<BoxedLlm> = vec![BoxCloneSyncService::new(balance)];
-        steps.extend(shape.fallback.iter().filter_map(|&t| member(t).map(|(_, s)| s)));
+        steps.extend(
+            shape
+                .fallback
+                .iter()
+                .filter_map(|&t| member(t).map(|(_, s)| s)),
+        );
         let mut plan: BoxedLlm = if steps.len() == 1 {
             steps.remove(0)
         } else {
@@ -1088,6 +1093,42 @@ fn describe_gateway(v: &Validated) -> String {
     )
 }
 
+/// A route object in `describe`: its hedge, its balanced group, its fallbacks.
+fn describe_shape(shape: &RouteShape, outer: &[String], targets: &[String]) -> String {
+    let name = |t: usize| targets.get(t).map_or("?", String::as_str);
+    let group: Vec<String> = shape
+        .group
+        .iter()
+        .map(|&(t, w)| {
+            if w == 1 {
+                name(t).to_owned()
+            } else {
+                format!("{} x{w}", name(t))
+            }
+        })
+        .collect();
+    let mut kind = if shape.weighted { "weighted" } else { "p2c" }.to_owned();
+    if let Some(n) = shape.affinity_tokens {
+        kind.push_str(&format!(", affinity {n} prefix tokens"));
+    }
+    let mut s = outer.join(" -> ");
+    if let Some(h) = shape.hedge {
+        let after = match h.after {
+            Ok(d) => format_duration(d),
+            Err(p) => format!("p{p}"),
+        };
+        s.push_str(&format!(" -> hedge[after {after}, +{}]", h.max_extra));
+    }
+    s.push_str(&format!(" -> balance[{kind}: {}]", group.join(", ")));
+    for &t in &shape.fallback {
+        s.push_str(&format!(", fallback {}", name(t)));
+    }
+    if !shape.cache {
+        s.push_str(" (no response cache)");
+    }
+    s
+}
+
 fn describe(v: &Validated, catalog: &Catalog, outer: &[String], targets: &[String]) -> String {
     let mut out = String::new();
     let store = match &v.store {
@@ -1136,7 +1177,18 @@ fn describe(v: &Validated, catalog: &Catalog, outer: &[String], targets: &[Strin
         format!("{} -> {}", outer.join(" -> "), parts.join(", fallback "))
     };
     for (alias, route) in &catalog.routes {
-        let _ = writeln!(out, "route {alias:?}: {}", chain(route));
+        match v.shapes.iter().find(|s| &s.alias == alias) {
+            Some(shape) => {
+                let _ = writeln!(
+                    out,
+                    "route {alias:?}: {}",
+                    describe_shape(shape, outer, targets)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "route {alias:?}: {}", chain(route));
+            }
+        }
     }
     for (i, t) in catalog.targets.iter().enumerate() {
         let _ = writeln!(out, "model {:?}: {}", t.id, chain(&[i]));

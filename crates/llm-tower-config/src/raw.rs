@@ -433,7 +433,10 @@ impl<'de> Deserialize<'de> for RawRouteTarget {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawRouteTarget, E> {
                 Ok(RawRouteTarget::Name(v.to_owned()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawRouteTarget, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawRouteTarget, A::Error> {
                 let w = Weighted::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(RawRouteTarget::Weighted {
                     model: w.model,

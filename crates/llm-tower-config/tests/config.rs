@@ -211,6 +211,63 @@ fn route_rules() {
 }
 
 #[test]
+fn route_objects_are_validated_with_their_paths() {
+    let mut v = base();
+    v["routes"]["pool"] = json!({
+        "targets": ["mock/gpt-4o-mini", {"model": "openai/gpt-4o", "weight": 0}, "mock/nope"],
+        "fallback": ["mock/gpt-4o-mini"],
+        "affinity_tokens": 10,
+        "hedge": {"after": "p120", "max_extra": 5}
+    });
+    assert_problem(&v, "routes.pool.targets[1].weight: must be >= 1");
+    assert_problem(&v, "routes.pool.targets[2]: unknown model \"mock/nope\"");
+    assert_problem(
+        &v,
+        "routes.pool.fallback[0]: \"mock/gpt-4o-mini\" is already in this route",
+    );
+    assert_problem(
+        &v,
+        "routes.pool.affinity_tokens: only applies with \"affinity\": \"prompt_prefix\"",
+    );
+    assert_problem(
+        &v,
+        "routes.pool.hedge.after: a percentile is written p1 to p99.9, e.g. \"p90\"",
+    );
+    assert_problem(&v, "routes.pool.hedge.max_extra: must be 1, 2 or 3");
+    v["routes"]["pool"] =
+        json!({"targets": [], "balance": "weighted", "affinity": "prompt_prefix"});
+    assert_problem(
+        &v,
+        "routes.pool.targets: a route object needs at least one target",
+    );
+    assert_problem(
+        &v,
+        "routes.pool.affinity: prompt_prefix affinity needs \"balance\": \"p2c\" (it falls back on load)",
+    );
+    v["routes"]["pool"] = json!({"targets": ["mock/gpt-4o-mini"], "balanse": "p2c"});
+    let all = problems(&v);
+    assert!(
+        all.iter()
+            .any(|p| p.starts_with("routes.pool") && p.contains("unknown field `balanse`")),
+        "{all:#?}"
+    );
+    v["routes"]["pool"] = json!(42);
+    let all = problems(&v);
+    assert!(
+        all.iter()
+            .any(|p| p.contains("a list of provider/model names or a route object")),
+        "{all:#?}"
+    );
+    // A valid one, both target forms, a duration hedge.
+    v["routes"]["pool"] = json!({
+        "balance": "p2c", "affinity": "prompt_prefix",
+        "targets": ["mock/gpt-4o-mini", {"model": "mock/mock-large", "weight": 3}],
+        "fallback": ["openai/gpt-4o"], "hedge": {"after": "800ms"}, "cache": false
+    });
+    load(&v).unwrap();
+}
+
+#[test]
 fn ambiguous_bare_model_in_a_route() {
     let mut v = base();
     v["providers"]["mock"]["models"]["gpt-4o"] =

@@ -58,7 +58,10 @@ async fn chat(State(up): State<Arc<Upstream>>, Json(body): Json<Value>) -> Respo
             }
         }
     }
-    let system = body["messages"][0]["content"].as_str().unwrap_or("").to_owned();
+    let system = body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     let cached = if up.seen.lock().unwrap().insert(system) {
         0
     } else {
@@ -139,9 +142,15 @@ async fn weighted_balance_follows_the_weights() {
     for _ in 0..200 {
         ask(&gw, "s").await;
     }
-    let (na, nb) = (ua.calls.load(Ordering::SeqCst), ub.calls.load(Ordering::SeqCst));
+    let (na, nb) = (
+        ua.calls.load(Ordering::SeqCst),
+        ub.calls.load(Ordering::SeqCst),
+    );
     assert_eq!(na + nb, 200);
-    assert!((25..=75).contains(&na), "a {na}, b {nb} (expected about 50/150)");
+    assert!(
+        (25..=75).contains(&na),
+        "a {na}, b {nb} (expected about 50/150)"
+    );
 }
 
 #[tokio::test]
@@ -197,7 +206,11 @@ async fn a_failing_member_is_left_out_once_its_circuit_opens_then_the_fallback_s
         assert_eq!(ask(&gw, "s").await["choices"][0]["message"]["content"], "b");
     }
     // Two failures open `a`'s circuit; after that it is not drawn.
-    assert!(ua.calls.load(Ordering::SeqCst) <= 2, "{}", ua.calls.load(Ordering::SeqCst));
+    assert!(
+        ua.calls.load(Ordering::SeqCst) <= 2,
+        "{}",
+        ua.calls.load(Ordering::SeqCst)
+    );
     // The whole group down: the fallback answers.
     ub.fail.store(true, Ordering::SeqCst);
     for _ in 0..5 {
@@ -233,7 +246,11 @@ async fn a_held_request_is_hedged_unless_marked() {
     let g = gw.clone();
     let marked = tokio::spawn(async move {
         let r = g
-            .post("/v1/chat/completions", &[("x-llm-tower-hedge", "off")], body("s"))
+            .post(
+                "/v1/chat/completions",
+                &[("x-llm-tower-hedge", "off")],
+                body("s"),
+            )
             .await;
         r.json()
     });
@@ -263,7 +280,11 @@ async fn prompt_prefix_affinity_keeps_provider_caches_warm() {
     .await;
     let mut cached = 0;
     for i in 0..30 {
-        let system = format!("You are assistant number {}. {}", i % 5, "Be kind. ".repeat(20));
+        let system = format!(
+            "You are assistant number {}. {}",
+            i % 5,
+            "Be kind. ".repeat(20)
+        );
         let v = ask(&gw, &system).await;
         if v["usage"]["prompt_tokens_details"]["cached_tokens"] == 1024 {
             cached += 1;

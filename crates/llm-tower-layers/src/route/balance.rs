@@ -195,6 +195,8 @@ impl Drop for InFlight<'_> {
 struct Slot<S> {
     name: Arc<str>,
     weight: u32,
+    /// `route` and `target`, for metrics (shared strings: no allocation per request).
+    labels: Vec<metrics::Label>,
     service: S,
     ewma: Ewma,
     available: Option<Available>,
@@ -258,7 +260,11 @@ const DECAY: Duration = Duration::from_secs(10);
 impl<S> Balance<S> {
     /// A group named `route` (in metrics) over `targets`, with the randomness seeded from
     /// the OS.
-    pub fn new(route: impl Into<Arc<str>>, strategy: Strategy, targets: Vec<BalanceTarget<S>>) -> Self {
+    pub fn new(
+        route: impl Into<Arc<str>>,
+        strategy: Strategy,
+        targets: Vec<BalanceTarget<S>>,
+    ) -> Self {
         Self::with_rng(route, strategy, targets, SmallRng::from_os_rng())
     }
 
@@ -270,9 +276,17 @@ impl<S> Balance<S> {
     ) -> Self {
         let clock = TokioClock::shared();
         let now = clock.now();
+        let route: Arc<str> = route.into();
         let slots = targets
             .into_iter()
             .map(|t| Slot {
+                labels: vec![
+                    metrics::Label::new("route", metrics::SharedString::from_shared(route.clone())),
+                    metrics::Label::new(
+                        "target",
+                        metrics::SharedString::from_shared(t.name.clone()),
+                    ),
+                ],
                 name: t.name,
                 weight: t.weight,
                 service: t.service,
@@ -283,7 +297,7 @@ impl<S> Balance<S> {
             .collect();
         Balance {
             inner: Arc::new(Inner {
-                route: route.into(),
+                route,
                 clock,
                 strategy,
                 affinity: Affinity::None,
@@ -501,18 +515,24 @@ where
                     tried.push(&slot.name);
                 }
                 slot.chosen.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(
-                    "llm_tower_balance_chosen_total",
-                    "route" => inner.route.to_string(),
-                    "target" => slot.name.to_string(),
-                )
-                .increment(1);
+                metrics::counter!("llm_tower_balance_chosen_total", slot.labels.clone())
+                    .increment(1);
+                let load_ms = slot.ewma.load(inner.clock.now()) / 1e6;
+                metrics::gauge!("llm_tower_balance_load_ms", slot.labels.clone()).set(load_ms);
+                tracing::debug!(
+                    route = &*inner.route,
+                    target = &*slot.name,
+                    load_ms,
+                    "balance: target chosen"
+                );
                 let sent = inner.clock.now();
                 let result = {
                     let _in_flight = InFlight::start(&slot.ewma);
                     let result = slot.service.clone().oneshot(attempt).await;
-                    slot.ewma
-                        .update(inner.clock.now(), Some(inner.clock.now().saturating_duration_since(sent)));
+                    slot.ewma.update(
+                        inner.clock.now(),
+                        Some(inner.clock.now().saturating_duration_since(sent)),
+                    );
                     result
                 };
                 match result {
@@ -642,7 +662,10 @@ mod tests {
             "r",
             Strategy::P2c,
             vec![
-                BalanceTarget::new("down", target("down", Duration::ZERO, Some(ErrorKind::Overloaded))),
+                BalanceTarget::new(
+                    "down",
+                    target("down", Duration::ZERO, Some(ErrorKind::Overloaded)),
+                ),
                 BalanceTarget::new("up", target("up", Duration::ZERO, None)),
             ],
         );
@@ -654,12 +677,22 @@ mod tests {
             "r",
             Strategy::P2c,
             vec![
-                BalanceTarget::new("bad", target("bad", Duration::ZERO, Some(ErrorKind::InvalidRequest))),
-                BalanceTarget::new("bad2", target("bad2", Duration::ZERO, Some(ErrorKind::InvalidRequest))),
+                BalanceTarget::new(
+                    "bad",
+                    target("bad", Duration::ZERO, Some(ErrorKind::InvalidRequest)),
+                ),
+                BalanceTarget::new(
+                    "bad2",
+                    target("bad2", Duration::ZERO, Some(ErrorKind::InvalidRequest)),
+                ),
             ],
         );
         let e = b.oneshot(req("x")).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidRequest, "client errors do not move on");
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidRequest,
+            "client errors do not move on"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -99,10 +99,7 @@ impl<S> Inner<S> {
         match self.delay {
             HedgeDelay::Fixed(d) => Some(d),
             HedgeDelay::Percentile(_) => {
-                self.recent
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .1
+                self.recent.lock().unwrap_or_else(PoisonError::into_inner).1
             }
         }
     }
@@ -117,7 +114,7 @@ impl<S> Inner<S> {
         }
         r.0.push_back(latency);
         r.2 = r.2.wrapping_add(1);
-        if r.0.len() >= MIN_SAMPLES && (r.1.is_none() || r.2 % 16 == 0) {
+        if r.0.len() >= MIN_SAMPLES && (r.1.is_none() || r.2.is_multiple_of(16)) {
             let mut sorted: Vec<Duration> = r.0.iter().copied().collect();
             sorted.sort_unstable();
             #[allow(
@@ -125,9 +122,8 @@ impl<S> Inner<S> {
                 clippy::cast_sign_loss,
                 clippy::cast_precision_loss
             )]
-            let at = (((p / 100.0) * sorted.len() as f64).ceil() as usize)
-                .clamp(1, sorted.len())
-                - 1;
+            let at =
+                (((p / 100.0) * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
             r.1 = sorted.get(at).copied();
         }
     }
@@ -183,7 +179,11 @@ where
                                 "route" => inner.route.to_string(),
                             )
                             .increment(1);
-                            tracing::debug!(route = &*inner.route, attempt = sent, "hedge: another attempt");
+                            tracing::debug!(
+                                route = &*inner.route,
+                                attempt = sent,
+                                "hedge: another attempt"
+                            );
                             running.push(attempt(req.clone(), sent));
                             sent += 1;
                             timer = inner.clock.sleep(delay);
@@ -220,8 +220,9 @@ where
                         last_error = Some(e);
                     }
                     None => {
-                        return Err(last_error
-                            .unwrap_or_else(|| Error::internal("hedge: no attempt ran")));
+                        return Err(
+                            last_error.unwrap_or_else(|| Error::internal("hedge: no attempt ran"))
+                        );
                     }
                 }
             }
@@ -242,7 +243,10 @@ mod tests {
     }
 
     /// Attempt n answers after `delays[n]` with id `n`.
-    fn slow(delays: Vec<Duration>, calls: Arc<AtomicU32>) -> tower::util::BoxCloneSyncService<LlmRequest, LlmResponse, Error> {
+    fn slow(
+        delays: Vec<Duration>,
+        calls: Arc<AtomicU32>,
+    ) -> tower::util::BoxCloneSyncService<LlmRequest, LlmResponse, Error> {
         tower::util::BoxCloneSyncService::new(tower::service_fn(move |_req: LlmRequest| {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             let d = delays.get(n as usize).copied().unwrap_or_default();
@@ -296,7 +300,11 @@ mod tests {
         for _ in 0..30 {
             h.clone().oneshot(req()).await.unwrap();
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 30, "no hedges while answers are fast");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            30,
+            "no hedges while answers are fast"
+        );
         let t0 = tokio::time::Instant::now();
         let resp = h.clone().oneshot(req()).await.unwrap();
         assert_eq!(resp.as_chat().unwrap().id, "31");
@@ -308,15 +316,20 @@ mod tests {
     async fn a_failed_attempt_hedges_at_once_and_all_failing_is_the_last_error() {
         let calls = Arc::new(AtomicU32::new(0));
         let c = calls.clone();
-        let svc = tower::util::BoxCloneSyncService::new(tower::service_fn(move |_r: LlmRequest| {
-            let n = c.fetch_add(1, Ordering::SeqCst);
-            async move {
-                Err::<LlmResponse, _>(Error::new(
-                    if n == 0 { ErrorKind::Overloaded } else { ErrorKind::Timeout },
-                    "down",
-                ))
-            }
-        }));
+        let svc =
+            tower::util::BoxCloneSyncService::new(tower::service_fn(move |_r: LlmRequest| {
+                let n = c.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    Err::<LlmResponse, _>(Error::new(
+                        if n == 0 {
+                            ErrorKind::Overloaded
+                        } else {
+                            ErrorKind::Timeout
+                        },
+                        "down",
+                    ))
+                }
+            }));
         let h = Hedge::new("r", HedgeDelay::Fixed(Duration::from_secs(1)), 1, svc);
         let t0 = tokio::time::Instant::now();
         let e = h.oneshot(req()).await.unwrap_err();
