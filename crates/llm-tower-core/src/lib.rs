@@ -32,7 +32,7 @@ pub use context::{CallerKey, RequestContext, RequestId};
 pub use error::{BoxError, Error, ErrorKind, LimitOrigin};
 pub use limits::{LimitState, ProviderLimits};
 pub use money::{Money, MoneyParseError, Price, PriceError};
-pub use native::ResponsesBody;
+pub use native::{AnthropicMessagesClient, ResponsesBody};
 pub use request::{LlmRequest, MAX_CHOICES, Operation, RequestBody};
 pub use response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta, StreamCost};
 pub use usage::{TokenEstimate, Usage, UsageMeter, UsageSource};

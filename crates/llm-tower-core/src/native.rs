@@ -23,6 +23,14 @@ use serde_json::{Map, Value};
 
 use crate::{Error, LlmRequest};
 
+/// Marks a chat request whose client speaks Anthropic's Messages API (the gateway's
+/// `POST /v1/messages`): an Anthropic provider keeps its own response JSON in
+/// [`ChatResponse::native`](crate::ChatResponse::native) and every stream event in
+/// [`ChatChunk::native`](crate::ChatChunk::native), so the answer reaches the client with
+/// nothing lost (server tool blocks, citations, whatever Anthropic adds next).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AnthropicMessagesClient;
+
 /// An OpenAI Responses API request body (`POST /v1/responses`), kept in a request's
 /// extensions beside its chat translation.
 #[derive(Debug, Clone, PartialEq)]

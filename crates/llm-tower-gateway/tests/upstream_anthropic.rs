@@ -568,3 +568,118 @@ mod roundtrip {
         }
     }
 }
+
+/// Blocks the gateway does not model (a server tool call, its result, text with
+/// citations) reach an Anthropic client through an Anthropic provider exactly as sent,
+/// whole and streamed; an OpenAI client gets the text.
+#[tokio::test]
+async fn server_tool_blocks_and_citations_pass_through_unchanged() {
+    use axum::response::IntoResponse;
+    let answer = json!({
+        "id": "msg_srv", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "tower rust"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+                {"type": "web_search_result", "url": "https://docs.rs/tower", "title": "tower",
+                 "encrypted_content": "EqgfCio", "page_age": null}
+            ]},
+            {"type": "text", "text": "Tower is a library.", "citations": [
+                {"type": "web_search_result_location", "url": "https://docs.rs/tower", "title": "tower",
+                 "encrypted_index": "Eo8BCi", "cited_text": "Tower is a library of modular components"}
+            ]}
+        ],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 20, "output_tokens": 9,
+                  "server_tool_use": {"web_search_requests": 1}}
+    });
+    let events = vec![
+        json!({"type": "message_start", "message": {"id": "msg_srv", "type": "message", "role": "assistant",
+               "model": "claude-sonnet-4-5", "content": [], "stop_reason": null, "stop_sequence": null,
+               "usage": {"input_tokens": 20, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block":
+               {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 0, "delta":
+               {"type": "input_json_delta", "partial_json": "{\"query\": \"tower rust\"}"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_start", "index": 1, "content_block": answer["content"][1]}),
+        json!({"type": "content_block_stop", "index": 1}),
+        json!({"type": "ping"}),
+        json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": "", "citations": []}}),
+        json!({"type": "content_block_delta", "index": 2, "delta":
+               {"type": "citations_delta", "citation": answer["content"][2]["citations"][0]}}),
+        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Tower is a library."}}),
+        json!({"type": "content_block_stop", "index": 2}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+               "usage": {"output_tokens": 9, "server_tool_use": {"web_search_requests": 1}}}),
+        json!({"type": "message_stop"}),
+    ];
+    let (a2, e2) = (answer.clone(), events.clone());
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        post(move |Json(body): Json<Value>| {
+            let (answer, events) = (a2.clone(), e2.clone());
+            async move {
+                if body["stream"] == true {
+                    let mut sse = String::new();
+                    for e in &events {
+                        sse.push_str(&format!(
+                            "event: {}\ndata: {e}\n\n",
+                            e["type"].as_str().unwrap()
+                        ));
+                    }
+                    return ([(http::header::CONTENT_TYPE, "text/event-stream")], sse)
+                        .into_response();
+                }
+                Json(answer).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let gw = gateway(upstream).await;
+    let ask = json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 1024,
+        "messages": [{"role": "user", "content": "What is tower?"}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]
+    });
+    let r = gw.post("/v1/messages", &[], ask.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json(), answer, "the message as Anthropic wrote it");
+
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let r = gw.post("/v1/messages", &[], streamed).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let got: Vec<(String, Value)> = r
+        .text()
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (ev, data) = e.split_once('\n').unwrap();
+            (
+                ev.strip_prefix("event: ").unwrap().to_owned(),
+                serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), events.len(), "{}", r.text());
+    for ((name, data), want) in got.iter().zip(&events) {
+        assert_eq!(name, want["type"].as_str().unwrap());
+        assert_eq!(data, want, "every event as Anthropic sent it");
+    }
+
+    // An OpenAI client gets the translation: the text.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[],
+            json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "What is tower?"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        "Tower is a library."
+    );
+}

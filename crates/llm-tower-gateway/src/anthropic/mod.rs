@@ -11,6 +11,7 @@
 //! [`ClientHeaders`] in the request's extensions, for an Anthropic provider to forward.
 
 pub mod error;
+mod native;
 pub mod request;
 pub mod response;
 pub mod stream;
@@ -97,6 +98,9 @@ async fn messages_inner(
     let stream = chat.stream;
     let model = chat.model.clone();
     let mut req = LlmRequest::chat(chat);
+    // An Anthropic provider answers in its own JSON too, passed on whole.
+    req.extensions
+        .insert(llm_tower_core::AnthropicMessagesClient);
     let client = client_headers(headers);
     if !client.is_empty() {
         req.extensions.insert(client);
@@ -110,9 +114,24 @@ async fn messages_inner(
     let (resp, deadline) = call_stack(state, headers, head, req).await?;
     let latency = resp.meta.latency;
     let mut out = match (resp.body, stream) {
-        (ResponseBody::Stream(s), _) => event_stream(Body::new(
-            stream::MessagesSseBody::new(s, model, input_tokens).with_deadline(deadline),
-        )),
+        (ResponseBody::Stream(s), _) => match crate::responses::native::peek(s, deadline).await {
+            crate::responses::native::Peeked::Native(s) => {
+                event_stream(Body::from_stream(native::events(s, deadline)))
+            }
+            crate::responses::native::Peeked::Chat(s) => event_stream(Body::new(
+                stream::MessagesSseBody::new(s, model, input_tokens).with_deadline(deadline),
+            )),
+        },
+        (ResponseBody::Chat(c), false) if c.native.is_some() => {
+            match c.native.as_deref().map(serde_json::to_vec) {
+                Some(Ok(v)) => json_response(StatusCode::OK, Bytes::from(v)),
+                _ => {
+                    return Err(AnthropicError::from_error(&Error::internal(
+                        "response could not be encoded",
+                    )));
+                }
+            }
+        }
         (ResponseBody::Chat(c), true) => {
             // A provider that cannot stream answered in one piece: stream it anyway.
             let s = stream::response_stream(c, resp.usage);

@@ -287,7 +287,11 @@ impl Engine {
         let result = match &req.body {
             RequestBody::Chat(c) => {
                 let client = req.extensions.get::<llm_tower_core::ClientHeaders>();
-                self.chat(c, t0, caller, client).await
+                let native = req
+                    .extensions
+                    .get::<llm_tower_core::AnthropicMessagesClient>()
+                    .is_some();
+                self.chat(c, t0, caller, client, native).await
             }
             RequestBody::Completion(_) => Err(Error::invalid_request(
                 "Anthropic has no legacy completions; send a chat request",
@@ -305,6 +309,7 @@ impl Engine {
         t0: Instant,
         caller: Option<Instant>,
         client: Option<&llm_tower_core::ClientHeaders>,
+        native: bool,
     ) -> Result<LlmResponse, Error> {
         let clock = &self.common.clock;
         let deadline = self.common.deadline(t0, caller);
@@ -319,16 +324,27 @@ impl Engine {
         let ok = self.common.execute(req, &deadline).await?;
         let limits = ok.limits;
         if !chat.stream {
-            let w: wire::MessagesResponse = self.common.read_json(ok, &deadline, "message").await?;
-            let (resp, usage) = convert::messages_response(w, clock.unix_secs());
+            let (w, raw) = if native {
+                let v: serde_json::Value = self.common.read_json(ok, &deadline, "message").await?;
+                let w: wire::MessagesResponse = serde_json::from_value(v.clone())
+                    .map_err(|e| crate::error_map::invalid_body("message", &e))?;
+                (w, Some(v))
+            } else {
+                (self.common.read_json(ok, &deadline, "message").await?, None)
+            };
+            let (mut resp, usage) = convert::messages_response(w, clock.unix_secs());
+            resp.native = raw.map(Arc::new);
             let model = resp.model.clone();
             let mut out = LlmResponse::new(ResponseBody::Chat(resp));
             out.usage = usage;
             out.meta = self.common.meta(model, &chat.model, t0, limits);
             return Ok(out);
         }
-        let parser =
+        let mut parser =
             AnthropicStreamParser::new(clock.unix_secs(), Some(self.common.secret.clone()));
+        if native {
+            parser = parser.native();
+        }
         self.common
             .sse_answer(ok, parser, t0, &chat.model, &deadline, caller)
             .await

@@ -55,6 +55,7 @@ pub(crate) struct AnthropicStreamParser {
     counts: Counts,
     service_tier: Option<String>,
     secret: Option<Secrets>,
+    native: bool,
 }
 
 impl AnthropicStreamParser {
@@ -69,7 +70,16 @@ impl AnthropicStreamParser {
             counts: Counts::default(),
             service_tier: None,
             secret,
+            native: false,
         }
+    }
+
+    /// Keeps every event in its chunk's `native` (for a client that speaks Anthropic's
+    /// Messages API, see `llm_tower_core::AnthropicMessagesClient`); an event that makes no
+    /// chunk gets an empty one.
+    pub fn native(mut self) -> Self {
+        self.native = true;
+        self
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatChunk {
@@ -162,6 +172,33 @@ impl AnthropicStreamParser {
 
 impl StreamParser for AnthropicStreamParser {
     fn on_event(&mut self, event: SseEvent, out: &mut VecDeque<ChatChunk>) -> Result<Flow, Error> {
+        if !self.native || event.data.trim().is_empty() {
+            return self.handle(&event, out);
+        }
+        // The client speaks Anthropic too: every event rides along in a chunk.
+        let raw: Value = serde_json::from_str(&event.data)
+            .map_err(|e| error_map::invalid_body("stream event", &e))?;
+        let before = out.len();
+        let flow = self.handle(&event, out)?;
+        let raw = Some(std::sync::Arc::new(raw));
+        match out.get_mut(before) {
+            Some(first) => first.native = raw,
+            None => {
+                let mut chunk = ChatChunk::new(self.id.clone(), self.model.clone(), self.created);
+                chunk.native = raw;
+                out.push_back(chunk);
+            }
+        }
+        Ok(flow)
+    }
+
+    fn incomplete(&self) -> Error {
+        Error::new(ErrorKind::Transport, "stream ended before message_stop")
+    }
+}
+
+impl AnthropicStreamParser {
+    fn handle(&mut self, event: &SseEvent, out: &mut VecDeque<ChatChunk>) -> Result<Flow, Error> {
         if event.data.trim().is_empty() {
             return Ok(Flow::Continue);
         }
@@ -322,10 +359,6 @@ impl StreamParser for AnthropicStreamParser {
             StreamEvent::Ping | StreamEvent::Unknown => {}
         }
         Ok(Flow::Continue)
-    }
-
-    fn incomplete(&self) -> Error {
-        Error::new(ErrorKind::Transport, "stream ended before message_stop")
     }
 }
 
