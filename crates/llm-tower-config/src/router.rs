@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use llm_tower_core::{Error, LlmRequest, LlmResponse};
+use llm_tower_layers::route::Fallback;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
@@ -97,9 +98,10 @@ where
     }
 }
 
-/// Sends a request to the targets of its route in order: on a retryable failure (which
-/// includes an open circuit and a provider-scope rate limit) the next target is tried; any
-/// other error, or the last target's error, is returned.
+/// Sends a request to its route's service: a route alias's plan (its targets in order,
+/// the next tried on a retryable failure, which includes an open circuit and a
+/// provider-scope rate limit; or a route object's balanced group, fallbacks and hedge), or
+/// the one target a `provider/model` names.
 #[derive(Clone)]
 pub(crate) struct Router {
     catalog: Arc<Catalog>,
@@ -109,17 +111,33 @@ pub(crate) struct Router {
 }
 
 impl Router {
+    /// Over `targets` (by catalog index); each route alias is its targets in fallback
+    /// order ([`Fallback`]) until [`Router::plans`] gives it another service.
     pub(crate) fn new(catalog: Arc<Catalog>, targets: Vec<Option<BoxedLlm>>) -> Self {
+        let plans = catalog
+            .routes
+            .iter()
+            .map(|(alias, route)| {
+                let steps: Vec<BoxedLlm> = route
+                    .iter()
+                    .filter_map(|&t| targets.get(t).cloned().flatten())
+                    .collect();
+                let plan: BoxedLlm = BoxCloneSyncService::new(Fallback::new(steps));
+                (alias.clone(), plan)
+            })
+            .collect();
         Router {
             catalog,
             targets: targets.into(),
-            plans: Arc::default(),
+            plans: Arc::new(plans),
         }
     }
 
-    /// The services of route objects, by alias.
+    /// The services of route objects (balanced groups, hedges), by alias.
     pub(crate) fn plans(mut self, plans: HashMap<String, BoxedLlm>) -> Self {
-        self.plans = Arc::new(plans);
+        let mut all = HashMap::clone(&self.plans);
+        all.extend(plans);
+        self.plans = Arc::new(all);
         self
     }
 }
@@ -142,41 +160,19 @@ impl Service<LlmRequest> for Router {
         if let Some(plan) = alias.and_then(|a| self.plans.get(a)) {
             return Box::pin(plan.clone().oneshot(req));
         }
+        // Not a route: one provider/model.
         let route = match choice {
             Some(r) => Ok(r.0.clone()),
             None => resolve(&self.catalog, req.model()),
         };
-        let this = self.clone();
-        Box::pin(async move {
-            let route = route?;
-            let mut req = Some(req);
-            let mut last_error = None;
-            for (n, &t) in route.iter().enumerate() {
-                let is_last = n + 1 == route.len();
-                let Some(svc) = this.targets.get(t).cloned().flatten() else {
-                    continue;
-                };
-                let attempt = if is_last {
-                    req.take()
-                } else {
-                    req.as_ref().cloned()
-                };
-                let Some(attempt) = attempt else { break };
-                match svc.oneshot(attempt).await {
-                    Ok(resp) => return Ok(resp),
-                    Err(e) if !is_last && e.is_retryable() => {
-                        let from = this.catalog.target(t).map_or("?", |t| t.id.as_str());
-                        tracing::info!(
-                            target_model = from,
-                            error = %e,
-                            "router: falling back to the next target of the route"
-                        );
-                        last_error = Some(e);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(last_error.unwrap_or_else(|| Error::internal("route has no usable target")))
-        })
+        let target = route.and_then(|r| {
+            r.first()
+                .and_then(|&t| self.targets.get(t).cloned().flatten())
+                .ok_or_else(|| Error::internal("route has no usable target"))
+        });
+        match target {
+            Ok(svc) => Box::pin(svc.oneshot(req)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }

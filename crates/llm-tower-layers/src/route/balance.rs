@@ -123,11 +123,18 @@ impl<S> BalanceTarget<S> {
 /// (peak-sensitive), times the requests in flight plus one. Kept here rather than
 /// wrapping targets in tower's `PeakEwma`: that one's `Cost` is opaque (no number for
 /// metrics or for the affinity's overload test) and it needs `&mut` to call.
+///
+/// One addition: while requests are in flight, the estimate is at least their average
+/// age, so a target that stops answering (whose requests hang, giving no latency to
+/// learn from) looks slower with every moment rather than as fast as it last was.
 #[derive(Debug)]
 struct Ewma {
     /// (estimate in ns, when it was last updated, whether a real latency came in yet).
     rtt: Mutex<(f64, Instant, bool)>,
     pending: AtomicU64,
+    /// The sum of the in-flight requests' start times, in ns since `base`.
+    started: AtomicU64,
+    base: Instant,
 }
 
 impl Ewma {
@@ -135,15 +142,45 @@ impl Ewma {
         Ewma {
             rtt: Mutex::new((nanos(DEFAULT_RTT), now, false)),
             pending: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            base: now,
         }
+    }
+
+    fn since_base(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The average age of the requests in flight, in ns (0 without any).
+    fn in_flight_age(&self, now: Instant) -> f64 {
+        let pending = self.pending.load(Ordering::Relaxed);
+        if pending == 0 {
+            return 0.0;
+        }
+        let mean_start = self.started.load(Ordering::Relaxed) / pending;
+        #[allow(clippy::cast_precision_loss)] // nanoseconds within f64's exact range for years
+        let age = self.since_base(now).saturating_sub(mean_start) as f64;
+        age
     }
 
     /// The estimate decayed to `now`, times (requests in flight + 1).
     fn load(&self, now: Instant) -> f64 {
+        let (estimate, _) = self.estimate(now);
+        estimate * self.in_flight_factor()
+    }
+
+    /// The estimate decayed to `now`, and whether a real latency came in yet.
+    fn estimate(&self, now: Instant) -> (f64, bool) {
         let estimate = self.update(now, None);
+        let measured = self.rtt.lock().unwrap_or_else(PoisonError::into_inner).2;
+        (estimate.max(self.in_flight_age(now)), measured)
+    }
+
+    /// Requests in flight + 1.
+    fn in_flight_factor(&self) -> f64 {
         #[allow(clippy::cast_precision_loss)] // in-flight counts are small
         let pending = self.pending.load(Ordering::Relaxed) as f64;
-        estimate * (pending + 1.0)
+        pending + 1.0
     }
 
     /// Decays the estimate to `now`, taking in a latency sample when given.
@@ -177,18 +214,22 @@ fn nanos(d: Duration) -> f64 {
 /// answer), not when it is cancelled.
 struct InFlight<'a> {
     ewma: &'a Ewma,
+    start: u64,
 }
 
 impl<'a> InFlight<'a> {
-    fn start(ewma: &'a Ewma) -> Self {
+    fn start(ewma: &'a Ewma, now: Instant) -> Self {
+        let start = ewma.since_base(now);
+        ewma.started.fetch_add(start, Ordering::Relaxed);
         ewma.pending.fetch_add(1, Ordering::Relaxed);
-        InFlight { ewma }
+        InFlight { ewma, start }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.ewma.pending.fetch_sub(1, Ordering::Relaxed);
+        self.ewma.started.fetch_sub(self.start, Ordering::Relaxed);
     }
 }
 
@@ -424,9 +465,30 @@ impl<S> Inner<S> {
             return (0..self.slots.len()).collect();
         }
         let now = self.clock.now();
-        let loads: Vec<(usize, f64)> = avail
+        // A target that never answered yet is assumed as fast as the measured ones on
+        // average (not starved behind a pessimistic guess; it is measured at once).
+        let estimates: Vec<(usize, f64, bool)> = avail
             .iter()
-            .map(|&i| (i, self.slots[i].ewma.load(now)))
+            .map(|&i| {
+                let (e, measured) = self.slots[i].ewma.estimate(now);
+                (i, e, measured)
+            })
+            .collect();
+        let measured: Vec<f64> = estimates.iter().filter(|e| e.2).map(|e| e.1).collect();
+        #[allow(clippy::cast_precision_loss)] // a handful of targets
+        let prior = if measured.is_empty() {
+            nanos(DEFAULT_RTT)
+        } else {
+            measured.iter().sum::<f64>() / measured.len() as f64
+        };
+        let loads: Vec<(usize, f64)> = estimates
+            .iter()
+            .map(|&(i, e, m)| {
+                (
+                    i,
+                    if m { e } else { prior } * self.slots[i].ewma.in_flight_factor(),
+                )
+            })
             .collect();
         let load_of = |i: usize| loads.iter().find(|(j, _)| *j == i).map(|(_, c)| *c);
         let first = self
@@ -500,56 +562,40 @@ where
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let order = inner.order(&req);
-            let mut req = Some(req);
-            let mut last_error = None;
-            for (n, &i) in order.iter().enumerate() {
-                let is_last = n + 1 == order.len();
-                let attempt = if is_last {
-                    req.take()
-                } else {
-                    req.as_ref().cloned()
-                };
-                let Some(attempt) = attempt else { break };
-                let slot = &inner.slots[i];
-                if let Some(tried) = attempt.extensions.get::<Attempted>() {
-                    tried.push(&slot.name);
-                }
-                slot.chosen.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("llm_tower_balance_chosen_total", slot.labels.clone())
-                    .increment(1);
-                let load_ms = slot.ewma.load(inner.clock.now()) / 1e6;
-                metrics::gauge!("llm_tower_balance_load_ms", slot.labels.clone()).set(load_ms);
-                tracing::debug!(
-                    route = &*inner.route,
-                    target = &*slot.name,
-                    load_ms,
-                    "balance: target chosen"
-                );
-                let sent = inner.clock.now();
-                let result = {
-                    let _in_flight = InFlight::start(&slot.ewma);
-                    let result = slot.service.clone().oneshot(attempt).await;
-                    slot.ewma.update(
-                        inner.clock.now(),
-                        Some(inner.clock.now().saturating_duration_since(sent)),
-                    );
-                    result
-                };
-                match result {
-                    Ok(resp) => return Ok(resp),
-                    Err(e) if !is_last && e.is_retryable() => {
-                        tracing::info!(
-                            route = &*inner.route,
-                            target = &*slot.name,
-                            error = %e,
-                            "balance: trying another target of the group"
-                        );
-                        last_error = Some(e);
+            let name = |n: usize| {
+                order
+                    .get(n)
+                    .map_or_else(String::new, |&i| inner.slots[i].name.to_string())
+            };
+            super::in_order(order.len(), req, "balance", name, |n, attempt| {
+                let inner = &inner;
+                let i = order[n];
+                async move {
+                    let slot = &inner.slots[i];
+                    if let Some(tried) = attempt.extensions.get::<Attempted>() {
+                        tried.push(&slot.name);
                     }
-                    Err(e) => return Err(e),
+                    slot.chosen.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("llm_tower_balance_chosen_total", slot.labels.clone())
+                        .increment(1);
+                    let load_ms = slot.ewma.load(inner.clock.now()) / 1e6;
+                    metrics::gauge!("llm_tower_balance_load_ms", slot.labels.clone()).set(load_ms);
+                    tracing::debug!(
+                        route = &*inner.route,
+                        target = &*slot.name,
+                        load_ms,
+                        "balance: target chosen"
+                    );
+                    let sent = inner.clock.now();
+                    let _in_flight = InFlight::start(&slot.ewma, sent);
+                    let result = slot.service.clone().oneshot(attempt).await;
+                    let now = inner.clock.now();
+                    slot.ewma
+                        .update(now, Some(now.saturating_duration_since(sent)));
+                    result
                 }
-            }
-            Err(last_error.unwrap_or_else(|| Error::internal("balance group has no target")))
+            })
+            .await
         })
     }
 }

@@ -48,26 +48,11 @@ where
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         let steps = Arc::clone(&self.steps);
         Box::pin(async move {
-            let mut req = Some(req);
-            let mut last_error = None;
-            for (n, step) in steps.iter().enumerate() {
-                let is_last = n + 1 == steps.len();
-                let attempt = if is_last {
-                    req.take()
-                } else {
-                    req.as_ref().cloned()
-                };
-                let Some(attempt) = attempt else { break };
-                match step.clone().oneshot(attempt).await {
-                    Ok(resp) => return Ok(resp),
-                    Err(e) if !is_last && e.is_retryable() => {
-                        tracing::info!(error = %e, "fallback: trying the next step of the route");
-                        last_error = Some(e);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(last_error.unwrap_or_else(|| Error::internal("route has no usable target")))
+            let name = |n: usize| format!("step {n}");
+            super::in_order(steps.len(), req, "fallback", name, |n, one| {
+                steps[n].clone().oneshot(one)
+            })
+            .await
         })
     }
 }

@@ -45,6 +45,47 @@ mod balance;
 mod fallback;
 mod hedge;
 
+use std::future::Future;
+
+use llm_tower_core::{Error, LlmRequest, LlmResponse};
+
+/// Runs `attempt(step, request)` for `steps` in order until one answers: a retryable
+/// error moves on to the next step (logged with `what` and the step's name), any other
+/// error, or the last step's, is the answer. The request is cloned for every step but the
+/// last.
+pub(crate) async fn in_order<F, Fut>(
+    steps: usize,
+    req: LlmRequest,
+    what: &str,
+    name: impl Fn(usize) -> String,
+    mut attempt: F,
+) -> Result<LlmResponse, Error>
+where
+    F: FnMut(usize, LlmRequest) -> Fut,
+    Fut: Future<Output = Result<LlmResponse, Error>>,
+{
+    let mut req = Some(req);
+    let mut last_error = None;
+    for n in 0..steps {
+        let is_last = n + 1 == steps;
+        let one = if is_last {
+            req.take()
+        } else {
+            req.as_ref().cloned()
+        };
+        let Some(one) = one else { break };
+        match attempt(n, one).await {
+            Ok(resp) => return Ok(resp),
+            Err(e) if !is_last && e.is_retryable() => {
+                tracing::info!(step = %name(n), error = %e, "{what}: trying the next");
+                last_error = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::internal(format!("{what}: no target to try"))))
+}
+
 pub use balance::{Affinity, Attempted, Balance, BalanceTarget, Strategy};
 pub use fallback::Fallback;
 pub use hedge::{Hedge, HedgeDelay, NoHedge};
