@@ -224,6 +224,7 @@ pub(crate) struct Validated {
     pub(crate) budgets: Vec<Budget>,
     pub(crate) keys: Vec<KeySpec>,
     pub(crate) store: StoreSpec,
+    pub(crate) cache: Option<crate::cache::CacheSpec>,
     pub(crate) gateway: GatewaySettings,
 }
 
@@ -341,6 +342,7 @@ pub(crate) fn validate(
 
     // Store (its budget retention is checked against every budget, keys' included, below).
     let store = store(&mut p, resolved);
+    let cache = crate::cache::cache(&mut p, resolved);
 
     // Gateway.
     let (gateway, keys, key_budgets) = gateway(
@@ -364,6 +366,7 @@ pub(crate) fn validate(
         budgets,
         keys,
         store,
+        cache,
         gateway,
     })
 }
