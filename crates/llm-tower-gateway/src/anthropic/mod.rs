@@ -109,6 +109,7 @@ async fn messages_inner(
     };
     let (resp, deadline) = call_stack(state, headers, head, req).await?;
     let latency = resp.meta.latency;
+    let cache = resp.meta.cache;
     let mut out = match (resp.body, stream) {
         (ResponseBody::Stream(s), _) => event_stream(Body::new(
             stream::MessagesSseBody::new(s, model, input_tokens).with_deadline(deadline),
@@ -139,6 +140,7 @@ async fn messages_inner(
         }
     };
     out.extensions_mut().insert(ProviderLatency(latency));
+    crate::routes::cache_header(&mut out, cache);
     Ok(out)
 }
 

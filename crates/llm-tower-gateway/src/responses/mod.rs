@@ -142,6 +142,7 @@ async fn create_inner(
         }
     }
     req.ctx.deadline = Some(deadline.into_std());
+    crate::routes::cache_directive(headers, &mut req);
 
     let store = state.response_store().filter(|_| echo.store).cloned();
     // Its size so far: the history and the request; the response's is added at the end.
@@ -171,6 +172,7 @@ async fn create_inner(
         }
     };
     let latency = resp.meta.latency;
+    let cache = resp.meta.cache;
     let mut out = if stream {
         let chat_stream = match resp.body {
             ResponseBody::Stream(s) => match native::peek(s, deadline).await {
@@ -179,6 +181,7 @@ async fn create_inner(
                     let events = native::events(meta, s, deadline, store);
                     let mut out = event_stream(Body::from_stream(events));
                     out.extensions_mut().insert(ProviderLatency(latency));
+                    crate::routes::cache_header(&mut out, cache);
                     return Ok(out);
                 }
                 native::Peeked::Chat(s) => s,
@@ -234,6 +237,7 @@ async fn create_inner(
         json_response(StatusCode::OK, Bytes::from(body))
     };
     out.extensions_mut().insert(ProviderLatency(latency));
+    crate::routes::cache_header(&mut out, cache);
     Ok(out)
 }
 
