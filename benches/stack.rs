@@ -20,8 +20,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use llm_tower::layers::cache::{MemoryCacheStore, ResponseCacheLayer};
 use llm_tower::layers::rate_limit::Mode;
-use llm_tower_core::{CacheStatus, RequestBody};
 use llm_tower::prelude::*;
+use llm_tower_core::{CacheStatus, RequestBody};
 use tower::{ServiceBuilder, ServiceExt};
 
 const PROMPT: &str = "You are reviewing a pull request for a Rust service that calls language models. \

@@ -279,7 +279,8 @@ mod tests {
     #[test]
     fn everything_that_changes_the_answer_changes_the_key() {
         let base = key(chat());
-        let variants: Vec<Box<dyn Fn(&mut ChatRequest)>> = vec![
+        type Change = Box<dyn Fn(&mut ChatRequest)>;
+        let variants: Vec<Change> = vec![
             Box::new(|c| c.model = "gpt-4o".into()),
             Box::new(|c| c.messages.push(Message::user("more"))),
             Box::new(|c| c.temperature = Some(0.5)),
