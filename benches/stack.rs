@@ -7,15 +7,22 @@
 //! Wait) -> timeout -> mock (zero latency), against the same request to the bare mock.
 //! The difference is the stack's overhead; the tokenization share is measured by the
 //! `tokens` bench of llm-tower-layers (`count_prompt`).
+//!
+//! `cache_miss` and `cache_hit` add the response cache (memory store) after count_tokens,
+//! as the config builds it: a miss hashes the request, looks it up, calls the whole stack
+//! and stores the answer (each iteration asks with another `seed`); a hit hashes, looks
+//! up, decodes and answers without the layers below.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use llm_tower::layers::cache::{MemoryCacheStore, ResponseCacheLayer};
 use llm_tower::layers::rate_limit::Mode;
 use llm_tower::layers::route::{Balance, BalanceTarget, Strategy};
 use llm_tower::prelude::*;
+use llm_tower_core::{CacheStatus, RequestBody};
 use tower::{ServiceBuilder, ServiceExt};
 
 const PROMPT: &str = "You are reviewing a pull request for a Rust service that calls language models. \
@@ -85,7 +92,16 @@ fn bench(c: &mut Criterion) {
         .llm_timeout(Duration::from_secs(30))
         .service(mock.clone());
 
-    let req = request();
+    let cached = ServiceBuilder::new()
+        .llm_trace()
+        .count_tokens()
+        .llm_cache(ResponseCacheLayer::new(MemoryCacheStore::default()))
+        .service(stack.clone());
+
+    let mut req = request();
+    if let RequestBody::Chat(c) = &mut req.body {
+        c.temperature = Some(0.0);
+    }
     let tokens = rt.block_on(async {
         stack
             .clone()
@@ -117,6 +133,25 @@ fn bench(c: &mut Criterion) {
     );
     g.bench_function("balance_p2c_two_mocks", |b| {
         b.iter(|| rt.block_on(balance.clone().oneshot(req.clone())).unwrap());
+    });
+    let hit = rt.block_on(async {
+        cached.clone().oneshot(req.clone()).await.unwrap();
+        cached.clone().oneshot(req.clone()).await.unwrap()
+    });
+    assert_eq!(hit.meta.cache, Some(CacheStatus::Hit));
+    g.bench_function("cache_hit", |b| {
+        b.iter(|| rt.block_on(cached.clone().oneshot(req.clone())).unwrap());
+    });
+    let mut seed = 0;
+    g.bench_function("cache_miss", |b| {
+        b.iter(|| {
+            seed += 1;
+            let mut r = req.clone();
+            if let RequestBody::Chat(c) = &mut r.body {
+                c.seed = Some(seed);
+            }
+            rt.block_on(cached.clone().oneshot(r)).unwrap()
+        });
     });
     g.finish();
 }

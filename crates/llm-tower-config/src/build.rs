@@ -11,6 +11,9 @@ use llm_tower_core::{
     CallerKey, ChatRequest, ClientHeaders, Error, LlmRequest, SharedClock, TokioClock,
 };
 use llm_tower_layers::builder::BoxLlmService;
+use llm_tower_layers::cache::{
+    CacheScope, CacheStore, HitAdmission, MemoryCacheStore, ResponseCacheLayer,
+};
 use llm_tower_layers::cost::{
     AlertSink, Budget, BudgetAction, BudgetAlert, BudgetScope, BudgetStore, CostTracker,
     ModelPrice, PriceTable, TrackCostLayer,
@@ -36,12 +39,13 @@ use llm_tower_providers::{
     OpenAiCompatible, OpenAiCompatibleConfig, OpenAiConfig, Vertex, VertexAuth, VertexConfig,
 };
 #[cfg(feature = "redis")]
-use llm_tower_redis::{RedisBudgetStore, RedisConnection, RedisRateLimitStore};
+use llm_tower_redis::{RedisBudgetStore, RedisCacheStore, RedisConnection, RedisRateLimitStore};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast;
 use tower::Layer;
 use tower::util::{BoxCloneSyncService, MapRequestLayer};
 
+use crate::cache::CacheStoreSpec;
 use crate::catalog::{Catalog, Resolution};
 use crate::circuit::{CircuitBreakerLayer, CircuitState};
 use crate::config::Config;
@@ -326,14 +330,18 @@ impl BuiltStack {
 /// callers that already have one.
 ///
 /// ```text
-/// trace -> count_tokens -> resolve -> rate_limit (scope caller, config order)
+/// trace -> count_tokens -> resolve -> cache (when configured)
+///       -> rate_limit (scope caller, config order)
 ///       -> rate_limit (per gateway key) -> router
 ///       -> per provider/model: circuit -> track_cost -> retry
 ///            -> rate_limit (scope provider) -> timeout -> provider
 /// ```
 ///
 /// The router sends a request to its route's targets in order, falling back on
-/// retryable errors (an open circuit included). Cost tracking sits in front of each
+/// retryable errors (an open circuit included). The response cache sits outside the
+/// caller's limits and every cost layer: a hit spends no budget and no token quota, and
+/// goes through the caller's limits as a request with no tokens (see
+/// `llm_tower_layers::cache`). Cost tracking sits in front of each
 /// target, inside the router, so it prices the model that actually answers: see the crate
 /// docs.
 ///
@@ -626,6 +634,82 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
             "rate_limit[{}: {}]",
             l.label,
             describe_limit(&l.spec)
+        ));
+    }
+    if let Some(spec) = &v.cache {
+        // Hits go through the caller's limits too (as requests, with no tokens): the
+        // same layers, so the same counters, over an end that answers at once.
+        let mut admit: BoxedLlm = BoxCloneSyncService::new(HitAdmission);
+        for l in caller_limits.iter().rev() {
+            admit = BoxCloneSyncService::new(l.layer.layer(admit));
+        }
+        let store: Arc<dyn CacheStore> = match spec.store {
+            CacheStoreSpec::Memory {
+                max_bytes,
+                max_entries,
+            } => Arc::new(
+                MemoryCacheStore::builder()
+                    .max_bytes(max_bytes)
+                    .max_entries(max_entries)
+                    .max_entry_bytes(spec.max_entry_bytes)
+                    .clock(clock.clone())
+                    .build(),
+            ),
+            #[cfg(feature = "redis")]
+            CacheStoreSpec::Redis => match &redis_conn {
+                Some(conn) => Arc::new(
+                    RedisCacheStore::with_connection(conn.clone())
+                        .max_entry_bytes(spec.max_entry_bytes),
+                ),
+                None => return Err(Error::config("cache.store: \"redis\" needs a redis store")),
+            },
+            #[cfg(not(feature = "redis"))]
+            CacheStoreSpec::Redis => {
+                return Err(Error::config(
+                    "cache.store: \"redis\" needs the `redis` cargo feature",
+                ));
+            }
+        };
+        let layer = ResponseCacheLayer::from_arc(store)
+            .ttl(spec.ttl)
+            .max_entry_bytes(spec.max_entry_bytes)
+            .cache_nondeterministic(spec.nondeterministic)
+            .scope(spec.scope)
+            .tracker(tracker.clone())
+            .admit_hits(admit)
+            .clock(clock.clone());
+        // Route objects with `"cache": false`.
+        let uncached: std::collections::HashSet<String> = v
+            .shapes
+            .iter()
+            .filter(|s| !s.cache)
+            .map(|s| s.alias.clone())
+            .collect();
+        let layer = if uncached.is_empty() {
+            layer
+        } else {
+            layer.bypass_if(move |req| uncached.contains(req.model()))
+        };
+        svc = BoxCloneSyncService::new(layer.layer(svc));
+        outer_desc.push(format!(
+            "cache[{}, ttl {}, {}{}]",
+            match spec.store {
+                CacheStoreSpec::Memory {
+                    max_bytes,
+                    max_entries,
+                } => format!("memory {max_entries} entries/{max_bytes} bytes"),
+                CacheStoreSpec::Redis => "redis".to_owned(),
+            },
+            format_duration(spec.ttl),
+            match spec.scope {
+                CacheScope::Caller => "per caller",
+                CacheScope::Global => "global",
+            },
+            if spec.nondeterministic {
+                ", sampled too"
+            } else {
+                ""
+            }
         ));
     }
     svc = BoxCloneSyncService::new(ResolveLayer::new(catalog.clone()).layer(svc));

@@ -85,6 +85,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod build;
+mod cache;
 mod catalog;
 pub mod circuit;
 mod config;

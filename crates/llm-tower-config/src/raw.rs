@@ -71,6 +71,9 @@ pub struct RawConfig {
     /// Where rate-limit and budget state lives (default: memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<RawStore>,
+    /// The response cache in front of every route and model (default: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<RawCache>,
     /// The gateway server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<RawGateway>,
@@ -864,6 +867,52 @@ pub struct RawStore {
     pub reservation_ttl: Option<String>,
 }
 
+/// The response cache: repeated deterministic requests are answered without calling the
+/// provider, at no cost (see the README's "Response cache").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// `memory` (default: this process) or `redis` (the Redis of `store`, which must be a
+    /// redis store: every instance shares the entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<RawStoreKind>,
+    /// How long an entry is kept, e.g. `"10m"` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// memory: most bytes of entries kept in all (default 268435456, 256 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// memory: most entries kept (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entries: Option<u64>,
+    /// The largest entry stored, in bytes (default 1048576, 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entry_bytes: Option<u64>,
+    /// Also cache sampled requests (`temperature` above 0, or unset: the provider's
+    /// default of 1): the same question then gets the first answer until it expires.
+    /// Default false: only `temperature: 0` chat and completions, and embeddings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nondeterministic: Option<bool>,
+    /// `caller` (default: each gateway key has its own entries) or `global` (shared by
+    /// every caller; a caller can then tell from a hit that someone asked the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<RawCacheScope>,
+}
+
+/// Whose requests share cache entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCacheScope {
+    /// Each caller its own.
+    #[default]
+    Caller,
+    /// Every caller shares.
+    Global,
+}
+
 /// The gateway server.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -1049,6 +1098,7 @@ interp_fields!(RawConfig {
     budgets,
     routes,
     store,
+    cache,
     gateway,
     logging
 });
@@ -1131,6 +1181,7 @@ interp_fields!(RawStore {
     budget_retention,
     reservation_ttl
 });
+interp_fields!(RawCache { ttl });
 interp_fields!(RawGateway {
     listen,
     keys,

@@ -225,6 +225,7 @@ pub(crate) struct Validated {
     pub(crate) budgets: Vec<Budget>,
     pub(crate) keys: Vec<KeySpec>,
     pub(crate) store: StoreSpec,
+    pub(crate) cache: Option<crate::cache::CacheSpec>,
     pub(crate) gateway: GatewaySettings,
     /// Route objects: their groups, balance, hedging and cache settings.
     pub(crate) shapes: Vec<RouteShape>,
@@ -493,6 +494,7 @@ pub(crate) fn validate(
 
     // Store (its budget retention is checked against every budget, keys' included, below).
     let store = store(&mut p, resolved);
+    let cache = crate::cache::cache(&mut p, resolved);
 
     // Gateway.
     let (gateway, keys, key_budgets) = gateway(
@@ -516,6 +518,7 @@ pub(crate) fn validate(
         budgets,
         keys,
         store,
+        cache,
         gateway,
         shapes,
     })

@@ -857,7 +857,9 @@ async fn example_config_is_valid_and_builds() {
     );
     let d = stack.describe();
     assert!(
-        d.contains("route \"smart\": trace -> count_tokens -> rate_limit[per_caller_rpm"),
+        d.contains(
+            "route \"smart\": trace -> count_tokens -> cache[memory 10000 entries/268435456 bytes, ttl 10m, per caller] -> rate_limit[per_caller_rpm"
+        ),
         "{d}"
     );
     assert!(
@@ -1179,4 +1181,57 @@ async fn gemini_and_vertex_providers_build() {
     };
     assert!(e.to_string().contains("vx_sa"), "{e}");
     let _ = std::fs::remove_file(sa_path);
+}
+
+// ---- cache ------------------------------------------------------------------------------
+
+#[test]
+fn cache_problems_have_json_paths() {
+    let mut v = base();
+    v["cache"] = json!({"store": "redis", "ttl": "soon", "max_entries": 0, "max_bytes": 5});
+    let all = problems(&v);
+    for path in [
+        "cache.store",
+        "cache.ttl",
+        "cache.max_entries",
+        "cache.max_bytes",
+    ] {
+        assert!(
+            all.iter().any(|p| p.starts_with(&format!("{path}: "))),
+            "no problem at {path} among {all:#?}"
+        );
+    }
+    let mut v = base();
+    v["cache"] = json!({"ttl": "0s", "max_entry_bytes": 2048, "max_bytes": 1024});
+    assert_problem(&v, "cache.ttl: must be > 0");
+    assert_problem(
+        &v,
+        "cache.max_bytes: must be at least max_entry_bytes (2048)",
+    );
+    let mut v = base();
+    v["cache"] = json!({"scope": "everyone"});
+    assert!(load(&v).is_err());
+}
+
+#[test]
+fn the_cache_sits_between_resolve_and_the_callers_limits() {
+    let mut v = base();
+    v["cache"] =
+        json!({"ttl": "5m", "max_entries": 100, "max_bytes": 1048576, "max_entry_bytes": 65536});
+    let c = load(&v).unwrap();
+    let stack = llm_tower_config::build_blocking(&c).unwrap();
+    let d = stack.describe();
+    let line = d.lines().find(|l| l.starts_with("route \"fast\"")).unwrap();
+    let cache = line
+        .find("cache[memory 100 entries/1048576 bytes, ttl 5m, per caller]")
+        .unwrap();
+    let count = line.find("count_tokens").unwrap();
+    let limit = line.find("rate_limit[rpm").unwrap();
+    let router = line.find("router").unwrap();
+    assert!(count < cache && cache < limit && limit < router, "{line}");
+    let v = base();
+    let d = llm_tower_config::build_blocking(&load(&v).unwrap())
+        .unwrap()
+        .describe();
+    assert!(!d.contains("cache["), "{d}");
 }

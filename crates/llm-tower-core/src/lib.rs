@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accumulate;
+pub mod cache;
 pub mod chat;
 pub mod client_headers;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod response;
 pub mod usage;
 
 pub use accumulate::{ChatStreamAccumulator, collect_chat_stream, response_chunks};
+pub use cache::{CacheDirective, CacheStatus};
 pub use chat::{
     ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, CompletionChoice,
     CompletionRequest, CompletionResponse, Content, ContentPart, Delta, Embedding, EmbeddingInput,

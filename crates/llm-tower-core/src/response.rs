@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_core::Stream;
 
+use crate::cache::CacheStatus;
 use crate::chat::{ChatChunk, ChatResponse, CompletionResponse, EmbeddingsResponse};
 use crate::error::Error;
 use crate::limits::ProviderLimits;
@@ -59,6 +60,9 @@ pub struct ResponseMeta {
     /// when the stream ends, fails or is dropped (see [`StreamCost`]). `None` for
     /// complete responses (their cost is [`LlmResponse::cost`]) and without a cost layer.
     pub stream_cost: Option<StreamCost>,
+    /// What a response cache did with the request (`None` without a cache layer): a
+    /// [`CacheStatus::Hit`] was answered from the cache at no cost.
+    pub cache: Option<CacheStatus>,
 }
 
 /// The cost of a streamed response, known once its reservation settles.

@@ -22,6 +22,6 @@ pub use auth::{Authenticator, NoKeys, StaticKeys};
 #[cfg(feature = "config")]
 pub use responses::RedisResponseStore;
 pub use responses::{MemoryResponseStore, ResponseStore, StoredResponse};
-pub use routes::{REQUEST_ID, TIMEOUT_HEADER};
+pub use routes::{CACHE_HEADER, REQUEST_ID, TIMEOUT_HEADER};
 pub use server::{ConnectionInfo, ServeOptions, Shutdown, bind, serve};
 pub use settings::{LogFormat, Settings};

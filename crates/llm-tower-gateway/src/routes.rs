@@ -38,7 +38,31 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// e.g. `2.5`); the gateway's `request_timeout` still caps it.
 pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-llm-tower-timeout");
 
+/// `x-llm-tower-cache: hit|miss|bypass`: what the response cache did, on every LLM
+/// response when the stack has a cache layer (absent otherwise).
+pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-llm-tower-cache");
+
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// Puts the client's `Cache-Control` (`no-cache`, `max-age=0`, `no-store`) into the
+/// request as a [`CacheDirective`](llm_tower_core::CacheDirective) for the cache layer.
+fn cache_directive(headers: &HeaderMap, req: &mut LlmRequest) {
+    let values = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    if let Some(d) = llm_tower_core::CacheDirective::from_cache_control(values) {
+        req.extensions.insert(d);
+    }
+}
+
+/// Sets [`CACHE_HEADER`] from what the cache did (nothing without a cache layer).
+pub(crate) fn cache_header(resp: &mut Response, status: Option<llm_tower_core::CacheStatus>) {
+    if let Some(s) = status {
+        resp.headers_mut()
+            .insert(CACHE_HEADER, HeaderValue::from_static(s.as_str()));
+    }
+}
 
 /// The gateway's router over `state`. Every response it gives carries `x-request-id`
 /// ([`RequestIdLayer`]): `/health`, `/metrics`, 404 and 405 included.
@@ -494,6 +518,7 @@ async fn llm_inner(
     let stream = req.is_stream();
     let (resp, deadline) = call_stack(state, headers, head, req).await?;
     let latency = resp.meta.latency;
+    let cache = resp.meta.cache;
     let mut out = match (resp.body, stream) {
         (ResponseBody::Stream(s), _) => {
             sse_response(SseBody::new(s, include_usage).with_deadline(deadline))
@@ -513,12 +538,15 @@ async fn llm_inner(
         },
     };
     out.extensions_mut().insert(ProviderLatency(latency));
+    cache_header(&mut out, cache);
     Ok(out)
 }
 
-/// What a client asks of the stack in headers: `x-llm-tower-hedge: off` (the request has
-/// side effects: never send it twice, see `llm_tower_layers::route::Hedge`).
+/// What a client asks of the stack in headers: `Cache-Control` (see [`cache_directive`])
+/// and `x-llm-tower-hedge: off` (the request has side effects: never send it twice, see
+/// `llm_tower_layers::route::Hedge`).
 pub(crate) fn client_options(headers: &HeaderMap, req: &mut llm_tower_core::LlmRequest) {
+    cache_directive(headers, req);
     if headers
         .get("x-llm-tower-hedge")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"))

@@ -46,6 +46,7 @@ use tower::layer::util::{Identity, Stack};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder};
 
+use crate::cache::ResponseCacheLayer;
 use crate::cost::{CostTracker, TrackCostLayer};
 use crate::rate_limit::RateLimitLayer;
 use crate::retry::RetryLayer;
@@ -66,6 +67,9 @@ pub trait ServiceBuilderExt<L>: Sized {
         self,
         counter: Arc<dyn TokenCounter>,
     ) -> ServiceBuilder<Stack<CountTokensLayer, L>>;
+
+    /// A response cache ([`ResponseCacheLayer`]).
+    fn llm_cache(self, layer: ResponseCacheLayer) -> ServiceBuilder<Stack<ResponseCacheLayer, L>>;
 
     /// Cost tracking and budgets ([`TrackCostLayer`]).
     fn track_cost(self, tracker: CostTracker) -> ServiceBuilder<Stack<TrackCostLayer, L>>;
@@ -99,6 +103,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         counter: Arc<dyn TokenCounter>,
     ) -> ServiceBuilder<Stack<CountTokensLayer, L>> {
         self.layer(CountTokensLayer::new(counter))
+    }
+
+    fn llm_cache(self, layer: ResponseCacheLayer) -> ServiceBuilder<Stack<ResponseCacheLayer, L>> {
+        self.layer(layer)
     }
 
     fn track_cost(self, tracker: CostTracker) -> ServiceBuilder<Stack<TrackCostLayer, L>> {

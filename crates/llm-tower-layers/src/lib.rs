@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod builder;
+pub mod cache;
 pub mod classify;
 pub mod cost;
 pub mod rate_limit;

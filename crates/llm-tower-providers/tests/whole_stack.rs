@@ -609,6 +609,7 @@ fn assert_one_request(
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
         cost,
+        cache_hits: 0,
     };
     assert_eq!(snap.total, expect, "total");
     assert_eq!(*totals(&snap.by_model, model), expect, "by model");

@@ -1,7 +1,9 @@
-//! Shared state for several llm-tower instances: rate-limit and budget stores on Redis.
+//! Shared state for several llm-tower instances: rate-limit, budget and response-cache
+//! stores on Redis.
 //!
 //! [`RedisRateLimitStore`] implements `llm_tower_layers::rate_limit::RateLimitStore` and
-//! [`RedisBudgetStore`] implements `llm_tower_layers::cost::BudgetStore`. Put the same
+//! [`RedisBudgetStore`] implements `llm_tower_layers::cost::BudgetStore`, and
+//! [`RedisCacheStore`] implements `llm_tower_layers::cache::CacheStore`. Put the same
 //! store configuration (URL and prefix) in every instance and they share one set of
 //! limits and budgets: together they never admit more than a limit, nor spend more than
 //! a budget.
@@ -72,6 +74,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod budget;
+mod cache;
 mod config;
 mod connection;
 mod keys;
@@ -82,6 +85,7 @@ mod testing;
 mod time;
 
 pub use budget::{MAX_REMEMBERED_COUNTERS, RedisBudgetStore};
+pub use cache::{DEFAULT_MAX_CACHE_ENTRY_BYTES, RedisCacheStore};
 pub use config::{
     DEFAULT_PREFIX, DEFAULT_RECONNECT_INTERVAL, DEFAULT_TIMEOUT, FailurePolicy, RedisConfig,
     redact_url,

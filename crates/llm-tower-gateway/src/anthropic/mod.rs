@@ -113,6 +113,7 @@ async fn messages_inner(
     };
     let (resp, deadline) = call_stack(state, headers, head, req).await?;
     let latency = resp.meta.latency;
+    let cache = resp.meta.cache;
     let mut out = match (resp.body, stream) {
         (ResponseBody::Stream(s), _) => match crate::responses::native::peek(s, deadline).await {
             crate::responses::native::Peeked::Native(s) => {
@@ -158,6 +159,7 @@ async fn messages_inner(
         }
     };
     out.extensions_mut().insert(ProviderLatency(latency));
+    crate::routes::cache_header(&mut out, cache);
     Ok(out)
 }
 

@@ -172,6 +172,7 @@ async fn create_inner(
         }
     };
     let latency = resp.meta.latency;
+    let cache = resp.meta.cache;
     let mut out = if stream {
         let chat_stream = match resp.body {
             ResponseBody::Stream(s) => match native::peek(s, deadline).await {
@@ -180,6 +181,7 @@ async fn create_inner(
                     let events = native::events(meta, s, deadline, store);
                     let mut out = event_stream(Body::from_stream(events));
                     out.extensions_mut().insert(ProviderLatency(latency));
+                    crate::routes::cache_header(&mut out, cache);
                     return Ok(out);
                 }
                 native::Peeked::Chat(s) => s,
@@ -235,6 +237,7 @@ async fn create_inner(
         json_response(StatusCode::OK, Bytes::from(body))
     };
     out.extensions_mut().insert(ProviderLatency(latency));
+    crate::routes::cache_header(&mut out, cache);
     Ok(out)
 }
 

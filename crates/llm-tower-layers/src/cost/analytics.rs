@@ -21,6 +21,9 @@ pub struct Totals {
     pub completion_tokens: u64,
     /// Spend.
     pub cost: Money,
+    /// Requests answered by the response cache (counted in `requests` too, with no
+    /// tokens and no cost: nothing was spent on them).
+    pub cache_hits: u64,
 }
 
 #[derive(Default)]
@@ -30,6 +33,7 @@ struct Cell {
     prompt: AtomicU64,
     completion: AtomicU64,
     cost: AtomicI64,
+    cache_hits: AtomicU64,
 }
 
 /// Adds `n` to a counter, stopping at `u64::MAX` instead of wrapping.
@@ -45,6 +49,9 @@ fn saturating_add_u64(a: &AtomicU64, n: u64) {
 impl Cell {
     fn add(&self, r: &Record) {
         saturating_add_u64(&self.requests, 1);
+        if r.cache_hit {
+            saturating_add_u64(&self.cache_hits, 1);
+        }
         if r.error {
             saturating_add_u64(&self.errors, 1);
         }
@@ -67,6 +74,7 @@ impl Cell {
             prompt_tokens: self.prompt.load(Ordering::Relaxed),
             completion_tokens: self.completion.load(Ordering::Relaxed),
             cost: Money::from_nanos(self.cost.load(Ordering::Relaxed)),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
         }
     }
 }
@@ -79,6 +87,7 @@ pub(crate) struct Record<'a> {
     pub completion_tokens: u64,
     pub cost: Money,
     pub error: bool,
+    pub cache_hit: bool,
 }
 
 /// A point-in-time copy of the analytics.

@@ -271,6 +271,23 @@ impl CostTracker {
         self.inner.prices.get(model).map(|p| p.cost(usage))
     }
 
+    /// Records a request that the response cache answered: one request and one cache
+    /// hit for `model` (the name the request used), `provider` (the one that answered
+    /// the stored response, when known) and the request's caller, with no tokens and no
+    /// cost. No budget is touched: a hit spends nothing.
+    pub fn record_cache_hit(&self, req: &LlmRequest, provider: Option<&str>) {
+        self.inner.analytics.record(&Record {
+            model: req.model(),
+            provider,
+            caller: req.ctx.caller.as_ref().map(CallerKey::as_str),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost: Money::ZERO,
+            error: false,
+            cache_hit: true,
+        });
+    }
+
     /// The analytics so far.
     pub fn snapshot(&self) -> AnalyticsSnapshot {
         self.inner.analytics.snapshot()
@@ -486,6 +503,7 @@ impl CostTracker {
                         completion_tokens: 0,
                         cost: Money::ZERO,
                         error: true,
+                        cache_hit: false,
                     });
                     let left = b.limit.saturating_sub(spent).saturating_sub(reserved);
                     tracing::debug!(
@@ -832,6 +850,7 @@ async fn settle_holds(
         completion_tokens: completion,
         cost: amount,
         error,
+        cache_hit: false,
     });
     if amount > Money::ZERO {
         metrics::counter!("llm_tower_cost_nano_usd_total", "gen_ai.request.model" => r.model.clone())
