@@ -4,6 +4,7 @@
 pub mod builder;
 pub mod classify;
 pub mod cost;
+pub mod provider_limits;
 pub mod rate_limit;
 pub mod retry;
 pub mod timeout;
