@@ -1,7 +1,9 @@
 //! Shared state for several llm-tower instances: rate-limit and budget stores on Redis.
 //!
-//! [`RedisRateLimitStore`] implements `llm_tower_layers::rate_limit::RateLimitStore` and
-//! [`RedisBudgetStore`] implements `llm_tower_layers::cost::BudgetStore`. Put the same
+//! [`RedisRateLimitStore`] implements `llm_tower_layers::rate_limit::RateLimitStore`,
+//! [`RedisBudgetStore`] implements `llm_tower_layers::cost::BudgetStore`, and
+//! [`RedisAdaptiveStore`] implements `llm_tower_layers::provider_limits::AdaptiveLimitStore`
+//! (targets blocked until their provider's reset). Put the same
 //! store configuration (URL and prefix) in every instance and they share one set of
 //! limits and budgets: together they never admit more than a limit, nor spend more than
 //! a budget.
@@ -71,6 +73,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod adaptive;
 mod budget;
 mod config;
 mod connection;
@@ -81,6 +84,7 @@ mod scripts;
 mod testing;
 mod time;
 
+pub use adaptive::RedisAdaptiveStore;
 pub use budget::{MAX_REMEMBERED_COUNTERS, RedisBudgetStore};
 pub use config::{
     DEFAULT_PREFIX, DEFAULT_RECONNECT_INTERVAL, DEFAULT_TIMEOUT, FailurePolicy, RedisConfig,
