@@ -437,3 +437,59 @@ fn waits_rejections_and_blocks_are_measured() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_cold_target_is_probed_with_one_request_before_the_burst_goes() {
+    let (clock, layer) = manual();
+    let (svc, mut handle) = stack(layer.mode(AdaptiveMode::Wait {
+        max_wait: Duration::from_secs(10),
+    }));
+    handle.allow(10);
+    let burst: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(svc.clone().oneshot(req())))
+        .collect();
+    let (_, probe) = handle.next_request().await.unwrap();
+    settle().await;
+    assert!(
+        handle.poll_request().is_pending(),
+        "the others wait for the first answer"
+    );
+    // The answer: 2 left in this window.
+    probe.send_response(answer(Some(limits(3, 2, Duration::from_secs(1)))));
+    settle().await;
+    for _ in 0..2 {
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(answer(None));
+    }
+    settle().await;
+    assert!(
+        handle.poll_request().is_pending(),
+        "the fourth waits for the reset"
+    );
+    clock.advance(Duration::from_secs(1));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(answer(None));
+    for r in burst {
+        r.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_slow_probe_lets_the_others_go_after_max_wait_instead_of_failing_them() {
+    let (clock, layer) = manual();
+    let (svc, mut handle) = stack(layer.mode(AdaptiveMode::Wait {
+        max_wait: Duration::from_secs(2),
+    }));
+    handle.allow(10);
+    let first = tokio::spawn(svc.clone().oneshot(req()));
+    let (_, slow) = handle.next_request().await.unwrap();
+    let second = tokio::spawn(svc.clone().oneshot(req()));
+    settle().await;
+    assert!(handle.poll_request().is_pending());
+    clock.advance(Duration::from_secs(2));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(answer(None));
+    second.await.unwrap().unwrap();
+    slow.send_response(answer(None));
+    first.await.unwrap().unwrap();
+}

@@ -17,9 +17,12 @@
 //!   retry-after, blocks the target until then in the [`AdaptiveLimitStore`], where other
 //!   instances sharing the store see it too.
 //!
-//! A target the layer has not heard from yet is not held back: the first answer teaches it
-//! the limits. A reset is taken as "full again" (the providers' own meaning); waiting
-//! until the whole reset is conservative for providers that refill gradually.
+//! A target the layer has never heard from is probed: in `Wait` mode one request goes and
+//! the others wait for its answer, which teaches the layer the limits (a burst at a cold
+//! start cannot overrun a window it does not know yet). If that first answer takes longer
+//! than `max_wait`, the others go anyway. `Reject` mode does not probe. A reset is taken as
+//! "full again" (the providers' own meaning); waiting until the whole reset is
+//! conservative for providers that refill gradually.
 //!
 //! ```
 //! use std::time::Duration;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, Either, select};
 use llm_tower_core::{
@@ -114,7 +114,7 @@ impl InFlight {
         self.armed = false;
         self.state
             .lock()
-            .finish(self.clock.now(), &self.weights, limits);
+            .finish(self.clock.now(), &self.weights, true, limits);
         self.state.answered.notify_waiters();
     }
 }
@@ -124,7 +124,7 @@ impl Drop for InFlight {
         if self.armed {
             self.state
                 .lock()
-                .finish(self.clock.now(), &self.weights, None);
+                .finish(self.clock.now(), &self.weights, false, None);
             self.state.answered.notify_waiters();
         }
     }
@@ -147,6 +147,8 @@ async fn admit(
     let latest = start.checked_add(max_wait);
     let deadline = req.ctx.deadline;
     let mut waited = false;
+    // Probing a target never heard from is given up once the wait would end.
+    let mut probe = shared.mode != AdaptiveMode::Reject;
     loop {
         let now = clock.now();
         let blocked = shared.store.blocked_for(key).await?;
@@ -155,7 +157,7 @@ async fn admit(
         let answered = state.answered.notified();
         let verdict = match blocked.and_then(|d| now.checked_add(d)) {
             Some(until) => Verdict::WaitUntil(until),
-            None => state.lock().acquire(now, w),
+            None => state.lock().acquire(now, w, probe),
         };
         match verdict {
             Verdict::Admit => {
@@ -189,7 +191,8 @@ async fn admit(
                 waited = true;
                 clock.sleep_until(until).await;
             }
-            Verdict::WaitForAnswer => {
+            Verdict::WaitForAnswer | Verdict::Probe => {
+                let probing = verdict == Verdict::Probe;
                 let give_up = match (latest, deadline) {
                     (Some(l), Some(d)) => Some(l.min(d)),
                     (l, d) => l.or(d),
@@ -197,24 +200,34 @@ async fn admit(
                 if shared.mode == AdaptiveMode::Reject {
                     return Err(refusal(req, key, None, "reject_mode"));
                 }
+                let out_of_time = |at: Instant| {
+                    if deadline.is_some_and(|d| d <= at) {
+                        "deadline"
+                    } else {
+                        "max_wait"
+                    }
+                };
                 if give_up.is_some_and(|g| g <= now) {
-                    return Err(refusal(req, key, None, "max_wait"));
+                    let why = out_of_time(now);
+                    if probing && why == "max_wait" {
+                        probe = false;
+                        continue;
+                    }
+                    return Err(refusal(req, key, None, why));
                 }
                 waited = true;
                 let sleep = match give_up {
                     Some(g) => clock.sleep_until(g),
                     None => Box::pin(std::future::pending()),
                 };
-                match select(Box::pin(answered), sleep).await {
-                    Either::Left(_) => {}
-                    Either::Right(_) => {
-                        let why = if deadline.is_some_and(|d| Some(d) == give_up) {
-                            "deadline"
-                        } else {
-                            "max_wait"
-                        };
-                        return Err(refusal(req, key, None, why));
+                if let Either::Right(_) = select(Box::pin(answered), sleep).await {
+                    let why = out_of_time(clock.now());
+                    if probing && why == "max_wait" {
+                        // The first answer is slow: send anyway rather than fail.
+                        probe = false;
+                        continue;
                     }
+                    return Err(refusal(req, key, None, why));
                 }
             }
         }

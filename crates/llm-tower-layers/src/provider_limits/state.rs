@@ -58,6 +58,9 @@ pub(crate) enum Verdict {
     /// Nothing is left and when it comes back is unknown: the next answer of the
     /// provider to a request in flight will tell.
     WaitForAnswer,
+    /// Nothing is known about the target yet and a request is on its way to find out:
+    /// wait for its answer (and send anyway if it takes too long).
+    Probe,
 }
 
 /// The state of one (provider, key, model).
@@ -65,11 +68,18 @@ pub(crate) enum Verdict {
 pub(crate) struct Entry {
     windows: [Option<Window>; DIMS],
     in_flight: Weights,
+    /// The provider has answered at least once (with or without limits).
+    learned: bool,
 }
 
 impl Entry {
     /// Decides for a request of `weights` at `now`, taking its weight when admitted.
-    pub(crate) fn acquire(&mut self, now: Instant, weights: &Weights) -> Verdict {
+    /// With `probe`, while the target has never answered, only one request at a time
+    /// goes (the others wait to learn its limits).
+    pub(crate) fn acquire(&mut self, now: Instant, weights: &Weights, probe: bool) -> Verdict {
+        if probe && !self.learned && self.in_flight[0] > 0 {
+            return Verdict::Probe;
+        }
         let mut until: Option<Instant> = None;
         let mut for_answer = false;
         for (d, slot) in self.windows.iter_mut().enumerate() {
@@ -118,16 +128,19 @@ impl Entry {
         Verdict::Admit
     }
 
-    /// Records the end of an admitted request and what the provider reported with it.
+    /// Records the end of an admitted request: `answered` when the provider answered
+    /// (not when the request was dropped), with what it reported.
     pub(crate) fn finish(
         &mut self,
         now: Instant,
         weights: &Weights,
+        answered: bool,
         limits: Option<&ProviderLimits>,
     ) {
         for (f, w) in self.in_flight.iter_mut().zip(weights) {
             *f = f.saturating_sub(*w);
         }
+        self.learned |= answered;
         let Some(limits) = limits else { return };
         for (d, state) in dims(limits).into_iter().enumerate() {
             let Some(state) = state else { continue };
@@ -177,7 +190,7 @@ mod tests {
         let mut e = Entry::default();
         let now = Instant::now();
         for _ in 0..100 {
-            assert_eq!(e.acquire(now, &ONE), Verdict::Admit);
+            assert_eq!(e.acquire(now, &ONE, false), Verdict::Admit);
         }
     }
 
@@ -185,15 +198,20 @@ mod tests {
     fn counts_down_between_reports_and_waits_for_the_reset() {
         let mut e = Entry::default();
         let t0 = Instant::now();
-        assert_eq!(e.acquire(t0, &ONE), Verdict::Admit);
-        e.finish(t0, &ONE, Some(&report(5, 3, Some(Duration::from_secs(2)))));
-        assert_eq!(e.acquire(t0, &ONE), Verdict::Admit);
-        assert_eq!(e.acquire(t0, &ONE), Verdict::Admit);
-        assert_eq!(e.acquire(t0, &ONE), Verdict::Admit);
+        assert_eq!(e.acquire(t0, &ONE, false), Verdict::Admit);
+        e.finish(
+            t0,
+            &ONE,
+            true,
+            Some(&report(5, 3, Some(Duration::from_secs(2)))),
+        );
+        assert_eq!(e.acquire(t0, &ONE, false), Verdict::Admit);
+        assert_eq!(e.acquire(t0, &ONE, false), Verdict::Admit);
+        assert_eq!(e.acquire(t0, &ONE, false), Verdict::Admit);
         let reset = t0 + Duration::from_secs(2);
-        assert_eq!(e.acquire(t0, &ONE), Verdict::WaitUntil(reset));
+        assert_eq!(e.acquire(t0, &ONE, false), Verdict::WaitUntil(reset));
         // At the reset the window is full again, with an unknown next reset.
-        assert_eq!(e.acquire(reset, &ONE), Verdict::Admit);
+        assert_eq!(e.acquire(reset, &ONE, false), Verdict::Admit);
         assert_eq!(e.remaining(0), Some(4));
     }
 
@@ -202,9 +220,9 @@ mod tests {
         let mut e = Entry::default();
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert_eq!(e.acquire(t0, &ONE), Verdict::Admit);
+            assert_eq!(e.acquire(t0, &ONE, false), Verdict::Admit);
         }
-        e.finish(t0, &ONE, Some(&report(10, 5, None)));
+        e.finish(t0, &ONE, true, Some(&report(10, 5, None)));
         assert_eq!(e.remaining(0), Some(3), "two requests are still in flight");
     }
 
@@ -212,13 +230,13 @@ mod tests {
     fn exhausted_without_a_reset_waits_for_an_answer_only_while_one_can_come() {
         let mut e = Entry::default();
         let t0 = Instant::now();
-        e.acquire(t0, &ONE);
-        e.finish(t0, &ONE, Some(&report(10, 1, None)));
-        assert_eq!(e.acquire(t0, &ONE), Verdict::Admit);
-        assert_eq!(e.acquire(t0, &ONE), Verdict::WaitForAnswer);
-        e.finish(t0, &ONE, None);
+        e.acquire(t0, &ONE, false);
+        e.finish(t0, &ONE, true, Some(&report(10, 1, None)));
+        assert_eq!(e.acquire(t0, &ONE, false), Verdict::Admit);
+        assert_eq!(e.acquire(t0, &ONE, false), Verdict::WaitForAnswer);
+        e.finish(t0, &ONE, true, None);
         // Nothing in flight: one request goes to find out.
-        assert_eq!(e.acquire(t0, &ONE), Verdict::Admit);
+        assert_eq!(e.acquire(t0, &ONE, false), Verdict::Admit);
     }
 
     #[test]
@@ -233,15 +251,30 @@ mod tests {
             }),
             ..Default::default()
         };
-        e.acquire(t0, &ONE);
-        e.finish(t0, &ONE, Some(&limits));
-        assert_eq!(e.acquire(t0, &[1, 400, 1, 1]), Verdict::Admit);
+        e.acquire(t0, &ONE, false);
+        e.finish(t0, &ONE, true, Some(&limits));
+        assert_eq!(e.acquire(t0, &[1, 400, 1, 1], false), Verdict::Admit);
         assert_eq!(
-            e.acquire(t0, &[1, 400, 1, 1]),
+            e.acquire(t0, &[1, 400, 1, 1], false),
             Verdict::WaitUntil(t0 + Duration::from_secs(6))
         );
         // Heavier than the whole limit: never ours to hold.
-        assert_eq!(e.acquire(t0, &[1, 20_000, 1, 1]), Verdict::Admit);
+        assert_eq!(e.acquire(t0, &[1, 20_000, 1, 1], false), Verdict::Admit);
+    }
+
+    #[test]
+    fn a_target_never_heard_from_is_probed_one_request_at_a_time() {
+        let mut e = Entry::default();
+        let t0 = Instant::now();
+        assert_eq!(e.acquire(t0, &ONE, true), Verdict::Admit);
+        assert_eq!(e.acquire(t0, &ONE, true), Verdict::Probe);
+        // A dropped probe teaches nothing: the next one goes.
+        e.finish(t0, &ONE, false, None);
+        assert_eq!(e.acquire(t0, &ONE, true), Verdict::Admit);
+        // An answer, even without limits, ends the probing.
+        e.finish(t0, &ONE, true, None);
+        assert_eq!(e.acquire(t0, &ONE, true), Verdict::Admit);
+        assert_eq!(e.acquire(t0, &ONE, true), Verdict::Admit);
     }
 
     #[test]
