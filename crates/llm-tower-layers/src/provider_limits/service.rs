@@ -112,21 +112,36 @@ struct InFlight {
 impl InFlight {
     fn finish(mut self, limits: Option<&ProviderLimits>) {
         self.armed = false;
-        self.state
+        let wake = self
+            .state
             .lock()
             .finish(self.clock.now(), &self.weights, true, limits);
-        self.state.answered.notify_waiters();
+        if wake {
+            self.state.answered.notify_waiters();
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         if self.armed {
-            self.state
+            let wake = self
+                .state
                 .lock()
                 .finish(self.clock.now(), &self.weights, false, None);
-            self.state.answered.notify_waiters();
+            if wake {
+                self.state.answered.notify_waiters();
+            }
         }
+    }
+}
+
+/// A request waiting for an answer; done waiting when dropped.
+struct Waiting<'a>(&'a KeyState);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().stop_waiting();
     }
 }
 
@@ -151,7 +166,10 @@ async fn admit(
     let mut probe = shared.mode != AdaptiveMode::Reject;
     loop {
         let now = clock.now();
-        let blocked = shared.store.blocked_for(key).await?;
+        let blocked = match shared.store.blocked_for_sync(key) {
+            Some(b) => b,
+            None => shared.store.blocked_for(key).await?,
+        };
         // Registered before the state is read, so an answer arriving in between is not
         // missed.
         let answered = state.answered.notified();
@@ -192,6 +210,7 @@ async fn admit(
                 clock.sleep_until(until).await;
             }
             Verdict::WaitForAnswer | Verdict::Probe => {
+                let _waiting = Waiting(state);
                 let probing = verdict == Verdict::Probe;
                 let give_up = match (latest, deadline) {
                     (Some(l), Some(d)) => Some(l.min(d)),

@@ -70,6 +70,9 @@ pub(crate) struct Entry {
     in_flight: Weights,
     /// The provider has answered at least once (with or without limits).
     learned: bool,
+    /// Requests waiting for an answer (told by [`Verdict::WaitForAnswer`] or
+    /// [`Verdict::Probe`] and not yet done waiting).
+    waiting: u32,
 }
 
 impl Entry {
@@ -78,6 +81,7 @@ impl Entry {
     /// goes (the others wait to learn its limits).
     pub(crate) fn acquire(&mut self, now: Instant, weights: &Weights, probe: bool) -> Verdict {
         if probe && !self.learned && self.in_flight[0] > 0 {
+            self.waiting = self.waiting.saturating_add(1);
             return Verdict::Probe;
         }
         let mut until: Option<Instant> = None;
@@ -115,6 +119,7 @@ impl Entry {
             return Verdict::WaitUntil(t);
         }
         if for_answer {
+            self.waiting = self.waiting.saturating_add(1);
             return Verdict::WaitForAnswer;
         }
         for (d, slot) in self.windows.iter_mut().enumerate() {
@@ -128,20 +133,27 @@ impl Entry {
         Verdict::Admit
     }
 
+    /// A request told to wait for an answer is done waiting.
+    pub(crate) fn stop_waiting(&mut self) {
+        self.waiting = self.waiting.saturating_sub(1);
+    }
+
     /// Records the end of an admitted request: `answered` when the provider answered
-    /// (not when the request was dropped), with what it reported.
+    /// (not when the request was dropped), with what it reported. Returns whether
+    /// requests wait for this news.
     pub(crate) fn finish(
         &mut self,
         now: Instant,
         weights: &Weights,
         answered: bool,
         limits: Option<&ProviderLimits>,
-    ) {
+    ) -> bool {
         for (f, w) in self.in_flight.iter_mut().zip(weights) {
             *f = f.saturating_sub(*w);
         }
         self.learned |= answered;
-        let Some(limits) = limits else { return };
+        let wake = self.waiting > 0;
+        let Some(limits) = limits else { return wake };
         for (d, state) in dims(limits).into_iter().enumerate() {
             let Some(state) = state else { continue };
             let Some(remaining) = state.remaining else {
@@ -153,6 +165,7 @@ impl Entry {
                 reset_at: state.reset.and_then(|r| now.checked_add(r)),
             });
         }
+        wake
     }
 
     /// What this instance believes is left in `dim`, for tests and debugging.

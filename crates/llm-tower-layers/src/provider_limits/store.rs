@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -30,6 +31,14 @@ pub trait AdaptiveLimitStore: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// `Store` when the state cannot be written.
     fn block<'a>(&'a self, key: &'a str, duration: Duration) -> StoreFuture<'a, ()>;
+
+    /// [`blocked_for`](Self::blocked_for) without a future, for stores that answer
+    /// without I/O (memory): `Some(answer)`, or `None` to call `blocked_for`. The default
+    /// is `None`.
+    fn blocked_for_sync(&self, key: &str) -> Option<Option<Duration>> {
+        let _ = key;
+        None
+    }
 }
 
 impl<T: AdaptiveLimitStore + ?Sized> AdaptiveLimitStore for Arc<T> {
@@ -40,6 +49,10 @@ impl<T: AdaptiveLimitStore + ?Sized> AdaptiveLimitStore for Arc<T> {
     fn block<'a>(&'a self, key: &'a str, duration: Duration) -> StoreFuture<'a, ()> {
         (**self).block(key, duration)
     }
+
+    fn blocked_for_sync(&self, key: &str) -> Option<Option<Duration>> {
+        (**self).blocked_for_sync(key)
+    }
 }
 
 /// Blocks kept in this process, timed by a [`Clock`](llm_tower_core::Clock).
@@ -49,6 +62,11 @@ impl<T: AdaptiveLimitStore + ?Sized> AdaptiveLimitStore for Arc<T> {
 pub struct MemoryAdaptiveStore {
     clock: SharedClock,
     blocks: DashMap<Box<str>, Instant>,
+    /// When the clock started, for `horizon`.
+    base: Instant,
+    /// Nanoseconds after `base` at which the latest block ends: before it no map look-up
+    /// is needed (the common case, no target blocked).
+    horizon: AtomicU64,
 }
 
 impl MemoryAdaptiveStore {
@@ -60,15 +78,21 @@ impl MemoryAdaptiveStore {
     /// A store on `clock`.
     pub fn with_clock(clock: SharedClock) -> Self {
         MemoryAdaptiveStore {
+            base: clock.now(),
             clock,
             blocks: DashMap::new(),
+            horizon: AtomicU64::new(0),
         }
     }
 
     /// [`AdaptiveLimitStore::blocked_for`] without the future.
     pub fn blocked_for_now(&self, key: &str) -> Option<Duration> {
+        let now = self.clock.now();
+        if self.nanos(now) >= self.horizon.load(Ordering::Acquire) {
+            return None;
+        }
         let until = *self.blocks.get(key)?;
-        let left = until.saturating_duration_since(self.clock.now());
+        let left = until.saturating_duration_since(now);
         (!left.is_zero()).then_some(left)
     }
 
@@ -86,6 +110,12 @@ impl MemoryAdaptiveStore {
             .entry(key.into())
             .and_modify(|t| *t = (*t).max(until))
             .or_insert(until);
+        self.horizon
+            .fetch_max(self.nanos(until).saturating_add(1), Ordering::AcqRel);
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -111,6 +141,10 @@ impl AdaptiveLimitStore for MemoryAdaptiveStore {
     fn block<'a>(&'a self, key: &'a str, duration: Duration) -> StoreFuture<'a, ()> {
         self.block_now(key, duration);
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn blocked_for_sync(&self, key: &str) -> Option<Option<Duration>> {
+        Some(self.blocked_for_now(key))
     }
 }
 
