@@ -46,11 +46,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let resp = answer();
-    let inner = service_fn(move |_r: LlmRequest| {
-        let r = resp.clone();
-        async move { Ok::<_, Error>(r) }
-    });
+    let inner = service_fn(|_r: LlmRequest| async { Ok::<_, Error>(answer()) });
     let layered = AdaptiveLimitLayer::new()
         .key("openai/gpt-4o-mini")
         .layer(inner.clone());

@@ -79,10 +79,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The key of `req` and its state; `None` when the request is not tracked.
-    pub(crate) fn key_state(&self, req: &LlmRequest) -> Option<(Arc<str>, Arc<KeyState>)> {
-        let key: Cow<'_, str> = match &self.key {
-            KeySource::Fixed(k, s) => return Some((k.clone(), s.clone())),
+    /// The key of `req` and its state; `None` when the request is not tracked. A fixed
+    /// key is borrowed (no allocation, no reference count on the hot path).
+    pub(crate) fn key_state(
+        &self,
+        req: &LlmRequest,
+    ) -> Option<(Cow<'_, str>, Cow<'_, Arc<KeyState>>)> {
+        let key: String = match &self.key {
+            KeySource::Fixed(k, s) => return Some((Cow::Borrowed(k), Cow::Borrowed(s))),
             KeySource::ProviderModel => match req.ctx.provider.as_deref() {
                 Some(p)
                     if !req
@@ -90,17 +94,17 @@ impl Shared {
                         .strip_prefix(p)
                         .is_some_and(|rest| rest.starts_with('/')) =>
                 {
-                    Cow::Owned(format!("{p}/{}", req.model()))
+                    format!("{p}/{}", req.model())
                 }
-                _ => Cow::Borrowed(req.model()),
+                _ => req.model().to_owned(),
             },
-            KeySource::Custom(k) => k.extract(req)?,
+            KeySource::Custom(k) => k.extract(req)?.into_owned(),
         };
-        let state = match self.keys.get(key.as_ref()) {
+        let state = match self.keys.get(key.as_str()) {
             Some(s) => s.clone(),
-            None => self.keys.entry(key.as_ref().into()).or_default().clone(),
+            None => self.keys.entry(key.as_str().into()).or_default().clone(),
         };
-        Some((Arc::from(key.as_ref()), state))
+        Some((Cow::Owned(key), Cow::Owned(state)))
     }
 }
 

@@ -6,9 +6,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, Either, select};
-use llm_tower_core::{
-    Error, ErrorKind, LimitOrigin, LlmRequest, LlmResponse, ProviderLimits, SharedClock,
-};
+use llm_tower_core::{Error, ErrorKind, LimitOrigin, LlmRequest, LlmResponse, ProviderLimits};
 use tower::Service;
 
 use super::REFUSAL_CODE;
@@ -92,7 +90,7 @@ where
                 Ok(r) => r.meta.provider_limits.as_ref(),
                 Err(e) => e.limits(),
             };
-            in_flight.finish(limits);
+            in_flight.finish(shared.clock.now(), limits);
             if let Some((block, cause)) = block_for(&result) {
                 learn_block(&shared, &key, block, cause).await;
             }
@@ -102,33 +100,32 @@ where
 }
 
 /// An admitted request: its weight is in flight until it ends (or is dropped).
-struct InFlight {
-    state: Arc<KeyState>,
+struct InFlight<'a> {
+    state: &'a KeyState,
     weights: Weights,
-    clock: SharedClock,
+    /// When it was admitted (a dropped request reports no limits, so no later time is
+    /// needed).
+    admitted: Instant,
     armed: bool,
 }
 
-impl InFlight {
-    fn finish(mut self, limits: Option<&ProviderLimits>) {
+impl InFlight<'_> {
+    fn finish(mut self, now: Instant, limits: Option<&ProviderLimits>) {
         self.armed = false;
-        let wake = self
-            .state
-            .lock()
-            .finish(self.clock.now(), &self.weights, true, limits);
+        let wake = self.state.lock().finish(now, &self.weights, true, limits);
         if wake {
             self.state.answered.notify_waiters();
         }
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if self.armed {
             let wake = self
                 .state
                 .lock()
-                .finish(self.clock.now(), &self.weights, false, None);
+                .finish(self.admitted, &self.weights, false, None);
             if wake {
                 self.state.answered.notify_waiters();
             }
@@ -146,15 +143,16 @@ impl Drop for Waiting<'_> {
 }
 
 /// Waits (or refuses) until the request may go, and takes its weight.
-async fn admit(
+async fn admit<'a>(
     shared: &Shared,
-    key: &Arc<str>,
-    state: &Arc<KeyState>,
+    key: &str,
+    state: &'a KeyState,
     req: &LlmRequest,
     w: &Weights,
-) -> Result<InFlight, Error> {
+) -> Result<InFlight<'a>, Error> {
     let clock = &shared.clock;
     let start = clock.now();
+    let mut first = true;
     let max_wait = match shared.mode {
         AdaptiveMode::Reject => Duration::ZERO,
         AdaptiveMode::Wait { max_wait } => max_wait,
@@ -165,7 +163,8 @@ async fn admit(
     // Probing a target never heard from is given up once the wait would end.
     let mut probe = shared.mode != AdaptiveMode::Reject;
     loop {
-        let now = clock.now();
+        let now = if first { start } else { clock.now() };
+        first = false;
         let blocked = match shared.store.blocked_for_sync(key) {
             Some(b) => b,
             None => shared.store.blocked_for(key).await?,
@@ -186,9 +185,9 @@ async fn admit(
                     tracing::debug!(target_key = %key, wait_ms = wait.as_secs_f64() * 1e3, "provider limit: waited for the reset");
                 }
                 return Ok(InFlight {
-                    state: state.clone(),
+                    state,
                     weights: *w,
-                    clock: clock.clone(),
+                    admitted: now,
                     armed: true,
                 });
             }

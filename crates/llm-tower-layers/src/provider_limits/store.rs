@@ -87,8 +87,13 @@ impl MemoryAdaptiveStore {
 
     /// [`AdaptiveLimitStore::blocked_for`] without the future.
     pub fn blocked_for_now(&self, key: &str) -> Option<Duration> {
+        let horizon = self.horizon.load(Ordering::Acquire);
+        if horizon == 0 {
+            // No block ever: not even the clock is read.
+            return None;
+        }
         let now = self.clock.now();
-        if self.nanos(now) >= self.horizon.load(Ordering::Acquire) {
+        if self.nanos(now) >= horizon {
             return None;
         }
         let until = *self.blocks.get(key)?;
