@@ -1121,7 +1121,7 @@ fn adaptive_limits(
             Some(RawAdaptiveMode::Reject) => {
                 if o.max_wait.is_some() {
                     p.push(
-                        &join(path, "max_wait"),
+                        join(path, "max_wait"),
                         "only for mode \"wait\" (reject never waits)",
                     );
                 }

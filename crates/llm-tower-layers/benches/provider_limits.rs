@@ -49,12 +49,12 @@ fn bench(c: &mut Criterion) {
     let inner = service_fn(|_r: LlmRequest| async { Ok::<_, Error>(answer()) });
     let layered = AdaptiveLimitLayer::new()
         .key("openai/gpt-4o-mini")
-        .layer(inner.clone());
+        .layer(inner);
     let req = LlmRequest::chat(ChatRequest::new("gpt-4o-mini", vec![Message::user("hi")]));
 
     let mut g = c.benchmark_group("provider_limits");
     g.bench_function("bare", |b| {
-        b.iter(|| black_box(rt.block_on(inner.clone().oneshot(req.clone())).unwrap()));
+        b.iter(|| black_box(rt.block_on(inner.oneshot(req.clone())).unwrap()));
     });
     g.bench_function("adaptive", |b| {
         b.iter(|| black_box(rt.block_on(layered.clone().oneshot(req.clone())).unwrap()));
