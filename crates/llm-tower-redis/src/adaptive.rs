@@ -27,6 +27,9 @@ const MAX_BLOCK_MS: u128 = 86_400_000;
 /// block; reading is one that returns the milliseconds left (`PTTL`). Resolution: 1 ms,
 /// rounded up when writing.
 ///
+/// Cost: the layer reads the block once per request to a target (one round trip, like a
+/// Redis rate-limit decision) and writes only when a provider reports a block.
+///
 /// # Errors
 /// `Store` when Redis fails and the policy is [`FailurePolicy::FailClosed`];
 /// under [`FailurePolicy::FailOpenLocal`] blocks live in this instance's memory until
