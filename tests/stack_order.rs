@@ -1,7 +1,7 @@
 //! Pins the layer order of the crate docs (trace outermost, timeout innermost):
 //!
 //! trace -> count_tokens -> track_cost -> rate_limit (caller, Reject) -> retry
-//!       -> rate_limit (provider, Wait) -> timeout -> provider
+//!       -> adaptive_limits -> rate_limit (provider, Wait) -> timeout -> provider
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -238,5 +238,47 @@ async fn timeout_is_innermost_it_bounds_each_attempt_and_retry_recovers() {
     assert!(
         waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
         "the stalled attempt was cut at the 30 s per-attempt timeout: {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_limits_wait_inside_retry_but_outside_the_attempts_timeout() {
+    // The provider's first answer says nothing is left for 3 s. The next request waits
+    // those 3 s in the adaptive layer, then its attempt gets the full 1 s timeout and
+    // succeeds at once: a wait is neither an attempt nor part of one's timeout.
+    let calls = Arc::new(Mutex::new(0u32));
+    let provider = {
+        let calls = calls.clone();
+        service_fn(move |req: LlmRequest| {
+            let calls = calls.clone();
+            async move {
+                *calls.lock().unwrap() += 1;
+                let mut resp = MockProvider::builder().build().oneshot(req).await?;
+                resp.meta.provider_limits = Some(llm_tower::ProviderLimits {
+                    requests: Some(llm_tower::LimitState {
+                        limit: Some(10),
+                        remaining: Some(0),
+                        reset: Some(Duration::from_secs(3)),
+                    }),
+                    ..Default::default()
+                });
+                Ok::<_, Error>(resp)
+            }
+        })
+    };
+    let svc = ServiceBuilder::new()
+        .llm_retry(RetryLayer::new().seed(9))
+        .adaptive_limits(AdaptiveLimitLayer::new().key("mock/gpt-4o-mini"))
+        .llm_timeout(Duration::from_secs(1))
+        .service(provider);
+    svc.clone().oneshot(req("a")).await.unwrap();
+    let start = tokio::time::Instant::now();
+    let resp = svc.oneshot(req("a")).await.unwrap();
+    assert_eq!(resp.meta.attempts, 1, "the wait was not an attempt");
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+    assert_eq!(
+        *calls.lock().unwrap(),
+        2,
+        "nothing was sent during the reset"
     );
 }

@@ -18,6 +18,9 @@ use llm_tower_layers::cost::{
     AlertSink, Budget, BudgetAction, BudgetAlert, BudgetScope, BudgetStore, CostTracker,
     ModelPrice, PriceTable, TrackCostLayer,
 };
+use llm_tower_layers::provider_limits::{
+    AdaptiveLimitLayer, AdaptiveLimitStore, AdaptiveMode, MemoryAdaptiveStore,
+};
 use llm_tower_layers::rate_limit::{
     Algorithm, KeyBy, KeyExtractor, Mode, RateLimitLayer, RateLimitStore, Unit,
 };
@@ -39,7 +42,9 @@ use llm_tower_providers::{
     OpenAiCompatible, OpenAiCompatibleConfig, OpenAiConfig, Vertex, VertexAuth, VertexConfig,
 };
 #[cfg(feature = "redis")]
-use llm_tower_redis::{RedisBudgetStore, RedisCacheStore, RedisConnection, RedisRateLimitStore};
+use llm_tower_redis::{
+    RedisAdaptiveStore, RedisBudgetStore, RedisCacheStore, RedisConnection, RedisRateLimitStore,
+};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast;
 use tower::Layer;
@@ -333,7 +338,7 @@ impl BuiltStack {
 /// trace -> count_tokens -> resolve -> cache (when configured)
 ///       -> rate_limit (scope caller, config order)
 ///       -> rate_limit (per gateway key) -> router
-///       -> per provider/model: circuit -> track_cost -> retry
+///       -> per provider/model: circuit -> track_cost -> retry -> adaptive_limits
 ///            -> rate_limit (scope provider) -> timeout -> provider
 /// ```
 ///
@@ -402,11 +407,16 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
     type Stores = (
         Option<Arc<dyn RateLimitStore>>,
         Option<Arc<dyn BudgetStore>>,
+        Arc<dyn AdaptiveLimitStore>,
     );
     #[cfg(feature = "redis")]
     let mut redis_conn: Option<RedisConnection> = None;
-    let (rl_store, budget_store): Stores = match &v.store {
-        StoreSpec::Memory => (None, None),
+    let (rl_store, budget_store, adaptive_store): Stores = match &v.store {
+        StoreSpec::Memory => (
+            None,
+            None,
+            Arc::new(MemoryAdaptiveStore::with_clock(clock.clone())),
+        ),
         #[cfg(feature = "redis")]
         StoreSpec::Redis(spec) => {
             let conn = RedisConnection::new(&spec.config)?;
@@ -417,8 +427,9 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
                 budgets = budgets.counter_retention(retention);
             }
             (
-                Some(Arc::new(RedisRateLimitStore::with_connection(conn))),
+                Some(Arc::new(RedisRateLimitStore::with_connection(conn.clone()))),
                 Some(Arc::new(budgets)),
+                Arc::new(RedisAdaptiveStore::with_connection(conn)),
             )
         }
     };
@@ -561,6 +572,29 @@ pub fn build_blocking_with(config: &Config, options: BuildOptions) -> Result<Bui
                         describe_limit(&l.spec)
                     ));
                 }
+            }
+            // Adaptive provider limits: inside retry, so every attempt's answer (a 429
+            // included) updates them and a wait is not an attempt (no retry budget spent,
+            // and its refusal is not retried: the router falls back instead); outside the
+            // timeout, so a wait does not eat the attempt's time; outside our own
+            // provider-scope limits, so a request held back takes no local slot.
+            if let Some(mode) = spec.adaptive {
+                svc = BoxCloneSyncService::new(
+                    AdaptiveLimitLayer::new()
+                        .key(target.id.as_str())
+                        .mode(mode)
+                        .clock(clock.clone())
+                        .store(adaptive_store.clone())
+                        .layer(svc),
+                );
+                desc.push(format!(
+                    "adaptive_limits[{}]",
+                    match mode {
+                        AdaptiveMode::Wait { max_wait } =>
+                            format!("wait<={}", format_duration(max_wait)),
+                        AdaptiveMode::Reject => "reject".to_owned(),
+                    }
+                ));
             }
             let r = &v.retry;
             let retry = RetryLayer::new()

@@ -217,9 +217,49 @@ pub struct RawProvider {
     /// mock: whether responses carry usage (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_usage: Option<bool>,
+    /// openai, azure, anthropic, openai_compatible, bedrock: adaptive provider limits,
+    /// driven by the rate-limit headers of the provider's own answers. `false` turns them
+    /// off, `true` or `{"mode": "wait" | "reject", "max_wait": "30s"}` on. Default: on
+    /// (`wait`, 30 s at most) for openai, azure and anthropic; off for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive_limits: Option<RawAdaptiveLimits>,
     /// The models this provider serves, by the name the provider knows them by.
     #[serde(default)]
     pub models: IndexMap<String, RawModel>,
+}
+
+/// A provider's `adaptive_limits`: on or off, or its options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawAdaptiveLimits {
+    /// `true` (the defaults) or `false` (off).
+    Enabled(bool),
+    /// On, with options.
+    Options(RawAdaptiveOptions),
+}
+
+/// Options of `adaptive_limits`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdaptiveOptions {
+    /// `wait` (default): hold a request until the provider's reset; `reject`: fail it at
+    /// once (retryable, so a route falls back to its next target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RawAdaptiveMode>,
+    /// wait: the longest wait (default `30s`); a reset further away, or past the request's
+    /// deadline, fails at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait: Option<String>,
+}
+
+/// `adaptive_limits.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAdaptiveMode {
+    /// Wait for the provider's reset.
+    Wait,
+    /// Fail at once.
+    Reject,
 }
 
 /// The Azure OpenAI URL scheme.

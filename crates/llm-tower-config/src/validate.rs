@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use llm_tower_core::{Money, Price};
 use llm_tower_layers::cost::{Budget, BudgetAction, BudgetScope, ModelPrice, Period, Threshold};
+use llm_tower_layers::provider_limits::{AdaptiveMode, DEFAULT_MAX_WAIT};
 use llm_tower_layers::rate_limit::{Algorithm, KeyBy, Mode, Unit};
 use llm_tower_layers::token_count::Encoding;
 use llm_tower_providers::Secret;
@@ -26,10 +27,10 @@ use crate::error::{ConfigError, Problems, index, join};
 #[cfg(feature = "redis")]
 use crate::raw::RawOnError;
 use crate::raw::{
-    ProviderKind, RawAction, RawAlgorithm, RawAwsCredentials, RawAzureApi, RawAzureAuth, RawBudget,
-    RawConfig, RawGatewayKey, RawKey, RawKeyBudget, RawLogFormat, RawMaxTokensField,
-    RawMockFailureKind, RawMode, RawModel, RawPeriod, RawProvider, RawRateLimit, RawReply,
-    RawScope, RawStoreKind, RawUnit, RawVertexAuth,
+    ProviderKind, RawAction, RawAdaptiveLimits, RawAdaptiveMode, RawAlgorithm, RawAwsCredentials,
+    RawAzureApi, RawAzureAuth, RawBudget, RawConfig, RawGatewayKey, RawKey, RawKeyBudget,
+    RawLogFormat, RawMaxTokensField, RawMockFailureKind, RawMode, RawModel, RawPeriod, RawProvider,
+    RawRateLimit, RawReply, RawScope, RawStoreKind, RawUnit, RawVertexAuth,
 };
 use crate::raw::{RawAffinity, RawBalance, RawRoute, RawRouteObject, RawRouteTarget};
 use crate::settings::{GatewaySettings, LogFormat};
@@ -118,6 +119,8 @@ pub(crate) struct ProviderSpec {
     /// bedrock: the credentials.
     pub(crate) aws: Option<AwsSpec>,
     pub(crate) mock: Option<MockSpec>,
+    /// Adaptive provider limits, when on.
+    pub(crate) adaptive: Option<AdaptiveMode>,
     pub(crate) models: Vec<ModelSpec>,
 }
 
@@ -768,6 +771,15 @@ fn provider(
     );
     only_for(
         p,
+        &join(&path, "adaptive_limits"),
+        raw.adaptive_limits
+            .as_ref()
+            .is_some_and(|a| *a != RawAdaptiveLimits::Enabled(false)),
+        kind,
+        &[Openai, Azure, Anthropic, OpenaiCompatible, Bedrock],
+    );
+    only_for(
+        p,
         &join(&path, "report_usage"),
         raw.report_usage.is_some(),
         kind,
@@ -1053,6 +1065,7 @@ fn provider(
         region,
         aws,
         mock,
+        adaptive: adaptive_limits(p, &join(&path, "adaptive_limits"), kind, raw),
         models,
     })
 }
@@ -1242,6 +1255,44 @@ fn vertex(p: &mut Problems, path: &str, raw: &RawProvider) {
     }
     if let Some(u) = &raw.token_url {
         check_url(p, &join(path, "token_url"), u);
+    }
+}
+
+/// `adaptive_limits`: on by default for the providers that always send rate-limit headers.
+fn adaptive_limits(
+    p: &mut Problems,
+    path: &str,
+    kind: ProviderKind,
+    raw: &RawProvider,
+) -> Option<AdaptiveMode> {
+    let default_on = matches!(
+        kind,
+        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Anthropic
+    );
+    match &raw.adaptive_limits {
+        None if default_on => Some(AdaptiveMode::default()),
+        None | Some(RawAdaptiveLimits::Enabled(false)) => None,
+        Some(RawAdaptiveLimits::Enabled(true)) => Some(AdaptiveMode::default()),
+        Some(RawAdaptiveLimits::Options(o)) => match o.mode {
+            Some(RawAdaptiveMode::Reject) => {
+                if o.max_wait.is_some() {
+                    p.push(
+                        join(path, "max_wait"),
+                        "only for mode \"wait\" (reject never waits)",
+                    );
+                }
+                Some(AdaptiveMode::Reject)
+            }
+            None | Some(RawAdaptiveMode::Wait) => Some(AdaptiveMode::Wait {
+                max_wait: duration_field(
+                    p,
+                    &join(path, "max_wait"),
+                    o.max_wait.as_ref(),
+                    DEFAULT_MAX_WAIT,
+                    false,
+                ),
+            }),
+        },
     }
 }
 

@@ -1235,3 +1235,76 @@ fn the_cache_sits_between_resolve_and_the_callers_limits() {
         .describe();
     assert!(!d.contains("cache["), "{d}");
 }
+
+#[tokio::test]
+async fn adaptive_limits_are_on_by_default_for_providers_that_send_limit_headers() {
+    let mut v = base();
+    v["budgets"] = json!([]);
+    v["providers"]["claude"] = json!({ "type": "anthropic", "api_key": "k",
+        "adaptive_limits": { "mode": "reject" }, "models": { "claude-sonnet-4-5": {} } });
+    v["providers"]["local"] = json!({ "type": "openai_compatible",
+        "base_url": "http://127.0.0.1:8000/v1", "models": { "llama3": {} } });
+    v["providers"]["groq"] = json!({ "type": "openai_compatible",
+        "base_url": "http://127.0.0.1:8001/v1", "adaptive_limits": { "max_wait": "5s" },
+        "models": { "llama-70b": {} } });
+    v["providers"]["oa2"] = json!({ "type": "openai", "api_key": "k",
+        "adaptive_limits": false, "models": { "gpt-4o": {} } });
+    let d = build(&load(&v).unwrap()).await.unwrap().describe();
+    let target = |id: &str| {
+        d.lines()
+            .find(|l| l.starts_with(&format!("model \"{id}\"")))
+            .unwrap_or_else(|| panic!("{id} in {d}"))
+            .to_owned()
+    };
+    assert!(
+        target("openai/gpt-4o")
+            .contains("retry[3] -> adaptive_limits[wait<=30s] -> rate_limit[bucket"),
+        "inside retry, outside our provider limits: {d}"
+    );
+    assert!(
+        target("claude/claude-sonnet-4-5").contains("adaptive_limits[reject]"),
+        "{d}"
+    );
+    assert!(
+        target("groq/llama-70b").contains("adaptive_limits[wait<=5s]"),
+        "{d}"
+    );
+    for off in ["mock/gpt-4o-mini", "local/llama3", "oa2/gpt-4o"] {
+        assert!(!target(off).contains("adaptive_limits"), "{off}: {d}");
+    }
+}
+
+#[test]
+fn adaptive_limits_problems_have_json_paths() {
+    let with = |kind: &str, a: Value| {
+        let mut v = base();
+        v["budgets"] = json!([]);
+        v["providers"]["p"] = json!({ "type": kind, "api_key": "k",
+            "adaptive_limits": a, "models": { "m": {} } });
+        v
+    };
+    assert_problem(
+        &with("openai", json!({"mode": "reject", "max_wait": "1s"})),
+        "providers.p.adaptive_limits.max_wait: only for mode \"wait\" (reject never waits)",
+    );
+    assert!(
+        problems(&with("openai", json!({"max_wait": "soon"})))
+            .iter()
+            .any(|p| p.starts_with("providers.p.adaptive_limits.max_wait: ")),
+    );
+    assert_problem(
+        &with("openai", json!({"max_wait": "0s"})),
+        "providers.p.adaptive_limits.max_wait: must be > 0",
+    );
+    assert_problem(
+        &with("gemini", json!(true)),
+        "providers.p.adaptive_limits: not used by type gemini (only by openai, azure, anthropic, openai_compatible, bedrock)",
+    );
+    // Turning off what does not exist is allowed.
+    load(&with("gemini", json!(false))).unwrap();
+    assert!(
+        problems(&with("openai", json!({"mode": "later"})))
+            .iter()
+            .any(|p| p.contains("providers.p.adaptive_limits")),
+    );
+}

@@ -322,7 +322,12 @@ async fn a_route_object_with_cache_false_is_left_alone() {
     body["model"] = json!("fresh");
     for _ in 0..2 {
         let r = gw.post(PATH, &[], body.clone()).await;
-        assert_eq!(r.header("x-llm-tower-cache"), Some("bypass"), "{}", r.text());
+        assert_eq!(
+            r.header("x-llm-tower-cache"),
+            Some("bypass"),
+            "{}",
+            r.text()
+        );
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     body["model"] = json!("cached");

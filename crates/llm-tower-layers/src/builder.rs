@@ -48,6 +48,7 @@ use tower::{Layer, Service, ServiceBuilder};
 
 use crate::cache::ResponseCacheLayer;
 use crate::cost::{CostTracker, TrackCostLayer};
+use crate::provider_limits::AdaptiveLimitLayer;
 use crate::rate_limit::RateLimitLayer;
 use crate::retry::RetryLayer;
 use crate::timeout::TimeoutLayer;
@@ -76,6 +77,13 @@ pub trait ServiceBuilderExt<L>: Sized {
 
     /// A rate limit ([`RateLimitLayer`]).
     fn llm_rate_limit(self, layer: RateLimitLayer) -> ServiceBuilder<Stack<RateLimitLayer, L>>;
+
+    /// Holds requests back while the provider's own limit is exhausted
+    /// ([`AdaptiveLimitLayer`]); inside `llm_retry`, outside `llm_timeout`.
+    fn adaptive_limits(
+        self,
+        layer: AdaptiveLimitLayer,
+    ) -> ServiceBuilder<Stack<AdaptiveLimitLayer, L>>;
 
     /// Retries ([`RetryLayer`]).
     fn llm_retry(self, layer: RetryLayer) -> ServiceBuilder<Stack<RetryLayer, L>>;
@@ -114,6 +122,13 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     fn llm_rate_limit(self, layer: RateLimitLayer) -> ServiceBuilder<Stack<RateLimitLayer, L>> {
+        self.layer(layer)
+    }
+
+    fn adaptive_limits(
+        self,
+        layer: AdaptiveLimitLayer,
+    ) -> ServiceBuilder<Stack<AdaptiveLimitLayer, L>> {
         self.layer(layer)
     }
 

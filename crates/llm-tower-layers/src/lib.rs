@@ -5,6 +5,7 @@ pub mod builder;
 pub mod cache;
 pub mod classify;
 pub mod cost;
+pub mod provider_limits;
 pub mod rate_limit;
 pub mod retry;
 pub mod route;

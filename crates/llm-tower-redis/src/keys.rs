@@ -10,6 +10,7 @@
 //! {prefix}:v{version}:{b:{budget key}}:spent    budget: settled spend (nano-USD)
 //! {prefix}:v{version}:{b:{budget key}}:holds    budget: held amounts by id, and `held`
 //! {prefix}:v{version}:{b:{budget key}}:exp      budget: reservation ids by expiry (µs)
+//! {prefix}:v{version}:{al:{target}}:blocked      adaptive limits: set while blocked (PX expiry)
 //! ```
 //!
 //! `version` is the version of the script family that owns the key, so a rolling upgrade
@@ -95,6 +96,14 @@ pub(crate) fn budget(prefix: &str, version: u32, key: &str) -> [String; 3] {
     keys(prefix, version, &tag, ["spent", "holds", "exp"])
 }
 
+/// The adaptive-limit key of a target: `[blocked]`.
+pub(crate) fn adaptive(prefix: &str, version: u32, target: &str) -> [String; 1] {
+    let mut tag = String::with_capacity(target.len() + 3);
+    tag.push_str("al:");
+    escape_into(&mut tag, target, false);
+    keys(prefix, version, &tag, ["blocked"])
+}
+
 /// The hash tag Redis Cluster would hash for `key` (the whole key when it has none).
 #[cfg(test)]
 pub(crate) fn hash_tag(key: &str) -> &str {
@@ -160,6 +169,13 @@ mod tests {
         let [sw2, _] = sliding_window("p", 2, "s", "k");
         assert_ne!(hash_tag(&sw), hash_tag(&lb));
         assert_ne!(sw, sw2);
+    }
+
+    #[test]
+    fn adaptive_keys_are_versioned_and_tagged() {
+        let [k] = adaptive("llm-tower", 1, "openai/gpt-4o");
+        assert_eq!(k, "llm-tower:v1:{al:openai/gpt-4o}:blocked");
+        assert_eq!(hash_tag(&k), "al:openai/gpt-4o");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Shared state for several llm-tower instances: rate-limit, budget and response-cache
 //! stores on Redis.
 //!
-//! [`RedisRateLimitStore`] implements `llm_tower_layers::rate_limit::RateLimitStore` and
-//! [`RedisBudgetStore`] implements `llm_tower_layers::cost::BudgetStore`, and
-//! [`RedisCacheStore`] implements `llm_tower_layers::cache::CacheStore`. Put the same
+//! [`RedisRateLimitStore`] implements `llm_tower_layers::rate_limit::RateLimitStore`,
+//! [`RedisBudgetStore`] implements `llm_tower_layers::cost::BudgetStore`,
+//! [`RedisCacheStore`] implements `llm_tower_layers::cache::CacheStore`, and
+//! [`RedisAdaptiveStore`] implements `llm_tower_layers::provider_limits::AdaptiveLimitStore`
+//! (targets blocked until their provider's reset). Put the same
 //! store configuration (URL and prefix) in every instance and they share one set of
 //! limits and budgets: together they never admit more than a limit, nor spend more than
 //! a budget.
@@ -73,6 +75,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod adaptive;
 mod budget;
 mod cache;
 mod config;
@@ -84,6 +87,7 @@ mod scripts;
 mod testing;
 mod time;
 
+pub use adaptive::RedisAdaptiveStore;
 pub use budget::{MAX_REMEMBERED_COUNTERS, RedisBudgetStore};
 pub use cache::{DEFAULT_MAX_CACHE_ENTRY_BYTES, RedisCacheStore};
 pub use config::{

@@ -37,9 +37,12 @@ pub(crate) const SLIDING_WINDOW_VERSION: u32 = 1;
 pub(crate) const LEAKY_BUCKET_VERSION: u32 = 2;
 /// The version of the budget scripts and their keys.
 pub(crate) const BUDGET_VERSION: u32 = 1;
+pub(crate) const ADAPTIVE_VERSION: u32 = 1;
 
 const SLIDING_WINDOW_CODE: &str = include_str!("lua/sliding_window.lua");
 const LEAKY_BUCKET_CODE: &str = include_str!("lua/leaky_bucket.lua");
+const ADAPTIVE_BLOCK_CODE: &str = include_str!("lua/adaptive_block.lua");
+const ADAPTIVE_BLOCKED_CODE: &str = include_str!("lua/adaptive_blocked.lua");
 const BUDGET_RESERVE_CODE: &str = concat!(
     "-- llm-tower budget_reserve v1\n",
     include_str!("lua/budget_common.lua"),
@@ -68,6 +71,10 @@ pub(crate) static SLIDING_WINDOW: LazyLock<LuaScript> = LazyLock::new(|| {
 pub(crate) static LEAKY_BUCKET: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new("leaky_bucket", LEAKY_BUCKET_VERSION, LEAKY_BUCKET_CODE));
 /// Budget: hold an amount.
+pub(crate) static ADAPTIVE_BLOCK: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new("adaptive_block", ADAPTIVE_VERSION, ADAPTIVE_BLOCK_CODE));
+pub(crate) static ADAPTIVE_BLOCKED: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new("adaptive_blocked", ADAPTIVE_VERSION, ADAPTIVE_BLOCKED_CODE));
 pub(crate) static BUDGET_RESERVE: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new("budget_reserve", BUDGET_VERSION, BUDGET_RESERVE_CODE));
 /// Budget: release a hold and add the actual amount.
@@ -179,12 +186,16 @@ mod tests {
             &*BUDGET_RESERVE,
             &*BUDGET_SETTLE,
             &*BUDGET_USAGE,
+            &*ADAPTIVE_BLOCK,
+            &*ADAPTIVE_BLOCKED,
         ] {
             let code = match s.name {
                 "sliding_window" => SLIDING_WINDOW_CODE,
                 "leaky_bucket" => LEAKY_BUCKET_CODE,
                 "budget_reserve" => BUDGET_RESERVE_CODE,
                 "budget_settle" => BUDGET_SETTLE_CODE,
+                "adaptive_block" => ADAPTIVE_BLOCK_CODE,
+                "adaptive_blocked" => ADAPTIVE_BLOCKED_CODE,
                 _ => BUDGET_USAGE_CODE,
             };
             let header = format!("-- llm-tower {} v{}\n", s.name, s.version);
@@ -201,11 +212,13 @@ mod tests {
             &*BUDGET_RESERVE,
             &*BUDGET_SETTLE,
             &*BUDGET_USAGE,
+            &*ADAPTIVE_BLOCK,
+            &*ADAPTIVE_BLOCKED,
         ]
         .iter()
         .map(|s| s.script.get_hash().to_owned())
         .collect();
-        assert_eq!(hashes.len(), 5);
+        assert_eq!(hashes.len(), 7);
     }
 
     #[test]

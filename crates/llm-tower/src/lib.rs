@@ -84,6 +84,7 @@ pub mod prelude {
     pub use llm_tower_layers::cost::{
         Budget, BudgetAlert, BudgetScope, CostTracker, ModelPrice, Period, PriceTable, Threshold,
     };
+    pub use llm_tower_layers::provider_limits::{AdaptiveLimitLayer, AdaptiveMode};
     pub use llm_tower_layers::rate_limit::{Algorithm, KeyBy, Mode, RateLimitLayer};
     pub use llm_tower_layers::retry::RetryLayer;
     #[cfg(feature = "providers")]

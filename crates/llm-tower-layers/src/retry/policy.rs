@@ -87,6 +87,12 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, Error> for RetryPolicy {
             self.give_up(err, "not retryable");
             return None;
         }
+        if err.code() == Some(crate::provider_limits::REFUSAL_CODE) {
+            // The adaptive provider limit chose not to wait for this target: a retry here
+            // would wait anyway; the router's next target may take it now.
+            self.give_up(err, "held back by the provider's limit");
+            return None;
+        }
         if self.attempts > s.max_retries {
             self.give_up(err, "max retries reached");
             return None;
