@@ -1,8 +1,9 @@
 //! Routing services over several targets (deployments, API keys, servers of one model):
 //!
 //! - [`Balance`]: spreads requests over a group of targets, by power of two choices
-//!   over each target's PeakEWMA load ([`tower::load::PeakEwma`]; for streams the latency
-//!   to the first token, since providers answer once it arrived) or by weight, skipping
+//!   over each target's PeakEWMA load (the algorithm of tower's `load::PeakEwma`; for
+//!   streams the latency to the first token, since providers answer once it arrived) or
+//!   by weight, skipping
 //!   targets whose circuit is open; with [`Affinity::PromptPrefix`] requests sharing a
 //!   cacheable prefix go to the same target while it is healthy and not overloaded, so the
 //!   provider's prompt cache stays warm. A retryable failure moves on to the group's other
