@@ -10,6 +10,7 @@ mod from_config;
 pub mod http_limit;
 pub mod key;
 pub mod openai_error;
+mod passthrough;
 pub mod responses;
 mod routes;
 pub mod server;

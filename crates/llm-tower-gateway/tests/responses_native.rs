@@ -171,7 +171,12 @@ async fn upstream() -> (SocketAddr, Seen) {
         let output = output_for(&body);
         if body["stream"] == true {
             let mut sse = String::new();
-            for e in stream_events(&body, &output) {
+            let mut events = stream_events(&body, &output);
+            if body["input"] == "cut" {
+                // The connection ends in the middle of the answer (after its first text).
+                events.truncate(11);
+            }
+            for e in events {
                 sse.push_str(&format!(
                     "event: {}\ndata: {e}\n\n",
                     e["type"].as_str().unwrap()
@@ -340,6 +345,40 @@ async fn streamed_events_pass_through_with_the_gateways_id() {
     let got = gw.get(&format!("/v1/responses/{id}"), &[]).await;
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["output"][1]["content"][0]["text"], NATIVE_TEXT);
+}
+
+#[tokio::test]
+async fn a_stream_cut_in_the_middle_ends_with_response_failed() {
+    let (up, _seen) = upstream().await;
+    let gw = gateway(up).await;
+    let r = post_json(
+        &gw,
+        json!({"model": "fast", "input": "cut", "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| serde_json::from_str(e.split_once("data: ").unwrap().1).unwrap())
+        .collect();
+    assert_eq!(events.len(), 12, "{text}");
+    assert_eq!(events[10]["type"], "response.output_text.delta");
+    assert_eq!(events[0]["type"], "response.created");
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.failed", "{text}");
+    assert_eq!(last["response"]["status"], "failed");
+    assert!(
+        last["response"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("resp_gw")
+    );
+    assert_eq!(
+        last["sequence_number"].as_u64().unwrap(),
+        events[10]["sequence_number"].as_u64().unwrap() + 1
+    );
 }
 
 #[tokio::test]

@@ -116,9 +116,9 @@ async fn messages_inner(
     let cache = resp.meta.cache;
     let mut out = match (resp.body, stream) {
         (ResponseBody::Stream(s), _) => match crate::responses::native::peek(s, deadline).await {
-            crate::responses::native::Peeked::Native(s) => {
-                event_stream(Body::from_stream(native::events(s, deadline)))
-            }
+            crate::responses::native::Peeked::Native(s) => event_stream(Body::from_stream(
+                crate::passthrough::events(native::Messages::default(), s, deadline),
+            )),
             crate::responses::native::Peeked::Chat(s) => event_stream(Body::new(
                 stream::MessagesSseBody::new(s, model, input_tokens).with_deadline(deadline),
             )),

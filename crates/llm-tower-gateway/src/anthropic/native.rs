@@ -3,105 +3,43 @@
 //! event, passed on as it came, so nothing the gateway does not model is lost (server
 //! tool blocks and their results, citations, whatever Anthropic adds next).
 
-use std::convert::Infallible;
-
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_core::Stream;
-use futures_util::StreamExt;
-use llm_tower_core::{ChatStream, Error, ErrorKind};
+use bytes::{BufMut, BytesMut};
+use futures_util::future::BoxFuture;
+use llm_tower_core::Error;
 use serde_json::Value;
-use tokio::time::Instant;
 
 use super::error::AnthropicError;
+use crate::passthrough::{Passthrough, write_event};
 
-struct Run {
-    stream: ChatStream,
-    deadline: Instant,
+/// Anthropic's events, as they came; `event: error` for a failure after the start.
+#[derive(Default)]
+pub(crate) struct Messages {
     /// `message_stop` or an `error` event went out.
     ended: bool,
-    done: bool,
-    buf: BytesMut,
 }
 
-impl Run {
-    fn event(&mut self, event: &Value) {
-        let kind = event
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("message");
-        if matches!(kind, "message_stop" | "error") {
+impl Passthrough for Messages {
+    const LAST: &'static str = "message_stop";
+
+    fn event<'a>(&'a mut self, event: &'a Value, buf: &'a mut BytesMut) -> BoxFuture<'a, ()> {
+        if matches!(
+            event.get("type").and_then(Value::as_str),
+            Some("message_stop" | "error")
+        ) {
             self.ended = true;
         }
-        self.buf.reserve(256);
-        self.buf.put_slice(b"event: ");
-        self.buf.put_slice(kind.as_bytes());
-        self.buf.put_slice(b"\ndata: ");
-        let mut w = (&mut self.buf).writer();
-        if serde_json::to_writer(&mut w, event).is_err() {
-            self.buf.put_slice(b"{}");
-        }
-        self.buf.put_slice(b"\n\n");
+        write_event(buf, event);
+        Box::pin(std::future::ready(()))
     }
 
-    /// One `error` event, unless the stream already ended.
-    fn fail(&mut self, e: &Error) {
-        if self.ended {
-            return;
-        }
+    fn fail(&mut self, e: &Error, buf: &mut BytesMut) {
         self.ended = true;
-        self.buf.put_slice(b"event: error\ndata: ");
-        self.buf.put_slice(&AnthropicError::from_error(e).body());
-        self.buf.put_slice(b"\n\n");
+        buf.put_slice(b"event: error\ndata: ");
+        buf.put_slice(&AnthropicError::from_error(e).body());
+        buf.put_slice(b"\n\n");
     }
-}
 
-/// The SSE body: the provider's events as they come, which must end by `deadline`.
-/// Chunks without an event (a layer's own) are left out.
-pub(crate) fn events(
-    stream: ChatStream,
-    deadline: Instant,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    let run = Run {
-        stream,
-        deadline,
-        ended: false,
-        done: false,
-        buf: BytesMut::new(),
-    };
-    futures_util::stream::unfold(run, |mut run| async move {
-        if run.done {
-            return None;
-        }
-        loop {
-            match tokio::time::timeout_at(run.deadline, run.stream.next()).await {
-                Err(_) => {
-                    run.fail(&Error::timeout(
-                        "the stream ran past the gateway's request timeout",
-                    ));
-                    run.done = true;
-                }
-                Ok(Some(Ok(chunk))) => {
-                    if let Some(native) = &chunk.native {
-                        run.event(native);
-                    }
-                }
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "stream failed after its start");
-                    run.fail(&e);
-                    run.done = true;
-                }
-                Ok(None) => {
-                    run.fail(&Error::new(
-                        ErrorKind::Transport,
-                        "the provider's stream ended before message_stop",
-                    ));
-                    run.done = true;
-                }
-            }
-            let bytes = run.buf.split().freeze();
-            if !bytes.is_empty() || run.done {
-                return Some((Ok(bytes), run));
-            }
-        }
-    })
+    fn ended(&self) -> bool {
+        self.ended
+    }
 }

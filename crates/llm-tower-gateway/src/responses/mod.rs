@@ -178,7 +178,11 @@ async fn create_inner(
             ResponseBody::Stream(s) => match native::peek(s, deadline).await {
                 native::Peeked::Native(s) => {
                     let store = store.map(|store| stream::StoreOnFinish { store, template });
-                    let events = native::events(meta, s, deadline, store);
+                    let events = crate::passthrough::events(
+                        native::Responses::new(meta, store),
+                        s,
+                        deadline,
+                    );
                     let mut out = event_stream(Body::from_stream(events));
                     out.extensions_mut().insert(ProviderLatency(latency));
                     crate::routes::cache_header(&mut out, cache);

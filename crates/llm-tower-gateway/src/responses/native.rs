@@ -3,19 +3,17 @@
 //! with the gateway's response id (the one `GET /v1/responses/{id}` and
 //! `previous_response_id` know) in place of the provider's.
 
-use std::convert::Infallible;
-use std::sync::Arc;
-
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_core::Stream;
+use bytes::BytesMut;
 use futures_util::StreamExt;
-use llm_tower_core::{ChatStream, Error, ErrorKind};
+use futures_util::future::BoxFuture;
+use llm_tower_core::{ChatStream, Error};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::response::{Meta, Status, response_object};
 use super::stream::StoreOnFinish;
 use crate::openai_error::OpenAiError;
+use crate::passthrough::{Passthrough, write_event};
 
 /// The provider's response object as the gateway's, with its output items (for the
 /// store).
@@ -70,10 +68,11 @@ pub(crate) async fn peek(mut stream: ChatStream, deadline: Instant) -> Peeked {
     }
 }
 
-struct Run {
+/// The Responses API's events, as they came but for the gateway's response id; the
+/// finished response stored (when asked) before `response.completed` goes out;
+/// `response.failed` for a failure after the start.
+pub(crate) struct Responses {
     meta: Meta,
-    stream: ChatStream,
-    deadline: Instant,
     store: Option<StoreOnFinish>,
     /// The last event's `sequence_number`.
     seq: u64,
@@ -81,53 +80,23 @@ struct Run {
     model: String,
     /// `response.completed`, `response.incomplete` or `response.failed` went out.
     ended: bool,
-    done: bool,
-    buf: BytesMut,
 }
 
-impl Run {
-    fn write(&mut self, kind: &str, event: &Value) {
-        self.buf.reserve(256);
-        self.buf.put_slice(b"event: ");
-        self.buf.put_slice(kind.as_bytes());
-        self.buf.put_slice(b"\ndata: ");
-        let mut w = (&mut self.buf).writer();
-        if serde_json::to_writer(&mut w, event).is_err() {
-            self.buf.put_slice(b"{}");
+impl Responses {
+    pub(crate) fn new(meta: Meta, store: Option<StoreOnFinish>) -> Self {
+        let model = meta.echo.model.clone();
+        Responses {
+            meta,
+            store,
+            seq: 0,
+            model,
+            ended: false,
         }
-        self.buf.put_slice(b"\n\n");
-    }
-
-    /// `response.failed` after `e`, unless the stream already ended.
-    fn fail(&mut self, e: &Error) {
-        if self.ended {
-            return;
-        }
-        self.ended = true;
-        let oe = OpenAiError::from_error(e);
-        let error = json!({"code": oe.code().unwrap_or("server_error"), "message": oe.message()});
-        let response = response_object(
-            &self.meta,
-            &self.model,
-            Status::Failed,
-            &[],
-            None,
-            Some(error),
-        );
-        self.seq = self.seq.saturating_add(1);
-        let event =
-            json!({"type": "response.failed", "sequence_number": self.seq, "response": response});
-        self.write("response.failed", &event);
     }
 
     /// Passes one provider event on.
-    async fn event(&mut self, native: &Value) {
+    async fn pass(&mut self, native: &Value, buf: &mut BytesMut) {
         let mut event = native.clone();
-        let kind = event
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("message")
-            .to_owned();
         if let Some(n) = event.get("sequence_number").and_then(Value::as_u64) {
             self.seq = n;
         }
@@ -137,11 +106,14 @@ impl Run {
                 m.clone_into(&mut self.model);
             }
         }
-        let terminal = matches!(
-            kind.as_str(),
+        let kind = event
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if matches!(
+            kind,
             "response.completed" | "response.incomplete" | "response.failed"
-        );
-        if terminal {
+        ) {
             self.ended = true;
             // Stored before the client sees the end, so a continuation can follow at once.
             if kind != "response.failed"
@@ -164,64 +136,36 @@ impl Run {
                 }
             }
         }
-        self.write(&kind, &event);
+        write_event(buf, &event);
     }
 }
 
-/// The SSE body: the provider's events as they come, which must end by `deadline`.
-/// Chunks without an event (a layer's own, such as a counted usage chunk) are left out.
-pub(crate) fn events(
-    meta: Meta,
-    stream: ChatStream,
-    deadline: Instant,
-    store: Option<StoreOnFinish>,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    let model = meta.echo.model.clone();
-    let run = Run {
-        meta,
-        stream,
-        deadline,
-        store,
-        seq: 0,
-        model,
-        ended: false,
-        done: false,
-        buf: BytesMut::new(),
-    };
-    futures_util::stream::unfold(run, |mut run| async move {
-        if run.done {
-            return None;
-        }
-        loop {
-            match tokio::time::timeout_at(run.deadline, run.stream.next()).await {
-                Err(_) => {
-                    run.fail(&Error::timeout(
-                        "the stream ran past the gateway's request timeout",
-                    ));
-                    run.done = true;
-                }
-                Ok(Some(Ok(chunk))) => {
-                    if let Some(native) = chunk.native.as_ref().map(Arc::clone) {
-                        run.event(&native).await;
-                    }
-                }
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "stream failed after its start");
-                    run.fail(&e);
-                    run.done = true;
-                }
-                Ok(None) => {
-                    run.fail(&Error::new(
-                        ErrorKind::Transport,
-                        "the provider's stream ended before response.completed",
-                    ));
-                    run.done = true;
-                }
-            }
-            let bytes = run.buf.split().freeze();
-            if !bytes.is_empty() || run.done {
-                return Some((Ok(bytes), run));
-            }
-        }
-    })
+impl Passthrough for Responses {
+    const LAST: &'static str = "response.completed";
+
+    fn event<'a>(&'a mut self, event: &'a Value, buf: &'a mut BytesMut) -> BoxFuture<'a, ()> {
+        Box::pin(self.pass(event, buf))
+    }
+
+    fn fail(&mut self, e: &Error, buf: &mut BytesMut) {
+        self.ended = true;
+        let oe = OpenAiError::from_error(e);
+        let error = json!({"code": oe.code().unwrap_or("server_error"), "message": oe.message()});
+        let response = response_object(
+            &self.meta,
+            &self.model,
+            Status::Failed,
+            &[],
+            None,
+            Some(error),
+        );
+        self.seq = self.seq.saturating_add(1);
+        let event =
+            json!({"type": "response.failed", "sequence_number": self.seq, "response": response});
+        write_event(buf, &event);
+    }
+
+    fn ended(&self) -> bool {
+        self.ended
+    }
 }
