@@ -326,7 +326,7 @@ impl Engine {
         if !chat.stream {
             let (w, raw) = if native {
                 let v: serde_json::Value = self.common.read_json(ok, &deadline, "message").await?;
-                let w: wire::MessagesResponse = serde_json::from_value(v.clone())
+                let w = <wire::MessagesResponse as serde::Deserialize>::deserialize(&v)
                     .map_err(|e| crate::error_map::invalid_body("message", &e))?;
                 (w, Some(v))
             } else {

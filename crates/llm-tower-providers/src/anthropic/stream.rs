@@ -21,6 +21,7 @@ use llm_tower_core::{
     ChatChunk, ChunkChoice, Delta, Error, ErrorKind, FunctionCallDelta, Role, ThinkingBlock,
     ToolCallDelta,
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::convert::{self, Counts, ResponseBlock};
@@ -172,14 +173,22 @@ impl AnthropicStreamParser {
 
 impl StreamParser for AnthropicStreamParser {
     fn on_event(&mut self, event: SseEvent, out: &mut VecDeque<ChatChunk>) -> Result<Flow, Error> {
-        if !self.native || event.data.trim().is_empty() {
-            return self.handle(&event, out);
+        if event.data.trim().is_empty() {
+            return Ok(Flow::Continue);
         }
-        // The client speaks Anthropic too: every event rides along in a chunk.
+        if !self.native {
+            let ev: StreamEvent = serde_json::from_str(&event.data)
+                .map_err(|e| error_map::invalid_body("stream event", &e))?;
+            return self.apply(ev, out);
+        }
+        // The client speaks Anthropic too: every event rides along in a chunk (parsed
+        // once, read from the parsed value).
         let raw: Value = serde_json::from_str(&event.data)
             .map_err(|e| error_map::invalid_body("stream event", &e))?;
+        let ev = StreamEvent::deserialize(&raw)
+            .map_err(|e| error_map::invalid_body("stream event", &e))?;
         let before = out.len();
-        let flow = self.handle(&event, out)?;
+        let flow = self.apply(ev, out)?;
         let raw = Some(std::sync::Arc::new(raw));
         match out.get_mut(before) {
             Some(first) => first.native = raw,
@@ -198,12 +207,7 @@ impl StreamParser for AnthropicStreamParser {
 }
 
 impl AnthropicStreamParser {
-    fn handle(&mut self, event: &SseEvent, out: &mut VecDeque<ChatChunk>) -> Result<Flow, Error> {
-        if event.data.trim().is_empty() {
-            return Ok(Flow::Continue);
-        }
-        let ev: StreamEvent = serde_json::from_str(&event.data)
-            .map_err(|e| error_map::invalid_body("stream event", &e))?;
+    fn apply(&mut self, ev: StreamEvent, out: &mut VecDeque<ChatChunk>) -> Result<Flow, Error> {
         match ev {
             StreamEvent::MessageStart { message } => {
                 self.id = message.id;
