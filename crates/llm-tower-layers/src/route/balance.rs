@@ -454,15 +454,18 @@ impl<S> Inner<S> {
         Some(h.finish())
     }
 
-    /// The targets to try, in order.
-    fn order(&self, req: &LlmRequest) -> Vec<usize> {
+    /// The targets to try, in order, each with its load when the order was made.
+    fn order(&self, req: &LlmRequest) -> Vec<(usize, f64)> {
         let avail: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].is_available())
             .collect();
         if avail.is_empty() {
             // Every circuit is open: let the least recently failed decide (each answers
             // for itself, fast).
-            return (0..self.slots.len()).collect();
+            let now = self.clock.now();
+            return (0..self.slots.len())
+                .map(|i| (i, self.slots[i].ewma.load(now)))
+                .collect();
         }
         let now = self.clock.now();
         // A target that never answered yet is assumed as fast as the measured ones on
@@ -528,18 +531,16 @@ impl<S> Inner<S> {
                     _ => Some(a),
                 }
             });
+        let first = first.and_then(|i| Some((i, load_of(i)?)));
         let mut rest: Vec<(usize, f64)> = loads
             .into_iter()
-            .filter(|(i, _)| Some(*i) != first)
+            .filter(|(i, _)| first.is_none_or(|(f, _)| f != *i))
             .collect();
         rest.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let mut order: Vec<usize> = first
-            .into_iter()
-            .chain(rest.into_iter().map(|(i, _)| i))
-            .collect();
+        let mut order: Vec<(usize, f64)> = first.into_iter().chain(rest).collect();
         // Another attempt of the same request (a hedge) goes elsewhere first.
         if let Some(tried) = req.extensions.get::<Attempted>() {
-            order.sort_by_key(|&i| tried.contains(&self.slots[i].name));
+            order.sort_by_key(|&(i, _)| tried.contains(&self.slots[i].name));
         }
         order
     }
@@ -565,11 +566,11 @@ where
             let name = |n: usize| {
                 order
                     .get(n)
-                    .map_or_else(String::new, |&i| inner.slots[i].name.to_string())
+                    .map_or_else(String::new, |&(i, _)| inner.slots[i].name.to_string())
             };
             super::in_order(order.len(), req, "balance", name, |n, attempt| {
                 let inner = &inner;
-                let i = order[n];
+                let (i, load) = order[n];
                 async move {
                     let slot = &inner.slots[i];
                     if let Some(tried) = attempt.extensions.get::<Attempted>() {
@@ -578,7 +579,7 @@ where
                     slot.chosen.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("llm_tower_balance_chosen_total", slot.labels.clone())
                         .increment(1);
-                    let load_ms = slot.ewma.load(inner.clock.now()) / 1e6;
+                    let load_ms = load / 1e6;
                     metrics::gauge!("llm_tower_balance_load_ms", slot.labels.clone()).set(load_ms);
                     tracing::debug!(
                         route = &*inner.route,
